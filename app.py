@@ -1,0 +1,163 @@
+"""The chat's application factory and entry point."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+from aiohttp_remotes import XForwardedRelaxed
+from aiohttp_session import session_middleware
+from aiohttp_session.cookie_storage import EncryptedCookieStorage
+
+import middlewares
+from auth import SESSION_KEY
+from auth.passwords import PASSWORDS_KEY, Passwords
+from auth.sessions import csrf_token
+from chat.hub import HUB_KEY, Hub
+from routes import setup_routes
+from settings import SETTINGS_KEY, Settings, SettingsError, load_settings
+from storage import STORE_KEY, open_store
+from storage.base import StorageUnavailable
+
+log = logging.getLogger("chat")
+
+TEMPLATES_DIR = Path(__file__).parent / "templates"
+SHUTDOWN_TIMEOUT = 5.0  # seconds for in-flight requests after sockets got 1001
+EXPIRY_SWEEP = 30.0  # seconds between checks for sockets whose session expired
+
+
+async def store_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Open the database (creating indexes) for the app's lifetime."""
+    store = app[STORE_KEY]
+    try:
+        await store.setup()
+    except StorageUnavailable:
+        await store.close()
+        raise
+    yield
+    await store.close()
+
+
+async def expiry_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Close sockets whose login session expired, in the background."""
+
+    async def sweep() -> None:
+        while True:
+            await asyncio.sleep(EXPIRY_SWEEP)
+            await app[HUB_KEY].close_expired()
+
+    task = asyncio.create_task(sweep())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def close_sockets(app: web.Application) -> None:
+    """Tell every socket the server is going away (1001) before the process stops."""
+    await app[HUB_KEY].close_all()
+
+
+async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """Set the security headers of every response."""
+    host = request.host
+    h = response.headers
+    h["Content-Security-Policy"] = (
+        "default-src 'none'; script-src 'self'; style-src 'self'; "
+        f"connect-src 'self' ws://{host} wss://{host}; img-src 'self' data:; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    )
+    h["X-Content-Type-Options"] = "nosniff"
+    h["Referrer-Policy"] = "same-origin"
+    h["X-Frame-Options"] = "DENY"
+    h["Server"] = "chat"
+    if SESSION_KEY in request and "Cache-Control" not in h:
+        h["Cache-Control"] = "no-store"
+    if request.app[SETTINGS_KEY].cookie_secure:
+        h["Strict-Transport-Security"] = "max-age=31536000"
+
+
+async def template_context(request: web.Request) -> dict[str, Any]:
+    """Give every template the logged-in user and the CSRF token."""
+    session = request.get(SESSION_KEY)
+    return {
+        "current_user": session.user if session else None,
+        "csrf_token": await csrf_token(request),
+    }
+
+
+def create_app(settings: Settings) -> web.Application:
+    """Build the application; no I/O happens until it starts."""
+    storage = EncryptedCookieStorage(
+        settings.secret_key,
+        cookie_name="chat_session",
+        max_age=settings.session_max_age,
+        httponly=True,
+        samesite="Lax",
+        secure=settings.cookie_secure,
+    )
+    # Order matters: proxy headers first (so scheme and address are the client's), error
+    # pages around everything, the session before anything that reads it (user, CSRF).
+    chain: list[Any] = [
+        middlewares.error_pages,
+        session_middleware(storage),
+        middlewares.current_user,
+        middlewares.csrf,
+    ]
+    if settings.trust_proxy:
+        chain.insert(0, XForwardedRelaxed().middleware)
+    app = web.Application(middlewares=chain, client_max_size=64 * 1024)
+    app[SETTINGS_KEY] = settings
+    app[STORE_KEY] = open_store(settings)
+    app[HUB_KEY] = Hub()
+    app[PASSWORDS_KEY] = Passwords(settings.argon2_time_cost, settings.argon2_memory_kib)
+    aiohttp_jinja2.setup(
+        app,
+        loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+        autoescape=jinja2.select_autoescape(default=True),
+        context_processors=[template_context],
+    )
+    app[aiohttp_jinja2.static_root_key] = "/static"
+    setup_routes(app)
+    app.cleanup_ctx.append(store_ctx)
+    app.cleanup_ctx.append(expiry_ctx)
+    app.on_shutdown.append(close_sockets)
+    app.on_response_prepare.append(security_headers)
+    return app
+
+
+def main() -> None:
+    """Load settings and serve until SIGINT or SIGTERM."""
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        sys.exit(f"chat: configuration error: {exc}")
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    log.info(
+        "starting on http://%s:%d with %s storage", settings.host, settings.port, settings.backend
+    )
+    try:
+        web.run_app(
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            shutdown_timeout=SHUTDOWN_TIMEOUT,
+            access_log_format='%a "%r" %s %b %Tfs',
+            print=None,
+        )
+    except StorageUnavailable as exc:
+        sys.exit(f"chat: cannot start: {exc}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""Sign-up, login and logout pages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp_jinja2
+from aiohttp import web
+
+from auth import SESSION_KEY
+from auth.forms import field, safe_next, validate_signup
+from auth.passwords import PASSWORDS_KEY
+from auth.sessions import csrf_token, end_session, start_session
+from chat.hub import CLOSE_SESSION_ENDED, HUB_KEY
+from settings import SETTINGS_KEY
+from storage import STORE_KEY
+from storage.base import LoginTaken
+
+LOGIN_FAILED = "Wrong login or password."
+
+
+async def render_form(
+    request: web.Request, template: str, context: dict[str, Any], status: int = 200
+) -> web.Response:
+    """Render a form page with a CSRF token."""
+    context = {"csrf_token": await csrf_token(request), "errors": {}, "form": {}, **context}
+    return aiohttp_jinja2.render_template(template, request, context, status=status)
+
+
+def redirect(request: web.Request, name: str, **query: str) -> web.HTTPFound:
+    """Return a redirect to a named route."""
+    url = request.app.router[name].url_for()
+    return web.HTTPFound(url.with_query(query) if query else url)
+
+
+class SignUp(web.View):
+    """Registration: create an account and log it in."""
+
+    async def get(self) -> web.Response:
+        if SESSION_KEY in self.request:
+            raise redirect(self.request, "index")
+        return await render_form(self.request, "signup.html", {})
+
+    async def post(self) -> web.Response:
+        request = self.request
+        settings = request.app[SETTINGS_KEY]
+        values, errors = validate_signup(await request.post(), settings.password_min_length)
+        shown = {"login": values["login"], "email": values["email"]}  # never the password
+        if errors:
+            return await render_form(
+                request, "signup.html", {"form": shown, "errors": errors}, status=400
+            )
+        password_hash = await request.app[PASSWORDS_KEY].hash(values["password"])
+        try:
+            user = await request.app[STORE_KEY].users.create(
+                values["login"], values["email"], password_hash
+            )
+        except LoginTaken:
+            errors = {"login": "This login is taken; choose another."}
+            return await render_form(
+                request, "signup.html", {"form": shown, "errors": errors}, status=409
+            )
+        await start_session(request, user)
+        raise redirect(request, "index")
+
+
+class Login(web.View):
+    """Logging in with login and password."""
+
+    async def get(self) -> web.Response:
+        nxt = safe_next(self.request.query.get("next", ""), "/")
+        if SESSION_KEY in self.request:
+            raise web.HTTPFound(nxt)
+        return await render_form(self.request, "login.html", {"next": nxt})
+
+    async def post(self) -> web.Response:
+        request = self.request
+        form = await request.post()
+        login = field(form, "login").strip()
+        password = field(form, "password")
+        nxt = safe_next(field(form, "next") or request.query.get("next", ""), "/")
+        user = await request.app[STORE_KEY].users.find_by_login(login) if login else None
+        ok = await request.app[PASSWORDS_KEY].verify(
+            user.password_hash if user else None, password[:1024]
+        )
+        if user is None or not ok:
+            context = {"form": {"login": login}, "next": nxt, "errors": {"form": LOGIN_FAILED}}
+            return await render_form(request, "login.html", context, status=401)
+        await start_session(request, user)
+        raise web.HTTPFound(nxt)
+
+
+class Logout(web.View):
+    """Logging out (POST only): ends the session everywhere, sockets included."""
+
+    async def post(self) -> web.Response:
+        sid = await end_session(self.request)
+        if sid is not None:
+            await self.request.app[HUB_KEY].close_session(sid, CLOSE_SESSION_ENDED, "logged out")
+        raise redirect(self.request, "login")

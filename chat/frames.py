@@ -1,0 +1,94 @@
+"""The WebSocket protocol's frames (see PROTOCOL.md): decoding client frames, encoding server ones."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+TEXT_MAX = 2000
+CLIENT_ID_MAX = 64
+
+
+class FrameError(Exception):
+    """A client frame was refused; becomes an `error` frame, the socket stays open."""
+
+    def __init__(self, code: str, message: str, client_id: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.client_id = client_id
+
+    def to_frame(self) -> str:
+        """Encode as the protocol's `error` frame."""
+        return error_frame(self.code, self.message, self.client_id)
+
+
+@dataclasses.dataclass(frozen=True)
+class PostMessage:
+    """A client's `message` frame, validated; text is trimmed."""
+
+    text: str
+    client_id: str
+
+
+def parse_client_frame(data: str) -> PostMessage:
+    """Decode one text frame from a client, or raise FrameError with the protocol's code."""
+    try:
+        frame = json.loads(data)
+    except (ValueError, RecursionError):
+        raise FrameError("bad_frame", "Frames must be JSON objects.") from None
+    if not isinstance(frame, dict):
+        raise FrameError("bad_frame", "Frames must be JSON objects.")
+    client_id = frame.get("client_id")
+    valid_id = client_id if isinstance(client_id, str) and client_id else None
+    kind = frame.get("type")
+    if kind != "message":
+        raise FrameError("bad_frame", "Unknown frame type.", valid_id)
+    if valid_id is None or len(valid_id) > CLIENT_ID_MAX:
+        raise FrameError(
+            "bad_frame", f"client_id must be a string of 1 to {CLIENT_ID_MAX} characters."
+        )
+    text = frame.get("text")
+    if not isinstance(text, str):
+        raise FrameError("bad_frame", "text must be a string.", valid_id)
+    text = text.strip()
+    if not text:
+        raise FrameError("empty", "The message is empty.", valid_id)
+    if len(text) > TEXT_MAX:
+        raise FrameError("too_long", f"Messages are at most {TEXT_MAX} characters.", valid_id)
+    return PostMessage(text=text, client_id=valid_id)
+
+
+def encode(frame: dict[str, Any]) -> str:
+    """Encode a server frame."""
+    return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
+
+
+def error_frame(
+    code: str, message: str, client_id: str | None = None, retry_after: float | None = None
+) -> str:
+    """Encode an `error` frame."""
+    frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
+    if client_id is not None:
+        frame["client_id"] = client_id
+    if retry_after is not None:
+        frame["retry_after"] = retry_after
+    return encode(frame)
+
+
+def hello_frame(user: str, room: str, online: list[str], last_seq: int) -> str:
+    """Encode the `hello` frame."""
+    return encode(
+        {"type": "hello", "user": user, "room": room, "online": online, "last_seq": last_seq}
+    )
+
+
+def presence_frame(event: str, user: str, online: list[str]) -> str:
+    """Encode a `presence` frame."""
+    return encode({"type": "presence", "event": event, "user": user, "online": online})
+
+
+def reset_frame(last_seq: int) -> str:
+    """Encode a `reset` frame."""
+    return encode({"type": "reset", "last_seq": last_seq})

@@ -1,0 +1,194 @@
+"""The socket registry: who is connected to which room, fan-out, presence, and closing."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+from collections.abc import Iterator
+
+from aiohttp import web
+
+from chat.frames import presence_frame
+from storage.base import Session, now
+
+log = logging.getLogger(__name__)
+
+CLOSE_GOING_AWAY = 1001
+CLOSE_SESSION_ENDED = 1008
+CLOSE_TOO_SLOW = 1013
+CLOSE_TIMEOUT = 2.0  # seconds a close handshake may take before the connection is cut
+
+
+class Connection:
+    """One open socket: its identity and a bounded queue of frames waiting to be sent.
+
+    The hub only appends to the queue, never awaits a socket, so one stalled client
+    cannot delay anyone else; when the queue is full the client is closed with 1013.
+    """
+
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        transport: asyncio.BaseTransport | None,
+        user: str,
+        room: str,
+        session: Session,
+        limit: int,
+    ) -> None:
+        self.ws = ws
+        self.transport = transport
+        self.user = user
+        self.room = room
+        self.session = session
+        self.limit = limit
+        # (seq, frame); seq 0 marks frames that are always sent (presence, acks, errors).
+        self.queue: collections.deque[tuple[int, str]] = collections.deque()
+        self.skip_through = 0  # message frames up to this seq were already sent by the resume
+        self.closing = False
+        self._wakeup = asyncio.Event()
+        self._pump: asyncio.Task[None] | None = None
+
+    def push(self, frame: str, seq: int = 0) -> None:
+        """Queue a frame; close the connection with 1013 when it cannot keep up."""
+        if self.closing:
+            return
+        if len(self.queue) >= self.limit:
+            self.close_soon(CLOSE_TOO_SLOW, "too slow, resume with after")
+            return
+        self.queue.append((seq, frame))
+        self._wakeup.set()
+
+    def start(self) -> None:
+        """Start sending queued frames (after hello and any resume were sent)."""
+        self._pump = asyncio.create_task(self._run_pump())
+
+    async def _run_pump(self) -> None:
+        while not self.closing:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self.queue and not self.closing:
+                seq, frame = self.queue.popleft()
+                if seq and seq <= self.skip_through:
+                    continue
+                try:
+                    await self.ws.send_str(frame)
+                except (ConnectionError, RuntimeError):
+                    self.closing = True
+                    return
+
+    async def stop(self) -> None:
+        """Stop the sender task."""
+        self.closing = True
+        if self._pump is not None:
+            self._pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pump
+
+    def close_soon(self, code: int, reason: str) -> None:
+        """Close the socket in the background with a close code."""
+        if self.closing:
+            return
+        self.closing = True
+        self.queue.clear()
+        task = asyncio.create_task(self.close(code, reason))
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+
+    async def close(self, code: int, reason: str) -> None:
+        """Close with a code; cut the connection if the client does not answer in time."""
+        self.closing = True
+        if self._pump is not None:
+            self._pump.cancel()
+        try:
+            await asyncio.wait_for(self.ws.close(code=code, message=reason.encode()), CLOSE_TIMEOUT)
+        except (TimeoutError, ConnectionError, RuntimeError):
+            if self.transport is not None:
+                self.transport.abort()
+
+
+_background: set[asyncio.Task[None]] = set()
+
+
+class Hub:
+    """All open sockets of this process, by room, with per-room presence and write order."""
+
+    def __init__(self) -> None:
+        self.rooms: dict[str, dict[Connection, None]] = collections.defaultdict(dict)
+        self.online: dict[str, collections.Counter[str]] = collections.defaultdict(
+            collections.Counter
+        )
+        self._locks: dict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
+
+    def room_lock(self, room: str) -> asyncio.Lock:
+        """Return the lock held from storing a room's message to queueing it, so seq order holds."""
+        return self._locks[room]
+
+    def online_in(self, room: str) -> list[str]:
+        """Return the logins with a socket open in the room, sorted."""
+        return sorted(self.online[room])
+
+    def join(self, conn: Connection) -> None:
+        """Register a socket; tell the others in the room when it is the user's first."""
+        self.rooms[conn.room][conn] = None
+        counts = self.online[conn.room]
+        counts[conn.user] += 1
+        if counts[conn.user] == 1:
+            frame = presence_frame("join", conn.user, self.online_in(conn.room))
+            for other in self.rooms[conn.room]:
+                if other.user != conn.user:
+                    other.push(frame)
+
+    def leave(self, conn: Connection) -> None:
+        """Unregister a socket; tell the others when it was the user's last in the room."""
+        members = self.rooms.get(conn.room)
+        if members is None or conn not in members:
+            return
+        del members[conn]
+        counts = self.online[conn.room]
+        counts[conn.user] -= 1
+        if counts[conn.user] <= 0:
+            del counts[conn.user]
+            frame = presence_frame("leave", conn.user, self.online_in(conn.room))
+            for other in members:
+                other.push(frame)
+        if not members:
+            del self.rooms[conn.room]
+            del self.online[conn.room]
+
+    def broadcast(self, room: str, frame: str, seq: int = 0) -> None:
+        """Queue a frame for every socket in the room (never waits on any of them)."""
+        for conn in list(self.rooms.get(room, ())):
+            conn.push(frame, seq)
+
+    def connections(self) -> Iterator[Connection]:
+        """Iterate over every open socket."""
+        for members in list(self.rooms.values()):
+            yield from list(members)
+
+    async def close_session(self, session_id: str, code: int, reason: str) -> None:
+        """Close every socket opened under a login session (logout, expiry)."""
+        await self._close(
+            [c for c in self.connections() if c.session.id == session_id], code, reason
+        )
+
+    async def close_expired(self) -> None:
+        """Close with 1008 the sockets whose login session has expired."""
+        t = now()
+        expired = [c for c in self.connections() if c.session.expires_at <= t]
+        await self._close(expired, CLOSE_SESSION_ENDED, "session expired")
+
+    async def close_all(
+        self, code: int = CLOSE_GOING_AWAY, reason: str = "server shutdown"
+    ) -> None:
+        """Close every socket, all at once."""
+        await self._close(list(self.connections()), code, reason)
+
+    async def _close(self, conns: list[Connection], code: int, reason: str) -> None:
+        if conns:
+            log.info("closing %d socket(s) with %d (%s)", len(conns), code, reason)
+            await asyncio.gather(*(c.close(code, reason) for c in conns), return_exceptions=True)
+
+
+HUB_KEY = web.AppKey("hub", Hub)

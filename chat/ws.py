@@ -1,0 +1,143 @@
+"""The `/ws` socket: hello, resume, posting with persist-then-broadcast, presence."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import WSMsgType, web
+
+from auth import SESSION_KEY
+from auth.origin import same_origin
+from chat.frames import (
+    FrameError,
+    encode,
+    error_frame,
+    hello_frame,
+    parse_client_frame,
+    reset_frame,
+)
+from chat.hub import CLOSE_TOO_SLOW, HUB_KEY, Connection
+from settings import SETTINGS_KEY
+from storage import STORE_KEY
+from storage.base import Message, StorageUnavailable
+
+log = logging.getLogger(__name__)
+
+MAX_FRAME = 64 * 1024  # larger frames close the socket with 1009
+REPLAY_MAX = 500  # more missed than this gets a `reset` instead of a replay
+
+
+def message_frame(message: Message) -> str:
+    """Encode a stored message as a `message` frame."""
+    return encode(message.to_json())
+
+
+class ChatSocket(web.View):
+    """WebSocket endpoint of a room; see PROTOCOL.md."""
+
+    async def get(self) -> web.StreamResponse:
+        request = self.request
+        session = request.get(SESSION_KEY)
+        if session is None:
+            raise web.HTTPUnauthorized(text="Log in first.")
+        # Only pages of this site may open a socket (cross-site WebSocket hijacking).
+        if not same_origin(request, allow_fetch_site=False):
+            raise web.HTTPForbidden(text="Cross-origin WebSocket refused.")
+        store = request.app[STORE_KEY]
+        slug = request.query.get("room", "general")
+        if await store.rooms.find(slug) is None:
+            raise web.HTTPNotFound(text="No such room.")
+        after: int | None = None
+        if "after" in request.query:
+            try:
+                after = int(request.query["after"])
+            except ValueError:
+                after = -1
+            if after < 0:
+                raise web.HTTPBadRequest(text="after must be a whole number >= 0.")
+
+        settings = request.app[SETTINGS_KEY]
+        ws = web.WebSocketResponse(
+            heartbeat=settings.ws_heartbeat, max_msg_size=MAX_FRAME, compress=False
+        )
+        if not ws.can_prepare(request).ok:
+            raise web.HTTPBadRequest(text="Expected a WebSocket upgrade.")
+        hub = request.app[HUB_KEY]
+        user = session.user.login
+        transport = request.transport
+        await ws.prepare(request)
+        conn = Connection(ws, transport, user, slug, session, settings.ws_queue_size)
+        # Registered before reading last_seq: anything stored from here on reaches our queue,
+        # and anything before is in storage, so resume has no gap (duplicates are skipped).
+        hub.join(conn)
+        log.info("socket open user=%s room=%s after=%s", user, slug, after)
+        try:
+            if await self._greet(conn, after):
+                conn.start()
+                await self._serve(conn)
+        finally:
+            hub.leave(conn)
+            await conn.stop()
+            log.info("socket closed user=%s room=%s code=%s", user, slug, ws.close_code)
+        return ws
+
+    async def _greet(self, conn: Connection, after: int | None) -> bool:
+        """Send hello, then the replay or a reset; False when the database is down."""
+        store = self.request.app[STORE_KEY]
+        hub = self.request.app[HUB_KEY]
+        try:
+            last_seq = await store.messages.last_seq(conn.room)
+            await conn.ws.send_str(
+                hello_frame(conn.user, conn.room, hub.online_in(conn.room), last_seq)
+            )
+            if after is None:
+                conn.skip_through = last_seq
+            elif after > last_seq or last_seq - after > REPLAY_MAX:
+                await conn.ws.send_str(reset_frame(last_seq))
+                conn.skip_through = last_seq
+            else:
+                conn.skip_through = after
+                for message in await store.messages.after(conn.room, after, REPLAY_MAX):
+                    await conn.ws.send_str(message_frame(message))
+                    conn.skip_through = message.seq
+        except StorageUnavailable as exc:
+            log.warning("socket refused, database unavailable: %s", exc)
+            await conn.ws.send_str(error_frame("unavailable", "The database is unavailable."))
+            await conn.close(CLOSE_TOO_SLOW, "database unavailable, try again")
+            return False
+        except ConnectionError:
+            return False  # the client went away during the greeting
+        return True
+
+    async def _serve(self, conn: Connection) -> None:
+        """Read client frames until the socket closes."""
+        async for msg in conn.ws:
+            if msg.type == WSMsgType.TEXT:
+                try:
+                    post = parse_client_frame(msg.data)
+                except FrameError as exc:
+                    conn.push(exc.to_frame())
+                    continue
+                await self._post(conn, post.text, post.client_id)
+            elif msg.type == WSMsgType.BINARY:
+                conn.push(error_frame("bad_frame", "Frames must be JSON text."))
+            elif msg.type == WSMsgType.ERROR:
+                log.info("socket error user=%s: %s", conn.user, conn.ws.exception())
+
+    async def _post(self, conn: Connection, text: str, client_id: str) -> None:
+        """Store a message, then send it to the room; the sender's copy is its acknowledgement."""
+        store = self.request.app[STORE_KEY]
+        hub = self.request.app[HUB_KEY]
+        try:
+            async with hub.room_lock(conn.room):
+                message, created = await store.messages.add(conn.room, conn.user, text, client_id)
+                if created:
+                    hub.broadcast(conn.room, message_frame(message), message.seq)
+        except StorageUnavailable as exc:
+            log.warning("message not stored: %s", exc)
+            conn.push(
+                error_frame("unavailable", "Not sent: the database is unavailable.", client_id)
+            )
+            return
+        if not created:
+            conn.push(message_frame(message))  # a re-send: acknowledge with the stored message

@@ -1,0 +1,96 @@
+"""Request middlewares: error pages, the logged-in user, and CSRF protection."""
+
+from __future__ import annotations
+
+import logging
+
+import aiohttp_jinja2
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from aiohttp_session import get_session
+
+from auth import SESSION_KEY
+from auth.forms import field
+from auth.origin import same_origin
+from auth.sessions import SID, csrf_valid, session_id
+from storage import STORE_KEY
+from storage.base import StorageUnavailable
+
+log = logging.getLogger(__name__)
+
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+NO_USER_ROUTES = frozenset({"static", "healthz", "readyz"})  # served without a database lookup
+
+ERROR_TEXT = {
+    400: "The request could not be understood.",
+    401: "Please log in first.",
+    403: "This request was refused. If you submitted a form, reload the page and try again.",
+    404: "There is nothing here.",
+    405: "That method is not allowed here.",
+    413: "That request was too large.",
+    503: "The chat is temporarily unavailable. Please try again in a moment.",
+}
+
+
+def _wants_html(request: web.Request) -> bool:
+    return "text/html" in request.headers.get("Accept", "")
+
+
+def _error_response(request: web.Request, status: int) -> web.Response:
+    message = ERROR_TEXT.get(status, "Something went wrong on our side. Please try again.")
+    if not _wants_html(request):
+        return web.json_response({"error": message}, status=status)
+    context = {"status": status, "message": message}
+    return aiohttp_jinja2.render_template("error.html", request, context, status=status)
+
+
+@web.middleware
+async def error_pages(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn errors into friendly pages (JSON for non-browser clients); log unexpected ones."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400 or not _wants_html(request):
+            raise
+        response = _error_response(request, exc.status)
+        for name in ("Retry-After", "Allow"):
+            if name in exc.headers:
+                response.headers[name] = exc.headers[name]
+        return response
+    except StorageUnavailable as exc:
+        log.warning("database unavailable during %s %s: %s", request.method, request.path, exc)
+        response = _error_response(request, 503)
+        response.headers["Retry-After"] = "5"
+        return response
+    except Exception:
+        log.exception("unhandled error during %s %s", request.method, request.path)
+        return _error_response(request, 500)
+
+
+@web.middleware
+async def current_user(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Attach the live server-side session (and so the user) named by the session cookie."""
+    route = request.match_info.route.resource
+    if route is None or route.name not in NO_USER_ROUTES:
+        sid = await session_id(request)
+        if sid is not None:
+            session = await request.app[STORE_KEY].sessions.find(sid)
+            if session is not None:
+                request[SESSION_KEY] = session
+            else:
+                (await get_session(request)).pop(SID, None)  # ended or expired elsewhere
+    return await handler(request)
+
+
+@web.middleware
+async def csrf(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refuse unsafe requests without a same-origin source and the session's CSRF token."""
+    if request.method in UNSAFE_METHODS:
+        if not same_origin(request):
+            log.info("refused cross-origin %s %s", request.method, request.path)
+            raise web.HTTPForbidden(reason="Cross-origin request refused")
+        form = await request.post()
+        if not await csrf_valid(request, field(form, "csrf_token")):
+            log.info("refused %s %s without a valid CSRF token", request.method, request.path)
+            raise web.HTTPForbidden(reason="Missing or wrong CSRF token")
+    return await handler(request)

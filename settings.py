@@ -1,0 +1,217 @@
+"""Settings: one frozen dataclass, loaded from the environment (and an optional `.env`) with envparse."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from aiohttp import web
+from cryptography.fernet import Fernet
+from envparse import ConfigurationError, Env
+
+T = TypeVar("T")
+
+FERNET_HINT = (
+    "generate one with: python -c "
+    "'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
+)
+
+
+class SettingsError(Exception):
+    """A setting is missing or has a bad value; the message says how to fix it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Everything the app is configured with; built once at start-up."""
+
+    secret_key: str
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = Path("data")
+    mongodb_uri: str = ""
+    mongodb_db: str = "chat"
+    mongodb_timeout_ms: int = 5000
+    cookie_secure: bool = False
+    session_max_age: int = 14 * 24 * 3600
+    password_min_length: int = 10
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65536
+    history_page_size: int = 50
+    ws_queue_size: int = 1024
+    ws_heartbeat: float = 25.0
+    trust_proxy: bool = False
+    log_level: str = "INFO"
+
+    @property
+    def backend(self) -> str:
+        """Name the storage backend these settings select."""
+        return "mongodb" if self.mongodb_uri else "sqlite"
+
+
+SETTINGS_KEY = web.AppKey("settings", Settings)
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+_LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
+
+
+def _read(env: Env, name: str, parse: Callable[[str], T], default: T, fix: str) -> T:
+    """Read one variable and parse it, turning any failure into a SettingsError."""
+    raw = env.str(name, default="")
+    if raw == "":
+        return default
+    try:
+        return parse(raw.strip())
+    except (ValueError, ConfigurationError) as exc:
+        raise SettingsError(f"{name}={raw!r} is not valid: {exc}; {fix}") from None
+
+
+def _bool(raw: str) -> bool:
+    value = raw.lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError("expected true or false")
+
+
+def _int_in(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        value = int(raw)
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}")
+        return value
+
+    return parse
+
+
+def _float_in(low: float, high: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        value = float(raw)
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}")
+        return value
+
+    return parse
+
+
+def _log_level(raw: str) -> str:
+    value = raw.upper()
+    if value not in _LOG_LEVELS:
+        raise ValueError("expected one of " + ", ".join(sorted(_LOG_LEVELS)))
+    return value
+
+
+def _fernet_key(raw: str) -> str:
+    try:
+        Fernet(raw.encode())
+    except (ValueError, TypeError):
+        raise ValueError("not a Fernet key (32 url-safe base64-encoded bytes)") from None
+    return raw
+
+
+def _mongodb_uri(raw: str) -> str:
+    if not raw.startswith(("mongodb://", "mongodb+srv://")):
+        raise ValueError("expected a mongodb:// or mongodb+srv:// URI")
+    return raw
+
+
+def _stored_secret_key(data_dir: Path) -> str:
+    """Return the secret key kept in DATA_DIR, creating it on first start."""
+    path = data_dir / "secret_key"
+    try:
+        if path.exists():
+            return _fernet_key(path.read_text().strip())
+        data_dir.mkdir(parents=True, exist_ok=True)
+        key = Fernet.generate_key().decode()
+        # Created with 0600 so other local users cannot read the session key.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(key + "\n")
+        logging.getLogger(__name__).info("generated a new SECRET_KEY in %s", path)
+        return key
+    except OSError as exc:
+        raise SettingsError(
+            f"cannot keep the generated SECRET_KEY in {path}: {exc.strerror}; "
+            f"make DATA_DIR writable or set SECRET_KEY ({FERNET_HINT})"
+        ) from None
+    except ValueError:
+        raise SettingsError(
+            f"{path} does not hold a valid Fernet key; delete it or set SECRET_KEY ({FERNET_HINT})"
+        ) from None
+
+
+def load_settings(env_file: str | os.PathLike[str] | None = ".env", **overrides: Any) -> Settings:
+    """Build Settings from the environment; a `.env` file only fills what the environment lacks."""
+    if env_file is not None and Path(env_file).is_file():
+        Env.read_envfile(str(env_file))  # uses os.environ.setdefault: the real environment wins
+    env = Env()
+    d = Settings.__dataclass_fields__
+    values: dict[str, Any] = {
+        "host": _read(env, "HOST", str, d["host"].default, "give a host name or IP address"),
+        "port": _read(env, "PORT", _int_in(1, 65535), d["port"].default, "use a TCP port number"),
+        "data_dir": _read(env, "DATA_DIR", Path, d["data_dir"].default, "give a directory path"),
+        "mongodb_uri": _read(
+            env, "MONGODB_URI", _mongodb_uri, "", "leave it empty for the embedded SQLite store"
+        ),
+        "mongodb_db": _read(env, "MONGODB_DB", str, d["mongodb_db"].default, "name a database"),
+        "mongodb_timeout_ms": _read(
+            env,
+            "MONGODB_TIMEOUT_MS",
+            _int_in(100, 60000),
+            d["mongodb_timeout_ms"].default,
+            "give milliseconds",
+        ),
+        "cookie_secure": _read(env, "COOKIE_SECURE", _bool, False, "use true or false"),
+        "session_max_age": _read(
+            env,
+            "SESSION_MAX_AGE",
+            _int_in(60, 366 * 24 * 3600),
+            d["session_max_age"].default,
+            "give seconds",
+        ),
+        "password_min_length": _read(
+            env,
+            "PASSWORD_MIN_LENGTH",
+            _int_in(1, 256),
+            d["password_min_length"].default,
+            "give a length",
+        ),
+        "argon2_time_cost": _read(
+            env, "ARGON2_TIME_COST", _int_in(1, 20), d["argon2_time_cost"].default, "give a count"
+        ),
+        "argon2_memory_kib": _read(
+            env,
+            "ARGON2_MEMORY_KIB",
+            _int_in(8, 4 * 1024 * 1024),
+            d["argon2_memory_kib"].default,
+            "give KiB",
+        ),
+        "history_page_size": _read(
+            env,
+            "HISTORY_PAGE_SIZE",
+            _int_in(1, 100),
+            d["history_page_size"].default,
+            "give a count",
+        ),
+        "ws_queue_size": _read(
+            env, "WS_QUEUE_SIZE", _int_in(1, 100000), d["ws_queue_size"].default, "give a count"
+        ),
+        "ws_heartbeat": _read(
+            env, "WS_HEARTBEAT", _float_in(1, 3600), d["ws_heartbeat"].default, "give seconds"
+        ),
+        "trust_proxy": _read(env, "TRUST_PROXY", _bool, False, "use true or false"),
+        "log_level": _read(env, "LOG_LEVEL", _log_level, d["log_level"].default, "e.g. INFO"),
+    }
+    secret = _read(env, "SECRET_KEY", _fernet_key, "", FERNET_HINT)
+    values.update(overrides)
+    if "secret_key" not in overrides:
+        if not secret and values["mongodb_uri"]:
+            raise SettingsError(f"SECRET_KEY is required when MONGODB_URI is set; {FERNET_HINT}")
+        values["secret_key"] = secret or _stored_secret_key(Path(values["data_dir"]))
+    return Settings(**values)

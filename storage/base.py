@@ -1,0 +1,193 @@
+"""The storage interface the views use, its domain types and its errors; backends implement it."""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import datetime as dt
+import secrets
+
+MAX_PAGE = 500  # no query returns more rows than this
+
+
+class StorageError(Exception):
+    """Base class of storage errors."""
+
+
+class StorageUnavailable(StorageError):
+    """The database cannot be reached or refused the operation; try again later."""
+
+
+class LoginTaken(StorageError):
+    """Another account already has this login (case-insensitively)."""
+
+
+class RoomTaken(StorageError):
+    """Another room already has this slug."""
+
+
+@dataclasses.dataclass(frozen=True)
+class User:
+    """An account."""
+
+    id: str
+    login: str
+    email: str
+    password_hash: str
+    created_at: dt.datetime
+
+
+@dataclasses.dataclass(frozen=True)
+class Session:
+    """A server-side login session; deleting it logs the cookie holder out."""
+
+    id: str
+    user: User
+    expires_at: dt.datetime
+
+
+@dataclasses.dataclass(frozen=True)
+class Room:
+    """A chat room, addressed by its slug."""
+
+    slug: str
+    name: str
+    created_at: dt.datetime
+
+
+@dataclasses.dataclass(frozen=True)
+class Message:
+    """A stored chat message; `seq` numbers the room's messages 1, 2, 3... without gaps."""
+
+    id: str
+    room: str
+    seq: int
+    user: str
+    text: str
+    created_at: dt.datetime
+    client_id: str
+
+    def to_json(self) -> dict[str, object]:
+        """Return the message as the protocol's `message` object."""
+        return {
+            "type": "message",
+            "seq": self.seq,
+            "id": self.id,
+            "room": self.room,
+            "user": self.user,
+            "text": self.text,
+            "created_at": iso(self.created_at),
+            "client_id": self.client_id,
+        }
+
+
+def now() -> dt.datetime:
+    """Return the current UTC time at millisecond precision (what MongoDB keeps)."""
+    t = dt.datetime.now(dt.UTC)
+    return t.replace(microsecond=t.microsecond // 1000 * 1000)
+
+
+def iso(t: dt.datetime) -> str:
+    """Format a UTC time as ISO 8601 with milliseconds and a Z."""
+    return t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+
+
+def login_key(login: str) -> str:
+    """Return the case-insensitive key under which a login is unique."""
+    return login.casefold()
+
+
+def new_session_id() -> str:
+    """Return a fresh unguessable session id."""
+    return secrets.token_urlsafe(32)
+
+
+class Users(abc.ABC):
+    """Accounts."""
+
+    @abc.abstractmethod
+    async def create(self, login: str, email: str, password_hash: str) -> User:
+        """Store a new account; raise LoginTaken when the login is in use."""
+
+    @abc.abstractmethod
+    async def find_by_login(self, login: str) -> User | None:
+        """Return the account with this login, compared case-insensitively."""
+
+
+class Sessions(abc.ABC):
+    """Server-side sessions, so that logout really ends a session."""
+
+    @abc.abstractmethod
+    async def create(self, user: User, max_age: int) -> Session:
+        """Start a session for the user lasting max_age seconds."""
+
+    @abc.abstractmethod
+    async def find(self, session_id: str) -> Session | None:
+        """Return the live session with this id, or None when unknown or expired."""
+
+    @abc.abstractmethod
+    async def delete(self, session_id: str) -> None:
+        """End a session."""
+
+
+class Rooms(abc.ABC):
+    """Chat rooms."""
+
+    @abc.abstractmethod
+    async def ensure(self, slug: str, name: str) -> Room:
+        """Return the room, creating it first when it does not exist."""
+
+    @abc.abstractmethod
+    async def find(self, slug: str) -> Room | None:
+        """Return the room with this slug."""
+
+
+class Messages(abc.ABC):
+    """Chat messages, numbered per room."""
+
+    @abc.abstractmethod
+    async def add(self, room: str, user: str, text: str, client_id: str) -> tuple[Message, bool]:
+        """Store a message with the room's next seq; on a re-sent client_id return the stored one.
+
+        The flag is True when this call stored it, False when it was already there.
+        """
+
+    @abc.abstractmethod
+    async def before(self, room: str, before: int | None, limit: int) -> list[Message]:
+        """Return up to `limit` messages with seq < before (the latest when None), oldest first."""
+
+    @abc.abstractmethod
+    async def after(self, room: str, after: int, limit: int) -> list[Message]:
+        """Return up to `limit` messages with seq > after, oldest first."""
+
+    @abc.abstractmethod
+    async def last_seq(self, room: str) -> int:
+        """Return the room's highest seq, 0 when it has no messages."""
+
+
+class Store(abc.ABC):
+    """One database: the four collections and its life cycle."""
+
+    users: Users
+    sessions: Sessions
+    rooms: Rooms
+    messages: Messages
+
+    @abc.abstractmethod
+    async def setup(self) -> None:
+        """Create tables or indexes and the default room; safe to run on every start."""
+
+    @abc.abstractmethod
+    async def ping(self) -> None:
+        """Raise StorageUnavailable when the database does not answer."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release connections."""
+
+
+def check_limit(limit: int) -> int:
+    """Refuse unbounded or oversized queries."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise ValueError(f"limit must be 1..{MAX_PAGE}")
+    return limit

@@ -1,0 +1,331 @@
+"""The embedded default: SQLite through aiosqlite, in WAL mode, in DATA_DIR."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import sqlite3
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from storage.base import (
+    LoginTaken,
+    Message,
+    Messages,
+    Room,
+    Rooms,
+    Session,
+    Sessions,
+    StorageUnavailable,
+    Store,
+    User,
+    Users,
+    check_limit,
+    login_key,
+    new_session_id,
+    now,
+)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    id INTEGER PRIMARY KEY,
+    login TEXT NOT NULL,
+    login_key TEXT NOT NULL UNIQUE,
+    email TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY,
+    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    expires_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sessions_expires ON sessions(expires_at);
+CREATE TABLE IF NOT EXISTS rooms (
+    slug TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY,
+    room TEXT NOT NULL REFERENCES rooms(slug),
+    seq INTEGER NOT NULL,
+    user TEXT NOT NULL,
+    text TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    client_id TEXT NOT NULL,
+    UNIQUE (room, seq),
+    UNIQUE (room, user, client_id)
+);
+"""
+
+
+def _ms(t: dt.datetime) -> int:
+    return int(t.timestamp() * 1000)
+
+
+def _dt(ms: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC)
+
+
+def _user(row: Any) -> User:
+    return User(
+        id=str(row["id"]),
+        login=row["login"],
+        email=row["email"],
+        password_hash=row["password_hash"],
+        created_at=_dt(row["created_at"]),
+    )
+
+
+def _message(row: Any) -> Message:
+    return Message(
+        id=str(row["id"]),
+        room=row["room"],
+        seq=row["seq"],
+        user=row["user"],
+        text=row["text"],
+        created_at=_dt(row["created_at"]),
+        client_id=row["client_id"],
+    )
+
+
+class SqliteDb:
+    """Two connections to one file: writes go through one, serialised; reads use the other.
+
+    Reading on its own connection means a reader never sees another coroutine's
+    uncommitted transaction (WAL gives it the last committed snapshot).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._write_lock = asyncio.Lock()
+
+    async def _open(self) -> aiosqlite.Connection:
+        conn = await aiosqlite.connect(self.path, isolation_level=None, timeout=5.0)
+        conn.row_factory = aiosqlite.Row
+        # executescript runs each PRAGMA to completion; a half-read PRAGMA cursor keeps a lock.
+        await conn.executescript(
+            "PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;"
+        )
+        return conn
+
+    async def connect(self) -> None:
+        """Open both connections; the file and its directory are created when missing."""
+        if self._writer is not None:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._writer = await self._open()
+            await self._writer.executescript("PRAGMA journal_mode = WAL;")
+            self._reader = await self._open()
+        except (OSError, sqlite3.Error) as exc:
+            await self.close()
+            raise StorageUnavailable(f"cannot open SQLite database {self.path}: {exc}") from exc
+
+    async def close(self) -> None:
+        """Close both connections."""
+        for conn in (self._reader, self._writer):
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    await conn.close()
+        self._reader = self._writer = None
+
+    async def fetch(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
+        """Run a read query and return its rows."""
+        if self._reader is None:
+            raise StorageUnavailable("the database is closed")
+        try:
+            async with self._reader.execute(sql, tuple(params)) as cur:
+                return list(await cur.fetchall())
+        except sqlite3.Error as exc:
+            raise StorageUnavailable(f"database read failed: {exc}") from exc
+
+    async def fetch_one(self, sql: str, params: Iterable[Any] = ()) -> Any:
+        """Run a read query and return its first row or None."""
+        rows = await self.fetch(sql, params)
+        return rows[0] if rows else None
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """Run a write transaction; BEGIN IMMEDIATE also serialises writers in other processes."""
+        async with self._write_lock:
+            conn = self._writer
+            if conn is None:
+                raise StorageUnavailable("the database is closed")
+            try:
+                await conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StorageUnavailable(f"database write failed: {exc}") from exc
+            try:
+                yield conn
+                await conn.execute("COMMIT")
+            except BaseException as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    await conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error) and not isinstance(exc, sqlite3.IntegrityError):
+                    raise StorageUnavailable(f"database write failed: {exc}") from exc
+                raise
+
+
+class SqliteUsers(Users):
+    """Accounts in the users table."""
+
+    def __init__(self, db: SqliteDb) -> None:
+        self.db = db
+
+    async def create(self, login: str, email: str, password_hash: str) -> User:
+        created = now()
+        try:
+            async with self.db.transaction() as conn:
+                cur = await conn.execute(
+                    "INSERT INTO users (login, login_key, email, password_hash, created_at)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (login, login_key(login), email, password_hash, _ms(created)),
+                )
+                user_id = cur.lastrowid
+        except sqlite3.IntegrityError:
+            raise LoginTaken(login) from None
+        return User(str(user_id), login, email, password_hash, created)
+
+    async def find_by_login(self, login: str) -> User | None:
+        row = await self.db.fetch_one(
+            "SELECT * FROM users WHERE login_key = ?", (login_key(login),)
+        )
+        return _user(row) if row else None
+
+
+class SqliteSessions(Sessions):
+    """Server-side sessions in the sessions table."""
+
+    def __init__(self, db: SqliteDb) -> None:
+        self.db = db
+
+    async def create(self, user: User, max_age: int) -> Session:
+        session = Session(new_session_id(), user, now() + dt.timedelta(seconds=max_age))
+        async with self.db.transaction() as conn:
+            # Expired rows are swept here, so the table stays as small as the live sessions.
+            await conn.execute("DELETE FROM sessions WHERE expires_at <= ?", (_ms(now()),))
+            await conn.execute(
+                "INSERT INTO sessions (id, user_id, expires_at) VALUES (?, ?, ?)",
+                (session.id, int(user.id), _ms(session.expires_at)),
+            )
+        return session
+
+    async def find(self, session_id: str) -> Session | None:
+        row = await self.db.fetch_one(
+            "SELECT s.id AS sid, s.expires_at, u.* FROM sessions s"
+            " JOIN users u ON u.id = s.user_id WHERE s.id = ? AND s.expires_at > ?",
+            (session_id, _ms(now())),
+        )
+        return Session(row["sid"], _user(row), _dt(row["expires_at"])) if row else None
+
+    async def delete(self, session_id: str) -> None:
+        async with self.db.transaction() as conn:
+            await conn.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+
+
+class SqliteRooms(Rooms):
+    """Rooms in the rooms table."""
+
+    def __init__(self, db: SqliteDb) -> None:
+        self.db = db
+
+    async def ensure(self, slug: str, name: str) -> Room:
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "INSERT OR IGNORE INTO rooms (slug, name, created_at) VALUES (?, ?, ?)",
+                (slug, name, _ms(now())),
+            )
+        room = await self.find(slug)
+        assert room is not None
+        return room
+
+    async def find(self, slug: str) -> Room | None:
+        row = await self.db.fetch_one("SELECT * FROM rooms WHERE slug = ?", (slug,))
+        return Room(row["slug"], row["name"], _dt(row["created_at"])) if row else None
+
+
+class SqliteMessages(Messages):
+    """Messages in the messages table; seq is taken inside the inserting transaction."""
+
+    def __init__(self, db: SqliteDb) -> None:
+        self.db = db
+
+    async def add(self, room: str, user: str, text: str, client_id: str) -> tuple[Message, bool]:
+        created = now()
+        async with self.db.transaction() as conn:
+            async with conn.execute(
+                "SELECT * FROM messages WHERE room = ? AND user = ? AND client_id = ?",
+                (room, user, client_id),
+            ) as cur:
+                row = await cur.fetchone()
+            if row is not None:
+                return _message(row), False
+            # The write transaction holds the database lock, so max(seq) + 1 is the next
+            # number for every writer, in this process or another: no gaps, no repeats.
+            async with conn.execute(
+                "SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE room = ?", (room,)
+            ) as cur:
+                (seq,) = await cur.fetchone()  # type: ignore[misc]
+            cur = await conn.execute(
+                "INSERT INTO messages (room, seq, user, text, created_at, client_id)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (room, seq, user, text, _ms(created), client_id),
+            )
+            message_id = cur.lastrowid
+        return Message(str(message_id), room, seq, user, text, created, client_id), True
+
+    async def before(self, room: str, before: int | None, limit: int) -> list[Message]:
+        rows = await self.db.fetch(
+            "SELECT * FROM messages WHERE room = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
+            (room, before if before is not None else 2**62, check_limit(limit)),
+        )
+        return [_message(r) for r in reversed(rows)]
+
+    async def after(self, room: str, after: int, limit: int) -> list[Message]:
+        rows = await self.db.fetch(
+            "SELECT * FROM messages WHERE room = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (room, after, check_limit(limit)),
+        )
+        return [_message(r) for r in rows]
+
+    async def last_seq(self, room: str) -> int:
+        row = await self.db.fetch_one(
+            "SELECT COALESCE(MAX(seq), 0) AS seq FROM messages WHERE room = ?", (room,)
+        )
+        return int(row["seq"])
+
+
+class SqliteStore(Store):
+    """The SQLite store."""
+
+    def __init__(self, path: Path) -> None:
+        self.db = SqliteDb(path)
+        self.users = SqliteUsers(self.db)
+        self.sessions = SqliteSessions(self.db)
+        self.rooms = SqliteRooms(self.db)
+        self.messages = SqliteMessages(self.db)
+
+    async def setup(self) -> None:
+        await self.db.connect()
+        try:
+            async with self.db.transaction() as conn:
+                for statement in SCHEMA.split(";"):
+                    if statement.strip():
+                        await conn.execute(statement)
+        except sqlite3.Error as exc:
+            raise StorageUnavailable(f"cannot create the SQLite schema: {exc}") from exc
+        await self.rooms.ensure("general", "General")
+
+    async def ping(self) -> None:
+        await self.db.fetch("SELECT 1")
+
+    async def close(self) -> None:
+        await self.db.close()

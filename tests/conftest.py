@@ -1,0 +1,224 @@
+"""Fixtures: the app against a throwaway database of each backend, clients, and an auth helper."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import sys
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import ClientResponse, ClientWebSocketResponse, web
+from aiohttp.test_utils import TestClient
+from cryptography.fernet import Fernet
+from pymongo import MongoClient
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from app import create_app  # noqa: E402
+from settings import Settings  # noqa: E402
+
+PASSWORD = "correct horse battery"
+CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+BACKENDS = ["sqlite", "secantus"] + (["mongodb"] if os.environ.get("MONGODB_TEST_URI") else [])
+
+
+@pytest.fixture(scope="session")
+def secantus_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Start one SecantusDB server (MongoDB wire protocol) for the whole run."""
+    from secantus import SecantusDBServer
+
+    server = SecantusDBServer(storage_path=str(tmp_path_factory.mktemp("secantus")))
+    server.start()
+    yield server.uri
+    server.stop()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Name the storage backend under test."""
+    return str(request.param)
+
+
+def base_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    """Return settings for tests: a temp DATA_DIR and cheap password hashing."""
+    values: dict[str, Any] = {
+        "secret_key": Fernet.generate_key().decode(),
+        "data_dir": tmp_path / "data",
+        "argon2_time_cost": 1,
+        "argon2_memory_kib": 64,
+        "log_level": "DEBUG",
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+def mongo_uri(backend: str, request: pytest.FixtureRequest) -> str:
+    """Return the URI of the MongoDB server for this backend ('' for SQLite)."""
+    if backend == "sqlite":
+        return ""
+    if backend == "mongodb":
+        return os.environ["MONGODB_TEST_URI"]
+    return str(request.getfixturevalue("secantus_uri"))
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    """Per-test settings changes; override this fixture in a test module."""
+    return {}
+
+
+@pytest.fixture
+def settings(
+    tmp_path: Path, mongo_uri: str, settings_overrides: dict[str, Any]
+) -> Iterator[Settings]:
+    """Settings for a throwaway database of the backend under test, dropped afterwards."""
+    db_name = f"test_{uuid.uuid4().hex[:12]}"
+    yield base_settings(
+        tmp_path, mongodb_uri=mongo_uri, mongodb_db=db_name, **settings_overrides
+    )
+    if mongo_uri:
+        with MongoClient(mongo_uri) as client:
+            client.drop_database(db_name)
+
+
+@pytest.fixture
+def app(settings: Settings) -> web.Application:
+    """The app, built by the real factory."""
+    return create_app(settings)
+
+
+@pytest.fixture
+async def client(
+    aiohttp_client: Callable[[web.Application], Awaitable[TestClient[Any, Any]]],
+    app: web.Application,
+) -> TestClient[Any, Any]:
+    """A browser-like client of the app."""
+    return await aiohttp_client(app)
+
+
+@pytest.fixture
+async def make_client(client: TestClient[Any, Any]) -> AsyncIterator[Callable[[], Any]]:
+    """Make more clients (each with its own cookies) against the same running server."""
+    extra: list[TestClient[Any, Any]] = []
+
+    async def make() -> TestClient[Any, Any]:
+        other: TestClient[Any, Any] = TestClient(client.server)
+        await other.start_server()
+        extra.append(other)
+        return other
+
+    yield make
+    for other in extra:
+        await other.close()
+
+
+def origin(client: TestClient[Any, Any]) -> str:
+    """Return the origin the server considers its own."""
+    return f"http://{client.host}:{client.port}"
+
+
+class Auth:
+    """Sign up, log in and out through the real forms."""
+
+    def __init__(self, client: TestClient[Any, Any]) -> None:
+        self.client = client
+
+    async def csrf(self, path: str = "/login") -> str:
+        """Fetch a form page and return its CSRF token."""
+        resp = await self.client.get(path)
+        match = CSRF_RE.search(await resp.text())
+        assert match, f"no CSRF token on {path}"
+        return match.group(1)
+
+    async def post(self, path: str, data: dict[str, str], **kw: Any) -> ClientResponse:
+        """POST a form the way a browser on this site does."""
+        headers = {"Origin": origin(self.client), **kw.pop("headers", {})}
+        if "csrf_token" not in data:
+            data = {**data, "csrf_token": await self.csrf(kw.pop("csrf_path", "/login"))}
+        return await self.client.post(
+            path, data=data, headers=headers, allow_redirects=False, **kw
+        )
+
+    async def signup(
+        self, login: str = "alice", password: str = PASSWORD, email: str | None = None
+    ) -> ClientResponse:
+        """Create an account (and so log it in)."""
+        data = {
+            "login": login,
+            "email": email or f"{login}@example.com",
+            "password": password,
+            "password_confirm": password,
+        }
+        return await self.post("/signup", data, csrf_path="/signup")
+
+    async def login(
+        self, login: str = "alice", password: str = PASSWORD, next: str | None = None
+    ) -> ClientResponse:
+        """Log in through the form."""
+        data = {"login": login, "password": password}
+        if next is not None:
+            data["next"] = next
+        return await self.post("/login", data)
+
+    async def logout(self) -> ClientResponse:
+        """Log out through the form."""
+        return await self.post("/logout", {"csrf_token": await self.csrf("/")})
+
+    async def ws(self, query: str = "", **kw: Any) -> ClientWebSocketResponse:
+        """Open the chat socket as this client."""
+        headers = {"Origin": origin(self.client), **kw.pop("headers", {})}
+        return await self.client.ws_connect("/ws" + query, headers=headers, **kw)
+
+
+@pytest.fixture
+def auth(client: TestClient[Any, Any]) -> Auth:
+    """An Auth helper for the main client."""
+    return Auth(client)
+
+
+@pytest.fixture
+async def user_factory(
+    make_client: Callable[[], Awaitable[TestClient[Any, Any]]],
+) -> Callable[[str], Awaitable[Auth]]:
+    """Make a signed-up, logged-in person with their own client."""
+
+    async def make(login: str) -> Auth:
+        person = Auth(await make_client())
+        resp = await person.signup(login)
+        assert resp.status == 302, await resp.text()
+        return person
+
+    return make
+
+
+async def receive(ws: ClientWebSocketResponse, timeout: float = 5.0) -> dict[str, Any]:
+    """Receive the next JSON frame."""
+    data: dict[str, Any] = await ws.receive_json(timeout=timeout)
+    return data
+
+
+async def receive_until(
+    ws: ClientWebSocketResponse, kind: str, timeout: float = 5.0
+) -> dict[str, Any]:
+    """Receive frames until one of the given type arrives."""
+    async with asyncio.timeout(timeout):
+        while True:
+            frame = await receive(ws, timeout)
+            if frame["type"] == kind:
+                return frame
+
+
+async def hello(ws: ClientWebSocketResponse) -> dict[str, Any]:
+    """Receive and check the hello frame."""
+    frame = await receive(ws)
+    assert frame["type"] == "hello", frame
+    return frame
+
