@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import sys
+import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
+from aiohttp.web_exceptions import NotAppKeyWarning
 from aiohttp_remotes import XForwardedRelaxed
 from aiohttp_session import session_middleware
 from aiohttp_session.cookie_storage import EncryptedCookieStorage
@@ -20,7 +22,6 @@ from aiohttp_session.cookie_storage import EncryptedCookieStorage
 import middlewares
 from auth import SESSION_KEY
 from auth.passwords import PASSWORDS_KEY, Passwords
-from auth.sessions import csrf_token
 from chat.hub import HUB_KEY, Hub
 from routes import setup_routes
 from settings import SETTINGS_KEY, Settings, SettingsError, load_settings
@@ -28,6 +29,9 @@ from storage import STORE_KEY, open_store
 from storage.base import StorageUnavailable
 
 log = logging.getLogger("chat")
+
+# aiohttp-session 2.12 (its latest release) keeps its state under string request keys.
+warnings.filterwarnings("ignore", category=NotAppKeyWarning, module="aiohttp_session")
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 SHUTDOWN_TIMEOUT = 5.0  # seconds for in-flight requests after sockets got 1001
@@ -123,7 +127,6 @@ def create_app(settings: Settings) -> web.Application:
         app,
         loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
         autoescape=jinja2.select_autoescape(default=True),
-        context_processors=[template_context],
     )
     app[aiohttp_jinja2.static_root_key] = "/static"
     setup_routes(app)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 
-import aiohttp_jinja2
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from aiohttp_session import get_session
 
 from auth import SESSION_KEY
 from auth.forms import field
+from auth.pages import render_page
 from auth.origin import same_origin
 from auth.sessions import SID, csrf_valid, session_id
 from storage import STORE_KEY
@@ -36,12 +36,12 @@ def _wants_html(request: web.Request) -> bool:
     return "text/html" in request.headers.get("Accept", "")
 
 
-def _error_response(request: web.Request, status: int) -> web.Response:
+async def _error_response(request: web.Request, status: int) -> web.Response:
     message = ERROR_TEXT.get(status, "Something went wrong on our side. Please try again.")
     if not _wants_html(request):
         return web.json_response({"error": message}, status=status)
     context = {"status": status, "message": message}
-    return aiohttp_jinja2.render_template("error.html", request, context, status=status)
+    return await render_page(request, "error.html", context, status=status)
 
 
 @web.middleware
@@ -52,19 +52,19 @@ async def error_pages(request: web.Request, handler: Handler) -> web.StreamRespo
     except web.HTTPException as exc:
         if exc.status < 400 or not _wants_html(request):
             raise
-        response = _error_response(request, exc.status)
+        response = await _error_response(request, exc.status)
         for name in ("Retry-After", "Allow"):
             if name in exc.headers:
                 response.headers[name] = exc.headers[name]
         return response
     except StorageUnavailable as exc:
         log.warning("database unavailable during %s %s: %s", request.method, request.path, exc)
-        response = _error_response(request, 503)
+        response = await _error_response(request, 503)
         response.headers["Retry-After"] = "5"
         return response
     except Exception:
         log.exception("unhandled error during %s %s", request.method, request.path)
-        return _error_response(request, 500)
+        return await _error_response(request, 500)
 
 
 @web.middleware

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import aiohttp_jinja2
 from aiohttp import web
 
 from auth import SESSION_KEY
 from auth.forms import field, safe_next, validate_signup
 from auth.passwords import PASSWORDS_KEY
-from auth.sessions import csrf_token, end_session, start_session
+from auth.pages import render_page
+from auth.sessions import end_session, start_session
 from chat.hub import CLOSE_SESSION_ENDED, HUB_KEY
 from settings import SETTINGS_KEY
 from storage import STORE_KEY
@@ -22,9 +22,8 @@ LOGIN_FAILED = "Wrong login or password."
 async def render_form(
     request: web.Request, template: str, context: dict[str, Any], status: int = 200
 ) -> web.Response:
-    """Render a form page with a CSRF token."""
-    context = {"csrf_token": await csrf_token(request), "errors": {}, "form": {}, **context}
-    return aiohttp_jinja2.render_template(template, request, context, status=status)
+    """Render a form page, empty unless the context gives values and errors."""
+    return await render_page(request, template, {"errors": {}, "form": {}, **context}, status)
 
 
 def redirect(request: web.Request, name: str, **query: str) -> web.HTTPFound:

@@ -99,13 +99,22 @@ class Connection:
     async def close(self, code: int, reason: str) -> None:
         """Close with a code; cut the connection if the client does not answer in time."""
         self.closing = True
-        if self._pump is not None:
-            self._pump.cancel()
+        # The pump is left alone here: cancelling it mid-drain would cancel the transport's
+        # shared drain future and break this close; the handler stops it afterwards.
+        self._wakeup.set()
         try:
             await asyncio.wait_for(self.ws.close(code=code, message=reason.encode()), CLOSE_TIMEOUT)
         except (TimeoutError, ConnectionError, RuntimeError):
-            if self.transport is not None:
-                self.transport.abort()
+            self._abort()
+            return
+        # Closed, but a client that stopped reading may still hold back the transport's
+        # graceful close: cut it if it has not gone by then.
+        if self.transport is not None and self.transport.get_write_buffer_size() > 0:
+            asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, self._abort)
+
+    def _abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
 
 
 _background: set[asyncio.Task[None]] = set()

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import aiohttp_jinja2
 from aiohttp import web
 
 from auth import SESSION_KEY, require_login
-from auth.sessions import csrf_token
+from auth.pages import render_page
 from chat.hub import HUB_KEY
 from settings import SETTINGS_KEY
 from storage import STORE_KEY
@@ -40,9 +39,8 @@ class ChatPage(web.View):
             "last_seq": messages[-1].seq if messages else 0,
             "first_seq": messages[0].seq if messages else 0,
             "online": request.app[HUB_KEY].online_in(room.slug),
-            "csrf_token": await csrf_token(request),
         }
-        return aiohttp_jinja2.render_template("chat.html", request, context)
+        return await render_page(request, "chat.html", context)
 
 
 class History(web.View):

@@ -1,0 +1,396 @@
+"""The /ws socket, held to PROTOCOL.md."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import json
+import socket
+from typing import Any
+
+import pytest
+from aiohttp import WSMsgType
+from aiohttp.test_utils import TestClient
+
+from chat.hub import HUB_KEY
+from conftest import Auth, hello, origin, receive, receive_until
+from storage import STORE_KEY
+from storage.base import now
+
+
+async def send_message(ws: Any, text: str, client_id: str) -> None:
+    await ws.send_str(json.dumps({"type": "message", "text": text, "client_id": client_id}))
+
+
+async def test_refused_when_not_logged_in(client: TestClient[Any, Any]) -> None:
+    resp = await client.get(
+        "/ws",
+        headers={
+            "Origin": origin(client),
+            "Upgrade": "websocket",
+            "Connection": "Upgrade",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+            "Sec-WebSocket-Version": "13",
+        },
+    )
+    assert resp.status == 401
+
+
+@pytest.mark.parametrize("headers", [{"Origin": "http://evil.example"}, {"Origin": "null"}, {}])
+async def test_refused_from_foreign_or_missing_origin(
+    client: TestClient[Any, Any], auth: Auth, headers: dict[str, str]
+) -> None:
+    await auth.signup("alice")
+    resp = await client.get(
+        "/ws",
+        headers={
+            **headers,
+            "Upgrade": "websocket",
+            "Connection": "Upgrade",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+            "Sec-WebSocket-Version": "13",
+        },
+    )
+    assert resp.status == 403
+    assert HUB_KEY in client.app and not list(client.app[HUB_KEY].connections())
+
+
+async def test_unknown_room_and_bad_after(auth: Auth) -> None:
+    await auth.signup("alice")
+    for query, status in (("?room=nope", 404), ("?after=-1", 400), ("?after=x", 400)):
+        resp = await auth.client.get(query and "/ws" + query, headers={"Origin": origin(auth.client)})
+        assert resp.status == status
+
+
+async def test_hello_then_message_to_everyone_with_ack(user_factory: Any) -> None:
+    alice = await user_factory("alice")
+    bob = await user_factory("bob")
+    a = await alice.ws()
+    first = await hello(a)
+    assert first == {
+        "type": "hello",
+        "user": "alice",
+        "room": "general",
+        "online": ["alice"],
+        "last_seq": 0,
+    }
+    b = await bob.ws()
+    assert (await hello(b))["online"] == ["alice", "bob"]
+    join = await receive(a)
+    assert join == {"type": "presence", "event": "join", "user": "bob", "online": ["alice", "bob"]}
+    await send_message(a, "  hello <b>world</b>  ", "c-1")
+    for ws in (a, b):
+        frame = await receive(ws)
+        assert frame["type"] == "message"
+        assert frame["seq"] == 1
+        assert frame["user"] == "alice"
+        assert frame["text"] == "hello <b>world</b>"  # trimmed, stored as text
+        assert frame["client_id"] == "c-1"
+        assert frame["room"] == "general"
+        assert frame["created_at"].endswith("Z")
+        assert isinstance(frame["id"], str) and frame["id"]
+    await b.close()
+    leave = await receive(a)
+    assert leave == {"type": "presence", "event": "leave", "user": "bob", "online": ["alice"]}
+    await a.close()
+
+
+async def test_presence_counts_sockets_per_user(user_factory: Any) -> None:
+    alice = await user_factory("alice")
+    bob = await user_factory("bob")
+    a = await alice.ws()
+    await hello(a)
+    b1 = await bob.ws()
+    await hello(b1)
+    assert (await receive(a))["event"] == "join"
+    b2 = await bob.ws()  # a second tab: no second join
+    await hello(b2)
+    await b1.close()  # one tab left: no leave
+    await send_message(a, "ping", "c1")
+    assert (await receive(a))["type"] == "message"
+    await b2.close()
+    assert (await receive(a))["event"] == "leave"
+
+
+@pytest.mark.parametrize(
+    ("raw", "code", "client_id"),
+    [
+        ("not json", "bad_frame", None),
+        ("[1, 2]", "bad_frame", None),
+        ('"text"', "bad_frame", None),
+        ('{"type": "dance", "client_id": "c1"}', "bad_frame", "c1"),
+        ('{"text": "no type", "client_id": "c1"}', "bad_frame", "c1"),
+        ('{"type": "message", "text": "no id"}', "bad_frame", None),
+        ('{"type": "message", "text": "x", "client_id": 5}', "bad_frame", None),
+        ('{"type": "message", "text": "x", "client_id": ""}', "bad_frame", None),
+        ('{"type": "message", "text": "x", "client_id": "' + "i" * 65 + '"}', "bad_frame", None),
+        ('{"type": "message", "client_id": "c1"}', "bad_frame", "c1"),
+        ('{"type": "message", "text": 42, "client_id": "c1"}', "bad_frame", "c1"),
+        ('{"type": "message", "text": "   \\n\\t ", "client_id": "c1"}', "empty", "c1"),
+        ('{"type": "message", "text": "' + "x" * 2001 + '", "client_id": "c1"}', "too_long", "c1"),
+    ],
+)
+async def test_bad_frames_get_errors_and_socket_stays_open(
+    auth: Auth, raw: str, code: str, client_id: str | None
+) -> None:
+    await auth.signup("alice")
+    ws = await auth.ws()
+    await hello(ws)
+    await ws.send_str(raw)
+    error = await receive(ws)
+    assert error["type"] == "error"
+    assert error["code"] == code
+    assert isinstance(error["message"], str) and error["message"]
+    assert error.get("client_id") == client_id
+    await send_message(ws, "still here", "ok-1")
+    assert (await receive(ws))["text"] == "still here"
+    assert await auth.client.app[STORE_KEY].messages.last_seq("general") == 1
+
+
+async def test_limits_are_exact(auth: Auth) -> None:
+    await auth.signup("alice")
+    ws = await auth.ws()
+    await hello(ws)
+    await send_message(ws, " " + "x" * 2000 + " ", "i" * 64)
+    frame = await receive(ws)
+    assert frame["type"] == "message" and len(frame["text"]) == 2000
+
+
+async def test_binary_frame_is_refused(auth: Auth) -> None:
+    await auth.signup("alice")
+    ws = await auth.ws()
+    await hello(ws)
+    await ws.send_bytes(b'{"type": "message"}')
+    assert (await receive(ws))["code"] == "bad_frame"
+    assert not ws.closed
+
+
+async def test_frame_over_64k_closes_with_1009(auth: Auth) -> None:
+    await auth.signup("alice")
+    ws = await auth.ws()
+    await hello(ws)
+    await ws.send_str("x" * (64 * 1024 + 1))
+    msg = await ws.receive(timeout=5)
+    assert msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSED)
+    assert ws.close_code == 1009
+
+
+async def test_resend_is_stored_once_and_acknowledged(user_factory: Any) -> None:
+    alice = await user_factory("alice")
+    bob = await user_factory("bob")
+    a = await alice.ws()
+    await hello(a)
+    b = await bob.ws()
+    await hello(b)
+    await receive(a)  # bob joined
+    await send_message(a, "once", "dup-1")
+    original = await receive(a)
+    assert (await receive(b))["seq"] == original["seq"]
+    await a.close()
+    a2 = await alice.ws("?after=0")  # reconnect, unsure whether it arrived: send again
+    await hello(a2)
+    assert (await receive(a2))["client_id"] == "dup-1"  # the resume replays it
+    await send_message(a2, "once", "dup-1")
+    ack = await receive(a2)
+    assert ack == original
+    await send_message(b, "next", "b-1")
+    assert (await receive_until(b, "message"))["seq"] == 2  # bob never saw a second copy
+    stored = await alice.client.app[STORE_KEY].messages.after("general", 0, 10)
+    assert [m.text for m in stored] == ["once", "next"]
+
+
+async def test_resume_delivers_missed_then_live_without_gap_or_duplicate(
+    user_factory: Any,
+) -> None:
+    alice = await user_factory("alice")
+    bob = await user_factory("bob")
+    a = await alice.ws()
+    await hello(a)
+    for i in range(1, 6):
+        await send_message(a, f"m{i}", f"a{i}")
+        await receive(a)
+    b = await bob.ws("?after=2")
+    greeting = await hello(b)
+    assert greeting["last_seq"] == 5
+    replay = [await receive(b) for _ in range(3)]
+    assert [f["seq"] for f in replay] == [3, 4, 5]
+    await send_message(a, "live", "a6")
+    assert (await receive_until(b, "message"))["seq"] == 6
+
+
+async def test_resume_races_with_concurrent_sends(user_factory: Any) -> None:
+    alice = await user_factory("alice")
+    bob = await user_factory("bob")
+    a = await alice.ws()
+    await hello(a)
+    total = 60
+
+    async def sender() -> None:
+        for i in range(total):
+            await send_message(a, f"m{i}", f"a{i}")
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(sender())
+    await asyncio.sleep(0.01)
+    b = await bob.ws("?after=0")
+    await hello(b)
+    await task
+    seen: list[int] = []
+    async with asyncio.timeout(10):
+        while len(seen) < total:
+            frame = await receive(b)
+            if frame["type"] == "message":
+                seen.append(frame["seq"])
+    assert seen == list(range(1, total + 1))
+
+
+async def test_resume_more_than_500_missed_sends_reset(auth: Auth) -> None:
+    await auth.signup("alice")
+    messages = auth.client.app[STORE_KEY].messages
+    for i in range(502):
+        await messages.add("general", "alice", f"m{i}", f"c{i}")
+    ws = await auth.ws("?after=1")
+    assert (await hello(ws))["last_seq"] == 502
+    assert await receive(ws) == {"type": "reset", "last_seq": 502}
+    await send_message(ws, "after reset", "new")
+    assert (await receive(ws))["seq"] == 503
+    exactly = await auth.ws("?after=3")  # 500 missed (4..503): replayed in full
+    await hello(exactly)
+    frames = [await receive(exactly) for _ in range(500)]
+    assert [f["seq"] for f in frames] == list(range(4, 504))
+
+
+async def test_resume_after_beyond_last_seq_sends_reset(auth: Auth) -> None:
+    await auth.signup("alice")
+    ws = await auth.ws("?after=99")
+    await hello(ws)
+    assert await receive(ws) == {"type": "reset", "last_seq": 0}
+
+
+async def test_concurrent_senders_get_gapless_seq_in_order(user_factory: Any) -> None:
+    people = [await user_factory(f"user{i}") for i in range(4)]
+    sockets = [await p.ws() for p in people]
+    for ws in sockets:
+        await hello(ws)
+    per_sender = 25
+
+    async def blast(ws: Any, n: int) -> None:
+        for i in range(per_sender):
+            await send_message(ws, f"{n}-{i}", f"{n}-{i}")
+
+    await asyncio.gather(*(blast(ws, n) for n, ws in enumerate(sockets)))
+    total = per_sender * len(sockets)
+    for ws in sockets:
+        seqs: list[int] = []
+        async with asyncio.timeout(10):
+            while len(seqs) < total:
+                frame = await receive(ws)
+                if frame["type"] == "message":
+                    seqs.append(frame["seq"])
+        assert seqs == list(range(1, total + 1))  # every socket, in order, no gap or repeat
+
+
+@pytest.mark.parametrize("settings_overrides", [{"ws_queue_size": 16}])
+async def test_stalled_client_is_closed_and_others_get_everything(
+    client: TestClient[Any, Any], user_factory: Any
+) -> None:
+    alice = await user_factory("alice")
+    bob = await user_factory("bob")
+    stalled = await user_factory("carol")
+    cookie = stalled.client.session.cookie_jar.filter_cookies(stalled.client.make_url("/"))
+    sock = await raw_ws_connect(stalled.client, cookie["chat_session"].value)
+    hub = client.app[HUB_KEY]
+    async with asyncio.timeout(5):
+        while not any(c.user == "carol" for c in hub.connections()):
+            await asyncio.sleep(0.01)
+    (carol,) = [c for c in hub.connections() if c.user == "carol"]
+    # A small fixed send buffer on the server side stands for a slow link to this client.
+    assert carol.transport is not None
+    carol.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    a = await alice.ws()
+    await hello(a)
+    b = await bob.ws()
+    await hello(b)
+    total = 300
+    text = "y" * 1900
+    for i in range(total):
+        await send_message(a, text, f"a{i}")
+    for ws in (a, b):
+        got = 0
+        async with asyncio.timeout(20):
+            while got < total:
+                if (await receive(ws))["type"] == "message":
+                    got += 1
+    try:
+        async with asyncio.timeout(10):
+            while any(c.user == "carol" for c in hub.connections()):
+                await asyncio.sleep(0.05)
+    finally:
+        sock.close()
+
+
+async def raw_ws_connect(client: TestClient[Any, Any], cookie: str) -> socket.socket:
+    """Open the socket by hand with a tiny receive buffer, then never read from it."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    loop = asyncio.get_running_loop()
+    await loop.sock_connect(sock, (client.host, client.port))
+    request = (
+        f"GET /ws HTTP/1.1\r\nHost: {client.host}:{client.port}\r\n"
+        "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        f"Origin: {origin(client)}\r\nCookie: chat_session=\"{cookie}\"\r\n\r\n"
+    )
+    await loop.sock_sendall(sock, request.encode())
+    head = await asyncio.wait_for(loop.sock_recv(sock, 1024), 5)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return sock
+
+
+async def test_logout_closes_sockets_with_1008(auth: Auth) -> None:
+    await auth.signup("alice")
+    ws = await auth.ws()
+    await hello(ws)
+    await auth.logout()
+    msg = await ws.receive(timeout=5)
+    assert (msg.type, msg.data) == (WSMsgType.CLOSE, 1008)
+
+
+async def test_expired_session_socket_closed_with_1008(auth: Auth) -> None:
+    await auth.signup("alice")
+    ws = await auth.ws()
+    await hello(ws)
+    hub = auth.client.app[HUB_KEY]
+    (conn,) = list(hub.connections())
+    conn.session = dataclasses.replace(conn.session, expires_at=now() - dt.timedelta(seconds=1))
+    await hub.close_expired()
+    msg = await ws.receive(timeout=5)
+    assert (msg.type, msg.data) == (WSMsgType.CLOSE, 1008)
+
+
+async def test_shutdown_closes_sockets_with_1001(auth: Auth) -> None:
+    await auth.signup("alice")
+    ws = await auth.ws()
+    await hello(ws)
+    await auth.client.app.shutdown()
+    msg = await ws.receive(timeout=5)
+    assert (msg.type, msg.data) == (WSMsgType.CLOSE, 1001)
+
+
+@pytest.mark.parametrize("settings_overrides", [{"ws_heartbeat": 0.2}])
+async def test_server_pings(auth: Auth) -> None:
+    await auth.signup("alice")
+    ws = await auth.ws(autoping=False)
+    await hello(ws)
+    msg = await ws.receive(timeout=5)
+    assert msg.type == WSMsgType.PING
+    await ws.pong(msg.data)
+    await ws.close()
+
+
+def test_default_heartbeat_is_25s() -> None:
+    from settings import Settings
+
+    assert Settings(secret_key="k").ws_heartbeat == 25.0
