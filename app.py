@@ -89,15 +89,6 @@ async def security_headers(request: web.Request, response: web.StreamResponse) -
         h["Strict-Transport-Security"] = "max-age=31536000"
 
 
-async def template_context(request: web.Request) -> dict[str, Any]:
-    """Give every template the logged-in user and the CSRF token."""
-    session = request.get(SESSION_KEY)
-    return {
-        "current_user": session.user if session else None,
-        "csrf_token": await csrf_token(request),
-    }
-
-
 def create_app(settings: Settings) -> web.Application:
     """Build the application; no I/O happens until it starts."""
     storage = EncryptedCookieStorage(

@@ -10,8 +10,8 @@ from aiohttp_session import get_session
 
 from auth import SESSION_KEY
 from auth.forms import field
-from auth.pages import render_page
 from auth.origin import same_origin
+from auth.pages import render_page
 from auth.sessions import SID, csrf_valid, session_id
 from storage import STORE_KEY
 from storage.base import StorageUnavailable

@@ -1,4 +1,4 @@
-"""Settings: one frozen dataclass, loaded from the environment (and an optional `.env`) with envparse."""
+"""Settings: one frozen dataclass, loaded from the environment and an optional `.env` (envparse)."""
 
 from __future__ import annotations
 

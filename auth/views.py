@@ -8,8 +8,8 @@ from aiohttp import web
 
 from auth import SESSION_KEY
 from auth.forms import field, safe_next, validate_signup
-from auth.passwords import PASSWORDS_KEY
 from auth.pages import render_page
+from auth.passwords import PASSWORDS_KEY
 from auth.sessions import end_session, start_session
 from chat.hub import CLOSE_SESSION_ENDED, HUB_KEY
 from settings import SETTINGS_KEY

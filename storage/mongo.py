@@ -32,6 +32,7 @@ from storage.base import (
 
 Doc = dict[str, Any]
 
+APP_NAME = "aiohttp-chat"  # shown in MongoDB's logs and currentOp
 SEQ_ATTEMPTS = 100  # bound on retries when other writers take the same seq
 
 
@@ -224,6 +225,7 @@ class MongoStore(Store):
     def __init__(self, uri: str, db_name: str, timeout_ms: int = 5000) -> None:
         self.client: AsyncMongoClient[Doc] = AsyncMongoClient(
             uri,
+            appname=APP_NAME,
             tz_aware=True,
             serverSelectionTimeoutMS=timeout_ms,
             connectTimeoutMS=timeout_ms,

@@ -81,9 +81,7 @@ def settings(
 ) -> Iterator[Settings]:
     """Settings for a throwaway database of the backend under test, dropped afterwards."""
     db_name = f"test_{uuid.uuid4().hex[:12]}"
-    yield base_settings(
-        tmp_path, mongodb_uri=mongo_uri, mongodb_db=db_name, **settings_overrides
-    )
+    yield base_settings(tmp_path, mongodb_uri=mongo_uri, mongodb_db=db_name, **settings_overrides)
     if mongo_uri:
         with MongoClient(mongo_uri) as client:
             client.drop_database(db_name)
@@ -143,9 +141,7 @@ class Auth:
         headers = {"Origin": origin(self.client), **kw.pop("headers", {})}
         if "csrf_token" not in data:
             data = {**data, "csrf_token": await self.csrf(kw.pop("csrf_path", "/login"))}
-        return await self.client.post(
-            path, data=data, headers=headers, allow_redirects=False, **kw
-        )
+        return await self.client.post(path, data=data, headers=headers, allow_redirects=False, **kw)
 
     async def signup(
         self, login: str = "alice", password: str = PASSWORD, email: str | None = None
@@ -221,4 +217,3 @@ async def hello(ws: ClientWebSocketResponse) -> dict[str, Any]:
     frame = await receive(ws)
     assert frame["type"] == "hello", frame
     return frame
-

@@ -11,7 +11,7 @@ import pytest
 
 from settings import Settings
 from storage import open_store
-from storage.base import LoginTaken, Store, StorageUnavailable
+from storage.base import LoginTaken, StorageUnavailable, Store
 
 
 @pytest.fixture
@@ -72,7 +72,9 @@ async def test_room_ensure_is_idempotent(store: Store) -> None:
 
 async def test_messages_numbered_per_room(store: Store) -> None:
     await store.rooms.ensure("dev", "Dev")
-    seqs = [(await store.messages.add("general", "alice", f"m{i}", f"c{i}"))[0].seq for i in range(3)]
+    seqs = [
+        (await store.messages.add("general", "alice", f"m{i}", f"c{i}"))[0].seq for i in range(3)
+    ]
     other = (await store.messages.add("dev", "alice", "x", "c0"))[0]
     assert seqs == [1, 2, 3]
     assert other.seq == 1
@@ -121,9 +123,7 @@ async def test_queries_are_bounded(store: Store) -> None:
         await store.messages.after("general", 0, 10_000)
 
 
-async def test_concurrent_writers_get_gapless_unique_seqs(
-    store: Store, settings: Settings
-) -> None:
+async def test_concurrent_writers_get_gapless_unique_seqs(store: Store, settings: Settings) -> None:
     # A second store on the same database stands for a second process: no shared lock.
     other = open_store(settings)
     await other.setup()

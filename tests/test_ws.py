@@ -59,7 +59,9 @@ async def test_refused_from_foreign_or_missing_origin(
 async def test_unknown_room_and_bad_after(auth: Auth) -> None:
     await auth.signup("alice")
     for query, status in (("?room=nope", 404), ("?after=-1", 400), ("?after=x", 400)):
-        resp = await auth.client.get(query and "/ws" + query, headers={"Origin": origin(auth.client)})
+        resp = await auth.client.get(
+            query and "/ws" + query, headers={"Origin": origin(auth.client)}
+        )
         assert resp.status == status
 
 
@@ -341,7 +343,7 @@ async def raw_ws_connect(client: TestClient[Any, Any], cookie: str) -> socket.so
         f"GET /ws HTTP/1.1\r\nHost: {client.host}:{client.port}\r\n"
         "Upgrade: websocket\r\nConnection: Upgrade\r\n"
         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-        f"Origin: {origin(client)}\r\nCookie: chat_session=\"{cookie}\"\r\n\r\n"
+        f'Origin: {origin(client)}\r\nCookie: chat_session="{cookie}"\r\n\r\n'
     )
     await loop.sock_sendall(sock, request.encode())
     head = await asyncio.wait_for(loop.sock_recv(sock, 1024), 5)

@@ -1,0 +1,143 @@
+"""The chat page, the history endpoint, health checks and error pages."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from conftest import ROOT, Auth
+from storage import STORE_KEY
+
+XSS = '<img src=x onerror=alert(1)><script>alert("x")</script>'
+
+
+async def seed(client: TestClient[Any, Any], count: int, room: str = "general") -> None:
+    messages = client.app[STORE_KEY].messages
+    for i in range(1, count + 1):
+        await messages.add(room, "alice", f"message {i}", f"seed-{i}")
+
+
+async def test_page_renders_latest_50_in_order(client: TestClient[Any, Any], auth: Auth) -> None:
+    await auth.signup("alice")
+    await seed(client, 60)
+    body = await (await client.get("/")).text()
+    seqs = [int(s) for s in re.findall(r'data-seq="(\d+)"', body)]
+    assert seqs == list(range(11, 61))
+    assert 'data-last-seq="60"' in body and 'data-first-seq="11"' in body
+    assert 'aria-live="polite"' in body
+    assert 'id="text"' in body and 'id="online"' in body
+
+
+async def test_page_escapes_message_text(client: TestClient[Any, Any], auth: Auth) -> None:
+    await auth.signup("alice")
+    await client.app[STORE_KEY].messages.add("general", "alice", XSS, "x1")
+    body = await (await client.get("/")).text()
+    assert XSS not in body
+    assert "&lt;img src=x onerror=alert(1)&gt;&lt;script&gt;" in body
+
+
+async def test_page_has_no_inline_script_or_style(client: TestClient[Any, Any], auth: Auth) -> None:
+    await auth.signup("alice")
+    resp = await client.get("/")
+    body = await resp.text()
+    assert "<script>" not in body and "style=" not in body and "<style" not in body
+    assert re.search(r'<script src="/static/chat.js" defer></script>', body)
+    assert "script-src 'self'" in resp.headers["Content-Security-Policy"]
+    assert resp.headers["Cache-Control"] == "no-store"
+    assert "aiohttp" not in resp.headers.get("Server", "")
+
+
+def test_client_script_renders_text_only_and_loads_nothing_remote() -> None:
+    js = (ROOT / "static" / "chat.js").read_text()
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
+        assert sink not in js
+    assert "textContent" in js
+    assert "http://" not in js and "https://" not in js and "jquery" not in js.lower()
+    assert 'location.protocol === "https:" ? "wss:" : "ws:"' in js
+    assert "after" in js and "before=" in js  # resumes, and loads older history
+
+
+async def test_static_files_served(client: TestClient[Any, Any]) -> None:
+    for path in ("/static/chat.js", "/static/style.css"):
+        resp = await client.get(path)
+        assert resp.status == 200
+
+
+async def test_history_pages_back_to_the_first(client: TestClient[Any, Any], auth: Auth) -> None:
+    await auth.signup("alice")
+    await seed(client, 120)
+    resp = await client.get("/rooms/general/messages")
+    page = await resp.json()
+    assert [m["seq"] for m in page["messages"]] == list(range(71, 121))
+    assert page["has_more"] is True
+    seen = [m["seq"] for m in page["messages"]]
+    before = seen[0]
+    while True:
+        page = await (await client.get(f"/rooms/general/messages?before={before}&limit=50")).json()
+        seen = [m["seq"] for m in page["messages"]] + seen
+        if not page["has_more"]:
+            break
+        before = page["messages"][0]["seq"]
+    assert seen == list(range(1, 121))
+    first = page["messages"][0]
+    assert set(first) >= {"seq", "id", "room", "user", "text", "created_at", "client_id"}
+
+
+async def test_history_limit_and_exact_end(client: TestClient[Any, Any], auth: Auth) -> None:
+    await auth.signup("alice")
+    await seed(client, 5)
+    page = await (await client.get("/rooms/general/messages?before=4&limit=3")).json()
+    assert [m["seq"] for m in page["messages"]] == [1, 2, 3]
+    assert page["has_more"] is False
+    page = await (await client.get("/rooms/general/messages?limit=100")).json()
+    assert len(page["messages"]) == 5 and page["has_more"] is False
+
+
+@pytest.mark.parametrize(
+    "query", ["limit=0", "limit=101", "limit=x", "before=abc", "before=0", "before=-5"]
+)
+async def test_history_bad_parameters(auth: Auth, query: str) -> None:
+    await auth.signup("alice")
+    resp = await auth.client.get(f"/rooms/general/messages?{query}")
+    assert resp.status == 400
+    assert "error" in await resp.json()
+
+
+async def test_history_unknown_room_and_login_required(
+    client: TestClient[Any, Any], auth: Auth
+) -> None:
+    assert (await client.get("/rooms/general/messages")).status == 401
+    await auth.signup("alice")
+    assert (await client.get("/rooms/nope/messages")).status == 404
+
+
+async def test_healthz_and_readyz(client: TestClient[Any, Any]) -> None:
+    assert (await (await client.get("/healthz")).json()) == {"status": "ok"}
+    resp = await client.get("/readyz")
+    assert resp.status == 200
+    assert (await resp.json())["database"] == "ok"
+
+
+async def test_friendly_404_page(client: TestClient[Any, Any]) -> None:
+    resp = await client.get("/no/such/page", headers={"Accept": "text/html"})
+    body = await resp.text()
+    assert resp.status == 404
+    assert "There is nothing here." in body and '<a class="brand"' in body
+
+
+async def test_friendly_500_page_hides_details(
+    client: TestClient[Any, Any], auth: Auth, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await auth.signup("alice")
+
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise ZeroDivisionError("secret detail")
+
+    monkeypatch.setattr(client.app[STORE_KEY].messages, "before", broken)
+    resp = await client.get("/", headers={"Accept": "text/html"})
+    body = await resp.text()
+    assert resp.status == 500
+    assert "Something went wrong" in body and "secret detail" not in body

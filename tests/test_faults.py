@@ -1,0 +1,99 @@
+"""A failing database is reported clearly, loses nothing, and the server keeps serving."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from pymongo import MongoClient
+
+from conftest import Auth, hello, receive
+from settings import Settings
+from storage import STORE_KEY
+from storage.mongo import APP_NAME
+
+
+@contextlib.contextmanager
+def mongo_failing(uri: str, commands: list[str]) -> Iterator[None]:
+    """Make the app's own MongoDB connections fail these commands until the block ends."""
+    with MongoClient(uri) as admin:
+        admin.admin.command(
+            {
+                "configureFailPoint": "failCommand",
+                "mode": "alwaysOn",
+                "data": {"failCommands": commands, "errorCode": 8, "appName": APP_NAME},
+            }
+        )
+        try:
+            yield
+        finally:
+            admin.admin.command({"configureFailPoint": "failCommand", "mode": "off"})
+
+
+@contextlib.asynccontextmanager
+async def writes_failing(client: TestClient[Any, Any], settings: Settings) -> AsyncIterator[None]:
+    """Make the database refuse writes, for real, then allow them again."""
+    if settings.mongodb_uri:
+        with mongo_failing(settings.mongodb_uri, ["insert", "update", "find"]):
+            yield
+        return
+    writer = client.app[STORE_KEY].db._writer  # type: ignore[attr-defined]
+    await writer.execute("PRAGMA query_only = ON")
+    try:
+        yield
+    finally:
+        await writer.execute("PRAGMA query_only = OFF")
+
+
+async def test_message_not_stored_gets_unavailable_and_socket_recovers(
+    client: TestClient[Any, Any], auth: Auth, settings: Settings, user_factory: Any
+) -> None:
+    await auth.signup("alice")
+    bob = await user_factory("bob")
+    ws = await auth.ws()
+    await hello(ws)
+    other = await bob.ws()
+    await hello(other)
+    await receive(ws)  # bob joined
+    async with writes_failing(client, settings):
+        await ws.send_str(json.dumps({"type": "message", "text": "lost?", "client_id": "c1"}))
+        error = await receive(ws, timeout=15)
+    assert error["type"] == "error" and error["code"] == "unavailable"
+    assert error["client_id"] == "c1"
+    assert not ws.closed
+    # Nothing was broadcast; once the database is back the same client_id goes through.
+    await ws.send_str(json.dumps({"type": "message", "text": "lost?", "client_id": "c1"}))
+    stored = await receive(ws)
+    assert stored["type"] == "message" and stored["seq"] == 1
+    assert (await receive(other)) == stored
+
+
+# MongoDB only: an open SQLite file cannot be made to fail reads; the SQLite
+# equivalent (a closed database) is the test below.
+@pytest.mark.parametrize("backend", ["secantus"])
+async def test_readyz_and_pages_report_a_down_database(
+    client: TestClient[Any, Any], auth: Auth, settings: Settings
+) -> None:
+    await auth.signup("alice")
+    with mongo_failing(settings.mongodb_uri, ["ping", "find"]):
+        ready = await client.get("/readyz")
+        page = await client.get("/", headers={"Accept": "text/html"})
+        health = await client.get("/healthz")
+        history = await client.get("/rooms/general/messages")
+    assert ready.status == 503 and (await ready.json())["status"] == "unavailable"
+    assert page.status == 503 and "temporarily unavailable" in await page.text()
+    assert page.headers["Retry-After"] == "5"
+    assert history.status == 503 and "error" in await history.json()
+    assert health.status == 200
+    assert (await client.get("/readyz")).status == 200
+    assert (await client.get("/")).status == 200
+
+
+async def test_readyz_reports_a_closed_database(client: TestClient[Any, Any]) -> None:
+    await client.app[STORE_KEY].close()
+    resp = await client.get("/readyz")
+    assert resp.status == 503

@@ -1,0 +1,98 @@
+"""Settings come from the environment and an optional .env; bad values stop start-up clearly."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+
+from settings import Settings, SettingsError, load_settings
+
+ALL_VARS = [
+    "HOST", "PORT", "SECRET_KEY", "MONGODB_URI", "MONGODB_DB", "MONGODB_TIMEOUT_MS", "DATA_DIR",
+    "COOKIE_SECURE", "SESSION_MAX_AGE", "PASSWORD_MIN_LENGTH", "ARGON2_TIME_COST",
+    "ARGON2_MEMORY_KIB", "HISTORY_PAGE_SIZE", "WS_QUEUE_SIZE", "WS_HEARTBEAT", "TRUST_PROXY",
+    "LOG_LEVEL",
+]  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Start every test from an environment with none of our variables."""
+    for name in ALL_VARS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
+
+
+def test_defaults_generate_and_keep_a_secret_key(tmp_path: Path) -> None:
+    first = load_settings(env_file=None)
+    assert (first.host, first.port, first.backend) == ("127.0.0.1", 8080, "sqlite")
+    assert first.data_dir == tmp_path / "data"
+    key_file = tmp_path / "data" / "secret_key"
+    assert key_file.read_text().strip() == first.secret_key
+    assert oct(key_file.stat().st_mode & 0o777) == "0o600"
+    Fernet(first.secret_key.encode())
+    assert load_settings(env_file=None).secret_key == first.secret_key  # kept across restarts
+
+
+def test_environment_beats_env_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("PORT=9001\nLOG_LEVEL=debug\nPASSWORD_MIN_LENGTH=12\n")
+    monkeypatch.setenv("PORT", "9002")
+    settings = load_settings(env_file=env_file)
+    assert settings.port == 9002
+    assert settings.log_level == "DEBUG"
+    assert settings.password_min_length == 12
+    for name in ("LOG_LEVEL", "PASSWORD_MIN_LENGTH"):
+        monkeypatch.delenv(name)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("PORT", "eighty"),
+        ("PORT", "70000"),
+        ("COOKIE_SECURE", "maybe"),
+        ("SECRET_KEY", "too-short"),
+        ("MONGODB_URI", "http://localhost"),
+        ("LOG_LEVEL", "LOUD"),
+        ("WS_QUEUE_SIZE", "0"),
+        ("SESSION_MAX_AGE", "-1"),
+    ],
+)
+def test_bad_value_names_the_setting(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as info:
+        load_settings(env_file=None)
+    message = str(info.value)
+    assert message.startswith(f"{name}=")
+    assert "\n" not in message
+
+
+def test_mongodb_requires_a_secret_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MONGODB_URI", "mongodb://127.0.0.1:1/")
+    with pytest.raises(SettingsError, match="SECRET_KEY is required when MONGODB_URI is set"):
+        load_settings(env_file=None)
+    key = Fernet.generate_key().decode()
+    monkeypatch.setenv("SECRET_KEY", key)
+    settings = load_settings(env_file=None)
+    assert settings.backend == "mongodb" and settings.secret_key == key
+
+
+def test_env_example_lists_every_setting() -> None:
+    example = (Path(__file__).parent.parent / ".env.example").read_text()
+    for name in ALL_VARS:
+        assert f"\n{name}=" in "\n" + example or f"\n# {name}=" in "\n" + example, name
+    fields = {f.upper() for f in Settings.__dataclass_fields__}
+    assert fields == set(ALL_VARS)
+
+
+def test_settings_are_frozen() -> None:
+    settings = Settings(secret_key="k")
+    with pytest.raises(AttributeError):
+        settings.port = 1  # type: ignore[misc]
+    assert os.environ.get("PORT") is None
