@@ -5,7 +5,11 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import signal
+import socket
+import subprocess
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -217,3 +221,79 @@ async def hello(ws: ClientWebSocketResponse) -> dict[str, Any]:
     frame = await receive(ws)
     assert frame["type"] == "hello", frame
     return frame
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def app_env(**extra: str) -> dict[str, str]:
+    """The environment minus any chat settings, with cheap hashing, plus the given ones."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"SECRET_KEY", "MONGODB_URI", "DATA_DIR", "PORT", "HOST"}
+    }
+    env.update({"PYTHONUNBUFFERED": "1", "ARGON2_TIME_COST": "1", "ARGON2_MEMORY_KIB": "64"})
+    env.update(extra)
+    return env
+
+
+class AppProcess:
+    """`python app.py` as a child process, in a given directory, on a given port."""
+
+    def __init__(self, cwd: Path, port: int | None = None, **env: str) -> None:
+        self.cwd = cwd
+        self.port = port or free_port()
+        self.env = app_env(PORT=str(self.port), **env)
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, output: int | None = subprocess.DEVNULL) -> AppProcess:
+        """Start the process and wait until it accepts connections."""
+        self.proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "app.py")],
+            cwd=self.cwd,
+            env=self.env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"app did not start on port {self.port}")
+
+    def terminate(self, timeout: float = 10) -> int:
+        """Send SIGTERM and wait for the exit code."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        """Make sure the process is gone."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+        if self.proc is not None and self.proc.stdout:
+            self.proc.stdout.close()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Report how long the browser tests took in all."""
+    total = sum(
+        report.duration
+        for key in ("passed", "failed", "error")
+        for report in terminalreporter.stats.get(key, [])
+        if getattr(report, "when", "") in ("setup", "call", "teardown")
+        and "test_browser.py" in report.nodeid
+    )
+    if total:
+        terminalreporter.write_line(f"browser tests: {total:.1f} s in all")

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,54 +15,17 @@ import pytest
 from aiohttp import WSMsgType
 from yarl import URL
 
-from conftest import PASSWORD, ROOT
+from conftest import PASSWORD, ROOT, AppProcess, app_env, free_port
 
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """The environment minus any chat settings, plus the given ones."""
-    env = {
-        k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "MONGODB_URI", "DATA_DIR"}
-    }
-    env.update({"PYTHONUNBUFFERED": "1", "ARGON2_TIME_COST": "1", "ARGON2_MEMORY_KIB": "64"})
-    env.update(extra)
-    return env
-
-
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+def server(tmp_path: Path) -> Iterator[AppProcess]:
     """Run `python app.py` from an empty directory, as the README's first command does."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "app.py")],
-        cwd=tmp_path,
-        env=clean_env(PORT=str(port)),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            if proc.poll() is not None:
-                break
-            time.sleep(0.05)
-    yield proc, url
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait(5)
-    if proc.stdout:
-        proc.stdout.close()
+    app = AppProcess(tmp_path).start(output=subprocess.PIPE)
+    yield app
+    app.kill()
 
 
 @pytest.fixture
@@ -75,6 +35,7 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 async def sign_up(session: aiohttp.ClientSession, url: str, login: str) -> None:
+    """Sign up through the real form."""
     async with session.get(url + "/signup") as resp:
         match = CSRF_RE.search(await resp.text())
         assert match
@@ -92,9 +53,9 @@ async def sign_up(session: aiohttp.ClientSession, url: str, login: str) -> None:
 
 
 async def test_first_start_needs_no_configuration_and_sigterm_closes_with_1001(
-    server: tuple[subprocess.Popen[bytes], str], session: aiohttp.ClientSession, tmp_path: Path
+    server: AppProcess, session: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
-    proc, url = server
+    url = server.url
     async with session.get(url + "/healthz") as resp:
         assert resp.status == 200
     assert (tmp_path / "data" / "chat.sqlite3").exists()
@@ -105,54 +66,40 @@ async def test_first_start_needs_no_configuration_and_sigterm_closes_with_1001(
     await ws.send_json({"type": "message", "text": "kept", "client_id": "k1"})
     assert (await ws.receive_json(timeout=5))["seq"] == 1
     started = time.monotonic()
-    proc.send_signal(signal.SIGTERM)
+    code_task = asyncio.create_task(asyncio.to_thread(server.terminate, 10))
     msg = await ws.receive(timeout=10)
     assert (msg.type, msg.data) == (WSMsgType.CLOSE, 1001)
-    code = await asyncio.to_thread(proc.wait, 10)
-    assert code == 0
+    assert await code_task == 0
     assert time.monotonic() - started < 10
     await ws.close()
-    output = proc.stdout.read().decode() if proc.stdout else ""
+    assert server.proc is not None and server.proc.stdout is not None
+    output = server.proc.stdout.read().decode()
     assert "socket open user=alice" in output and "closing 1 socket(s) with 1001" in output
     assert PASSWORD not in output and "chat_session=" not in output
 
 
 async def test_restart_keeps_messages_and_logins(tmp_path: Path) -> None:
-    for round_ in range(2):
-        port = free_port()
-        proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "app.py")],
-            cwd=tmp_path,
-            env=clean_env(PORT=str(port)),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
-                for _ in range(200):
-                    try:
-                        async with s.get(url + "/healthz"):
-                            break
-                    except aiohttp.ClientConnectionError:
-                        await asyncio.sleep(0.05)
-                if round_ == 0:
-                    await sign_up(s, url, "alice")
-                    cookies = s.cookie_jar.filter_cookies(URL(url))
-                    kept = cookies["chat_session"].value
-                    ws = await s.ws_connect(url + "/ws", headers={"Origin": url})
-                    await ws.receive_json(timeout=5)
-                    await ws.send_json({"type": "message", "text": "persisted", "client_id": "p"})
-                    await ws.receive_json(timeout=5)
-                    await ws.close()
-                else:
-                    s.cookie_jar.update_cookies({"chat_session": kept})
-                    async with s.get(url + "/", allow_redirects=False) as resp:
-                        assert resp.status == 200  # still logged in after the restart
-                        assert "persisted" in await resp.text()
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            await asyncio.to_thread(proc.wait, 10)
+    first = AppProcess(tmp_path).start()
+    try:
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+            await sign_up(s, first.url, "alice")
+            kept = s.cookie_jar.filter_cookies(URL(first.url))["chat_session"].value
+            ws = await s.ws_connect(first.url + "/ws", headers={"Origin": first.url})
+            await ws.receive_json(timeout=5)
+            await ws.send_json({"type": "message", "text": "persisted", "client_id": "p"})
+            await ws.receive_json(timeout=5)
+            await ws.close()
+    finally:
+        await asyncio.to_thread(first.terminate)
+    second = AppProcess(tmp_path).start()
+    try:
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+            s.cookie_jar.update_cookies({"chat_session": kept}, URL(second.url))
+            async with s.get(second.url + "/", allow_redirects=False) as resp:
+                assert resp.status == 200  # still logged in after the restart
+                assert "persisted" in await resp.text()
+    finally:
+        await asyncio.to_thread(second.terminate)
 
 
 @pytest.mark.parametrize(
@@ -168,7 +115,7 @@ def test_bad_configuration_stops_with_one_line(
     result = subprocess.run(
         [sys.executable, str(ROOT / "app.py")],
         cwd=tmp_path,
-        env=clean_env(**env),
+        env=app_env(**env),
         capture_output=True,
         timeout=30,
     )
@@ -182,7 +129,7 @@ def test_unreachable_mongodb_at_start_is_reported(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, str(ROOT / "app.py")],
         cwd=tmp_path,
-        env=clean_env(
+        env=app_env(
             PORT=str(free_port()),
             MONGODB_URI=f"mongodb://127.0.0.1:{free_port()}/",
             MONGODB_TIMEOUT_MS="300",

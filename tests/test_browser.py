@@ -1,0 +1,347 @@
+"""The chat page in a real Chromium (Debian's), driven by Playwright, against the real server."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import re
+import shutil
+import zoneinfo
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Page,
+    async_playwright,
+    expect,
+)
+
+from conftest import PASSWORD, ROOT, AppProcess
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = ROOT / "artifacts" / "browser"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+TIMEOUT_MS = 10_000
+
+expect.set_options(timeout=TIMEOUT_MS)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[AppProcess]:
+    """The real chat process on the embedded store, in an empty directory."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Chromium is missing: install Debian's chromium (apt-get install chromium)")
+    app = AppProcess(tmp_path).start()
+    yield app
+    app.kill()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    """A headless Chromium."""
+    async with async_playwright() as p:
+        b = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        await b.close()
+
+
+class Console:
+    """Everything a page logged that a person's console would show as a problem."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def watch(self, page: Page) -> None:
+        page.on("console", self._console)
+        page.on("pageerror", lambda exc: self.problems.append(f"pageerror: {exc}"))
+        page.on("dialog", lambda dialog: self.problems.append(f"dialog: {dialog.message}"))
+
+    def _console(self, msg: ConsoleMessage) -> None:
+        text = msg.text
+        if msg.type in ("error", "warning") or "Content Security Policy" in text:
+            self.problems.append(f"{msg.type}: {text}")
+        elif "Mixed Content" in text:
+            self.problems.append(f"{msg.type}: {text}")
+
+
+@pytest.fixture
+def console() -> Console:
+    return Console()
+
+
+async def new_person(
+    browser: Browser, console: Console, **context_options: Any
+) -> tuple[BrowserContext, Page]:
+    """A separate browser profile (its own cookies) with one page."""
+    context = await browser.new_context(locale="en-GB", **context_options)
+    context.set_default_timeout(TIMEOUT_MS)
+    page = await context.new_page()
+    console.watch(page)
+    return context, page
+
+
+async def shot(page: Page, name: str) -> None:
+    """Keep a screenshot of a key step under artifacts/ (git-ignored)."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+async def sign_up(page: Page, url: str, login: str) -> None:
+    """Sign up through the form and land on the chat."""
+    await page.goto(url + "/signup")
+    await page.fill("#login", login)
+    await page.fill("#email", f"{login}@example.com")
+    await page.fill("#password", PASSWORD)
+    await page.fill("#password_confirm", PASSWORD)
+    await page.click("button[type=submit]")
+    await page.wait_for_url(url + "/")
+    await expect(page.locator("#status")).to_have_text("")  # connected
+
+
+async def send(page: Page, text: str) -> None:
+    """Type a message and press Enter."""
+    await page.fill("#text", text)
+    await page.press("#text", "Enter")
+
+
+async def seed(url: str, count: int) -> None:
+    """Post messages through the real protocol, as another person."""
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+        async with s.get(url + "/signup") as resp:
+            match = re.search(r'name="csrf_token" value="([^"]+)"', await resp.text())
+            assert match
+        form = {
+            "login": "seeder",
+            "email": "seeder@example.com",
+            "password": PASSWORD,
+            "password_confirm": PASSWORD,
+            "csrf_token": match.group(1),
+        }
+        async with s.post(url + "/signup", data=form, headers={"Origin": url}) as resp:
+            assert resp.status == 200
+        async with s.ws_connect(url + "/ws", headers={"Origin": url}) as ws:
+            await ws.receive_json(timeout=5)
+            for i in range(1, count + 1):
+                await ws.send_json({"type": "message", "text": f"seed {i}", "client_id": f"s{i}"})
+            got = 0
+            while got < count:
+                if (await ws.receive_json(timeout=10))["type"] == "message":
+                    got += 1
+
+
+def seqs_of(items: list[str]) -> list[int]:
+    return [int(s) for s in items]
+
+
+async def test_sign_up_send_with_enter_and_seen_live_with_local_time(
+    server: AppProcess, browser: Browser, console: Console
+) -> None:
+    _, alice = await new_person(browser, console)
+    await sign_up(alice, server.url, "alice")
+    _, bob = await new_person(browser, console, timezone_id="Asia/Tokyo")
+    await sign_up(bob, server.url, "bob")
+    await send(alice, "hello from alice")
+    line = bob.locator("#messages li.message").last
+    await expect(line.locator(".text")).to_have_text("hello from alice")
+    await expect(line.locator(".author")).to_have_text("alice")
+    stamp = await line.locator("time").get_attribute("datetime")
+    assert stamp is not None
+    tokyo = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).astimezone(
+        zoneinfo.ZoneInfo("Asia/Tokyo")
+    )
+    await expect(line.locator("time")).to_have_text(tokyo.strftime("%H:%M"))
+    await expect(alice.locator("#text")).to_have_value("")
+    await expect(alice.locator("#messages li.message.pending")).to_have_count(0)
+    await shot(alice, "1-alice-sent")
+    await shot(bob, "1-bob-received")
+    assert console.problems == []
+
+
+async def test_join_leave_notices_and_online_list(
+    server: AppProcess, browser: Browser, console: Console
+) -> None:
+    _, alice = await new_person(browser, console)
+    await sign_up(alice, server.url, "alice")
+    await expect(alice.locator("#online li")).to_have_text(["alice"])
+    bob_ctx, bob = await new_person(browser, console)
+    await sign_up(bob, server.url, "bob")
+    await expect(alice.locator("#online li")).to_have_text(["alice", "bob"])
+    await expect(bob.locator("#online li")).to_have_text(["alice", "bob"])
+    await expect(alice.locator("#messages li.event").last).to_have_text("bob joined")
+    await shot(alice, "2-bob-joined")
+    await bob.close()
+    await expect(alice.locator("#online li")).to_have_text(["alice"])
+    await expect(alice.locator("#messages li.event").last).to_have_text("bob left")
+    await shot(alice, "2-bob-left")
+    await bob_ctx.close()
+    assert console.problems == []
+
+
+async def test_markup_in_messages_is_shown_as_text(
+    server: AppProcess, browser: Browser, console: Console
+) -> None:
+    payloads = ["<img src=x onerror=alert(1)>", "<script>alert('x')</script> hi"]
+    _, alice = await new_person(browser, console)
+    await sign_up(alice, server.url, "alice")
+    _, bob = await new_person(browser, console)
+    await sign_up(bob, server.url, "bob")
+    for text in payloads:
+        await send(alice, text)
+    texts = bob.locator("#messages li.message .text")
+    await expect(texts).to_have_text(payloads)
+    assert await bob.locator("#messages img, #messages script").count() == 0
+    await bob.reload()  # server-rendered history escapes them too
+    await expect(bob.locator("#messages li.message .text")).to_have_text(payloads)
+    assert await bob.locator("#messages img, #messages script").count() == 0
+    await shot(bob, "3-markup-as-text")
+    assert console.problems == []  # includes: no dialog opened
+
+
+async def test_reload_and_scroll_back_through_all_history(
+    server: AppProcess, browser: Browser, console: Console
+) -> None:
+    await seed(server.url, 120)
+    _, alice = await new_person(browser, console, viewport={"width": 1280, "height": 720})
+    await sign_up(alice, server.url, "alice")
+    items = alice.locator("#messages li.message")
+    await expect(items).to_have_count(50)
+    await alice.reload()
+    await expect(items).to_have_count(50)
+    shown = seqs_of(await items.evaluate_all("els => els.map(e => e.dataset.seq)"))
+    assert shown == list(range(71, 121))
+    for expected in (100, 120):
+        await alice.locator("#messages").evaluate("el => { el.scrollTop = 0; }")
+        await expect(items).to_have_count(expected)
+    shown = seqs_of(await items.evaluate_all("els => els.map(e => e.dataset.seq)"))
+    assert shown == list(range(1, 121))  # in order, no duplicate, no gap
+    await alice.locator("#messages").evaluate("el => { el.scrollTop = 0; }")
+    await alice.wait_for_timeout(300)
+    await expect(items).to_have_count(120)  # nothing more to load
+    await shot(alice, "4-history-top")
+    assert console.problems == []
+
+
+async def test_pages_reconnect_after_restart_and_resume_once(
+    server: AppProcess, browser: Browser, console: Console
+) -> None:
+    _, alice = await new_person(browser, console)
+    await sign_up(alice, server.url, "alice")
+    _, bob = await new_person(browser, console)
+    await sign_up(bob, server.url, "bob")
+    await send(alice, "before the restart")
+    await expect(bob.locator("#messages li.message .text")).to_have_text(["before the restart"])
+    await asyncio.to_thread(server.terminate)
+    await expect(alice.locator("#status")).not_to_have_text("")
+    await expect(bob.locator("#status")).not_to_have_text("")
+    await send(alice, "sent while away")  # kept in the page's outbox
+    await shot(alice, "5-offline")
+    await asyncio.to_thread(server.start)
+    for page in (alice, bob):
+        await expect(page.locator("#status")).to_have_text("", timeout=30_000)
+        await expect(page.locator("#messages li.message .text")).to_have_text(
+            ["before the restart", "sent while away"], timeout=30_000
+        )
+        await expect(page.locator("#messages li.message.pending")).to_have_count(0)
+    await bob.wait_for_timeout(500)
+    await expect(bob.locator("#messages li.message")).to_have_count(2)  # once, not twice
+    await shot(bob, "5-resumed")
+    # While the server was down Chromium itself logs the refused socket connections.
+    unexpected = [
+        p for p in console.problems if not re.search(r"WebSocket connection to .* failed", p)
+    ]
+    assert unexpected == []
+
+
+async def test_login_errors_and_logout_with_back_button(
+    server: AppProcess, browser: Browser, console: Console
+) -> None:
+    ctx, alice = await new_person(browser, console)
+    await sign_up(alice, server.url, "alice")
+    await alice.click("text=Log out")
+    await alice.wait_for_url(re.compile(r"/login"))
+    await alice.go_back()
+    await expect(alice).to_have_url(re.compile(r"/login"))
+    await expect(alice.locator("#messages")).to_have_count(0)
+    await shot(alice, "6-back-after-logout")
+    await alice.fill("#login", "alice")
+    await alice.fill("#password", "not the password")
+    await alice.click("button[type=submit]")
+    await expect(alice.locator(".form-error")).to_have_text("Wrong login or password.")
+    await expect(alice.locator("#login")).to_have_value("alice")
+    await expect(alice.locator("#password")).to_have_value("")
+    await shot(alice, "6-wrong-password")
+    _, other = await new_person(browser, console)
+    await other.goto(server.url + "/signup")
+    await other.fill("#login", "ALICE")
+    await other.fill("#email", "x@example.com")
+    await other.fill("#password", PASSWORD)
+    await other.fill("#password_confirm", PASSWORD)
+    await other.click("button[type=submit]")
+    await expect(other.locator("#login-error")).to_have_text("This login is taken; choose another.")
+    await shot(other, "6-login-taken")
+    await ctx.close()
+    # The failed login and sign-up answer 401 and 409, which Chromium reports in the console.
+    unexpected = [p for p in console.problems if "status of 40" not in p]
+    assert unexpected == []
+
+
+@pytest.mark.parametrize("width", [375, 1280])
+async def test_layout_and_keyboard(
+    server: AppProcess, browser: Browser, console: Console, width: int
+) -> None:
+    _, alice = await new_person(browser, console, viewport={"width": width, "height": 740})
+    await sign_up(alice, server.url, "alice")
+    await send(alice, "w" * 300)  # one long word
+    await send(alice, "short one")
+    await expect(alice.locator("#messages li.message")).to_have_count(2)
+    overflow = await alice.evaluate(
+        "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    assert overflow <= 0
+    long_line = alice.locator("#messages li.message").first
+    assert await long_line.evaluate("el => el.scrollWidth <= el.clientWidth")
+    await expect(alice.locator("#text")).to_be_in_viewport()
+    await expect(alice.locator("#send button")).to_be_in_viewport()
+    assert await alice.locator("#messages").get_attribute("aria-live") == "polite"
+    # Keyboard only: Tab from the top reaches every control, with a visible focus ring.
+    await alice.reload()  # start keyboard navigation from the top of a fresh page
+    await expect(alice.locator("#status")).to_have_text("")
+    # Server-rendered lines look like live ones: a short message stays on one line.
+    box = await alice.locator("#messages li.message").last.bounding_box()
+    assert box is not None and box["height"] < 40, box
+    reached: list[str] = []
+    for _ in range(12):
+        await alice.keyboard.press("Tab")
+        info = await alice.evaluate(
+            """() => {
+                const el = document.activeElement;
+                if (!el || el === document.body) return null;
+                const style = getComputedStyle(el);
+                return {key: el.id || el.textContent.trim() || el.tagName,
+                        outline: style.outlineStyle, width: style.outlineWidth};
+            }"""
+        )
+        if info is None:
+            break  # past the last control
+        reached.append(info["key"])
+        assert info["outline"] != "none" and info["width"] != "0px", info
+    for control in ("Chat", "Log out", "messages", "text", "Send"):
+        assert control in reached, reached
+    await alice.keyboard.press("Shift+Tab")
+    await shot(alice, f"7-layout-{width}")
+    assert console.problems == []
