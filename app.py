@@ -22,6 +22,7 @@ from aiohttp_session.cookie_storage import EncryptedCookieStorage
 import middlewares
 from auth import SESSION_KEY
 from auth.passwords import PASSWORDS_KEY, Passwords
+from chat.broker import BROKER_KEY, LocalBroker, RedisBroker
 from chat.hub import HUB_KEY, Hub
 from routes import setup_routes
 from settings import SETTINGS_KEY, Settings, SettingsError, load_settings
@@ -48,6 +49,13 @@ async def store_ctx(app: web.Application) -> AsyncIterator[None]:
         raise
     yield
     await store.close()
+
+
+async def broker_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Connect to the broker (Redis, when configured) for the app's lifetime."""
+    await app[BROKER_KEY].start()
+    yield
+    await app[BROKER_KEY].close()
 
 
 async def expiry_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -112,7 +120,12 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=chain, client_max_size=64 * 1024)
     app[SETTINGS_KEY] = settings
     app[STORE_KEY] = open_store(settings)
-    app[HUB_KEY] = Hub()
+    app[HUB_KEY] = Hub(app[STORE_KEY].messages)
+    app[BROKER_KEY] = (
+        RedisBroker(app[HUB_KEY], settings.redis_url, settings.presence_ttl)
+        if settings.redis_url
+        else LocalBroker(app[HUB_KEY])
+    )
     app[PASSWORDS_KEY] = Passwords(settings.argon2_time_cost, settings.argon2_memory_kib)
     aiohttp_jinja2.setup(
         app,
@@ -122,6 +135,7 @@ def create_app(settings: Settings) -> web.Application:
     app[aiohttp_jinja2.static_root_key] = "/static"
     setup_routes(app)
     app.cleanup_ctx.append(store_ctx)
+    app.cleanup_ctx.append(broker_ctx)
     app.cleanup_ctx.append(expiry_ctx)
     app.on_shutdown.append(close_sockets)
     app.on_response_prepare.append(security_headers)

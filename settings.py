@@ -45,6 +45,8 @@ class Settings:
     ws_queue_size: int = 1024
     ws_heartbeat: float = 25.0
     trust_proxy: bool = False
+    redis_url: str = ""
+    presence_ttl: float = 30.0
     log_level: str = "INFO"
 
     @property
@@ -121,6 +123,12 @@ def _mongodb_uri(raw: str) -> str:
     return raw
 
 
+def _redis_url(raw: str) -> str:
+    if not raw.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError("expected a redis://, rediss:// or unix:// URL")
+    return raw
+
+
 def _stored_secret_key(data_dir: Path) -> str:
     """Return the secret key kept in DATA_DIR, creating it on first start."""
     path = data_dir / "secret_key"
@@ -130,7 +138,10 @@ def _stored_secret_key(data_dir: Path) -> str:
         data_dir.mkdir(parents=True, exist_ok=True)
         key = Fernet.generate_key().decode()
         # Created with 0600 so other local users cannot read the session key.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process sharing DATA_DIR made it first
+            return _fernet_key(path.read_text().strip())
         with os.fdopen(fd, "w") as fh:
             fh.write(key + "\n")
         logging.getLogger(__name__).info("generated a new SECRET_KEY in %s", path)
@@ -206,6 +217,12 @@ def load_settings(env_file: str | os.PathLike[str] | None = ".env", **overrides:
             env, "WS_HEARTBEAT", _float_in(1, 3600), d["ws_heartbeat"].default, "give seconds"
         ),
         "trust_proxy": _read(env, "TRUST_PROXY", _bool, False, "use true or false"),
+        "redis_url": _read(
+            env, "REDIS_URL", _redis_url, "", "leave it empty to run a single process"
+        ),
+        "presence_ttl": _read(
+            env, "PRESENCE_TTL", _float_in(1, 600), d["presence_ttl"].default, "give seconds"
+        ),
         "log_level": _read(env, "LOG_LEVEL", _log_level, d["log_level"].default, "e.g. INFO"),
     }
     secret = _read(env, "SECRET_KEY", _fernet_key, "", FERNET_HINT)

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 from aiohttp import web
 
-from chat.frames import presence_frame
-from storage.base import Session, now
+from chat.frames import encode
+from storage.base import MAX_PAGE, Messages, Session, StorageUnavailable, now
 
 log = logging.getLogger(__name__)
 
@@ -121,50 +121,83 @@ _background: set[asyncio.Task[None]] = set()
 
 
 class Hub:
-    """All open sockets of this process, by room, with per-room presence and write order."""
+    """All open sockets of this process, by room, and the in-order delivery of each room's messages.
 
-    def __init__(self) -> None:
+    Every room with sockets here has a `delivered` seq: messages reach its sockets strictly in
+    seq order and once each. A message that arrives ahead of a gap (from another process, or
+    after a broker outage) first has the gap filled from storage, the one source of truth.
+    """
+
+    def __init__(self, messages: Messages) -> None:
+        self.messages = messages
         self.rooms: dict[str, dict[Connection, None]] = collections.defaultdict(dict)
-        self.online: dict[str, collections.Counter[str]] = collections.defaultdict(
-            collections.Counter
-        )
-        self._locks: dict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
+        self.delivered: dict[str, int] = {}
+        self._post_locks: dict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
+        self._delivery_locks: dict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
 
     def room_lock(self, room: str) -> asyncio.Lock:
-        """Return the lock held from storing a room's message to queueing it, so seq order holds."""
-        return self._locks[room]
+        """Return the lock a process holds from storing a room's message to delivering it."""
+        return self._post_locks[room]
 
-    def online_in(self, room: str) -> list[str]:
-        """Return the logins with a socket open in the room, sorted."""
-        return sorted(self.online[room])
+    async def register(self, conn: Connection) -> int:
+        """Add a socket to its room and return the room's last seq, read under the delivery lock.
 
-    def join(self, conn: Connection) -> None:
-        """Register a socket; tell the others in the room when it is the user's first."""
-        self.rooms[conn.room][conn] = None
-        counts = self.online[conn.room]
-        counts[conn.user] += 1
-        if counts[conn.user] == 1:
-            frame = presence_frame("join", conn.user, self.online_in(conn.room))
-            for other in self.rooms[conn.room]:
-                if other.user != conn.user:
-                    other.push(frame)
+        Messages up to that seq are in storage (replayed on resume); later ones are delivered to
+        the socket's queue, so nothing falls between the two.
+        """
+        async with self._delivery_locks[conn.room]:
+            last_seq = await self.messages.last_seq(conn.room)
+            self.rooms[conn.room][conn] = None
+            self.delivered.setdefault(conn.room, last_seq)
+            conn.skip_through = last_seq
+        return last_seq
 
-    def leave(self, conn: Connection) -> None:
-        """Unregister a socket; tell the others when it was the user's last in the room."""
+    def unregister(self, conn: Connection) -> None:
+        """Remove a socket; a room without sockets here is no longer tracked."""
         members = self.rooms.get(conn.room)
         if members is None or conn not in members:
             return
         del members[conn]
-        counts = self.online[conn.room]
-        counts[conn.user] -= 1
-        if counts[conn.user] <= 0:
-            del counts[conn.user]
-            frame = presence_frame("leave", conn.user, self.online_in(conn.room))
-            for other in members:
-                other.push(frame)
         if not members:
             del self.rooms[conn.room]
-            del self.online[conn.room]
+            self.delivered.pop(conn.room, None)
+
+    def members(self, room: str) -> list[Connection]:
+        """Return the room's sockets on this process."""
+        return list(self.rooms.get(room, ()))
+
+    async def deliver(self, room: str, seq: int, frame: str) -> None:
+        """Queue a stored message for the room's sockets, in seq order, once."""
+        if room not in self.delivered:
+            return
+        async with self._delivery_locks[room]:
+            last = self.delivered.get(room)
+            if last is None or seq <= last:
+                return
+            if seq > last + 1:
+                await self._fill(room, last, seq)
+            self.delivered[room] = seq
+            self.broadcast(room, frame, seq)
+
+    async def catch_up(self) -> None:
+        """Deliver whatever was stored but not delivered here (after a broker outage)."""
+        for room in list(self.delivered):
+            async with self._delivery_locks[room]:
+                last = self.delivered.get(room)
+                if last is not None:
+                    await self._fill(room, last, None)
+
+    async def _fill(self, room: str, last: int, upto: int | None) -> None:
+        try:
+            missing = await self.messages.after(room, last, MAX_PAGE)
+        except StorageUnavailable as exc:
+            log.warning("cannot fill a gap after seq %d in %s: %s", last, room, exc)
+            return
+        for message in missing:
+            if upto is not None and message.seq >= upto:
+                break
+            self.broadcast(room, encode(message.to_json()), message.seq)
+            self.delivered[room] = message.seq
 
     def broadcast(self, room: str, frame: str, seq: int = 0) -> None:
         """Queue a frame for every socket in the room (never waits on any of them)."""

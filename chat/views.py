@@ -8,7 +8,7 @@ from aiohttp import web
 
 from auth import SESSION_KEY, require_login
 from auth.pages import render_page
-from chat.hub import HUB_KEY
+from chat.broker import BROKER_KEY
 from settings import SETTINGS_KEY
 from storage import STORE_KEY
 from storage.base import StorageUnavailable
@@ -38,7 +38,7 @@ class ChatPage(web.View):
             "messages": messages,
             "last_seq": messages[-1].seq if messages else 0,
             "first_seq": messages[0].seq if messages else 0,
-            "online": request.app[HUB_KEY].online_in(room.slug),
+            "online": await request.app[BROKER_KEY].online(room.slug),
         }
         return await render_page(request, "chat.html", context)
 
@@ -77,13 +77,15 @@ class Healthz(web.View):
 
 
 class Readyz(web.View):
-    """Readiness: the database answers a ping, else 503."""
+    """Readiness: the database answers a ping (and Redis is connected, when used), else 503."""
 
     async def get(self) -> web.Response:
+        report = {"status": "ready", "database": "ok"}
         try:
             await self.request.app[STORE_KEY].ping()
         except StorageUnavailable:
-            return web.json_response(
-                {"status": "unavailable", "database": "unreachable"}, status=503
-            )
-        return web.json_response({"status": "ready", "database": "ok"})
+            report.update(status="unavailable", database="unreachable")
+        report.update(self.request.app[BROKER_KEY].status())
+        if report.get("redis", "ok") != "ok":
+            report["status"] = "unavailable"
+        return web.json_response(report, status=200 if report["status"] == "ready" else 503)

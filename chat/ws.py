@@ -8,6 +8,7 @@ from aiohttp import WSMsgType, web
 
 from auth import SESSION_KEY
 from auth.origin import same_origin
+from chat.broker import BROKER_KEY
 from chat.frames import (
     FrameError,
     encode,
@@ -62,51 +63,56 @@ class ChatSocket(web.View):
         )
         if not ws.can_prepare(request).ok:
             raise web.HTTPBadRequest(text="Expected a WebSocket upgrade.")
-        hub = request.app[HUB_KEY]
         user = session.user.login
         transport = request.transport
         await ws.prepare(request)
         conn = Connection(ws, transport, user, slug, session, settings.ws_queue_size)
-        # Registered before reading last_seq: anything stored from here on reaches our queue,
-        # and anything before is in storage, so resume has no gap (duplicates are skipped).
-        hub.join(conn)
         log.info("socket open user=%s room=%s after=%s", user, slug, after)
+        joined = False
         try:
             if await self._greet(conn, after):
+                joined = True
                 conn.start()
                 await self._serve(conn)
         finally:
-            hub.leave(conn)
+            request.app[HUB_KEY].unregister(conn)
+            if joined:
+                await request.app[BROKER_KEY].leave(conn)
             await conn.stop()
             log.info("socket closed user=%s room=%s code=%s", user, slug, ws.close_code)
         return ws
 
     async def _greet(self, conn: Connection, after: int | None) -> bool:
-        """Send hello, then the replay or a reset; False when the database is down."""
+        """Register, send hello, then the replay or a reset; False when the database is down."""
         store = self.request.app[STORE_KEY]
-        hub = self.request.app[HUB_KEY]
         try:
-            last_seq = await store.messages.last_seq(conn.room)
-            await conn.ws.send_str(
-                hello_frame(conn.user, conn.room, hub.online_in(conn.room), last_seq)
-            )
-            if after is None:
-                conn.skip_through = last_seq
-            elif after > last_seq or last_seq - after > REPLAY_MAX:
-                await conn.ws.send_str(reset_frame(last_seq))
-                conn.skip_through = last_seq
-            else:
-                conn.skip_through = after
-                for message in await store.messages.after(conn.room, after, REPLAY_MAX):
-                    await conn.ws.send_str(message_frame(message))
-                    conn.skip_through = message.seq
+            # Registered as last_seq is read: later messages reach the socket's queue, earlier
+            # ones are in storage, so a resume has no gap (overlaps are skipped by seq).
+            last_seq = await self.request.app[HUB_KEY].register(conn)
+            online = await self.request.app[BROKER_KEY].join(conn)
         except StorageUnavailable as exc:
             log.warning("socket refused, database unavailable: %s", exc)
             await conn.ws.send_str(error_frame("unavailable", "The database is unavailable."))
             await conn.close(CLOSE_TOO_SLOW, "database unavailable, try again")
             return False
+        try:
+            await conn.ws.send_str(hello_frame(conn.user, conn.room, online, last_seq))
+            if after is None:
+                pass
+            elif after > last_seq or last_seq - after > REPLAY_MAX:
+                await conn.ws.send_str(reset_frame(last_seq))
+            else:
+                replayed = after
+                for message in await store.messages.after(conn.room, after, REPLAY_MAX):
+                    await conn.ws.send_str(message_frame(message))
+                    replayed = message.seq
+                conn.skip_through = max(conn.skip_through, replayed)
+        except StorageUnavailable as exc:
+            log.warning("resume failed, database unavailable: %s", exc)
+            await conn.ws.send_str(error_frame("unavailable", "The database is unavailable."))
+            await conn.close(CLOSE_TOO_SLOW, "database unavailable, try again")
         except ConnectionError:
-            return False  # the client went away during the greeting
+            pass  # the client went away during the greeting; the caller cleans up
         return True
 
     async def _serve(self, conn: Connection) -> None:
@@ -132,12 +138,15 @@ class ChatSocket(web.View):
             async with hub.room_lock(conn.room):
                 message, created = await store.messages.add(conn.room, conn.user, text, client_id)
                 if created:
-                    hub.broadcast(conn.room, message_frame(message), message.seq)
+                    frame = message_frame(message)
+                    await hub.deliver(conn.room, message.seq, frame)
         except StorageUnavailable as exc:
             log.warning("message not stored: %s", exc)
             conn.push(
                 error_frame("unavailable", "Not sent: the database is unavailable.", client_id)
             )
             return
-        if not created:
+        if created:
+            await self.request.app[BROKER_KEY].publish_message(conn.room, message.seq, frame)
+        else:
             conn.push(message_frame(message))  # a re-send: acknowledge with the stored message

@@ -14,7 +14,7 @@ ALL_VARS = [
     "HOST", "PORT", "SECRET_KEY", "MONGODB_URI", "MONGODB_DB", "MONGODB_TIMEOUT_MS", "DATA_DIR",
     "COOKIE_SECURE", "SESSION_MAX_AGE", "PASSWORD_MIN_LENGTH", "ARGON2_TIME_COST",
     "ARGON2_MEMORY_KIB", "HISTORY_PAGE_SIZE", "WS_QUEUE_SIZE", "WS_HEARTBEAT", "TRUST_PROXY",
-    "LOG_LEVEL",
+    "REDIS_URL", "PRESENCE_TTL", "LOG_LEVEL",
 ]  # fmt: skip
 
 
@@ -60,6 +60,7 @@ def test_environment_beats_env_file(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         ("LOG_LEVEL", "LOUD"),
         ("WS_QUEUE_SIZE", "0"),
         ("SESSION_MAX_AGE", "-1"),
+        ("REDIS_URL", "localhost:6379"),
     ],
 )
 def test_bad_value_names_the_setting(

@@ -1,0 +1,324 @@
+"""Live traffic between processes: in-process by default, Redis pub/sub when REDIS_URL is set.
+
+The broker carries two things: stored messages (a doorbell: every process delivers them to its
+own sockets in seq order, filling gaps from storage) and presence (who is online in a room).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import web
+
+from chat.frames import presence_frame
+from chat.hub import Connection, Hub
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "chat:events"
+
+
+class LocalBroker:
+    """One process: presence is this process's sockets, nothing is published."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        # room -> login -> number of this process's sockets
+        self.local: dict[str, collections.Counter[str]] = collections.defaultdict(
+            collections.Counter
+        )
+
+    async def start(self) -> None:
+        """Connect to the broker, if any."""
+
+    async def close(self) -> None:
+        """Disconnect from the broker, if any."""
+
+    def status(self) -> dict[str, str]:
+        """Describe the broker for /readyz; empty when there is none."""
+        return {}
+
+    async def publish_message(self, room: str, seq: int, frame: str) -> None:
+        """Tell other processes a message was stored (nothing to tell here)."""
+
+    async def join(self, conn: Connection) -> list[str]:
+        """Count a new socket in; announce the user when it is their first. Return who is online."""
+        counts = self.local[conn.room]
+        counts[conn.user] += 1
+        if counts[conn.user] == 1:
+            online = await self.online(conn.room)
+            self.announce(conn.room, "join", conn.user, online)
+            await self._publish_presence(conn.room, "join", conn.user, online)
+            return online
+        return await self.online(conn.room)
+
+    async def leave(self, conn: Connection) -> None:
+        """Count a closed socket out; announce the user's leaving when it was their last."""
+        counts = self.local[conn.room]
+        counts[conn.user] -= 1
+        if counts[conn.user] > 0:
+            return
+        del counts[conn.user]
+        if not counts:
+            del self.local[conn.room]
+        online = await self._left(conn.room, conn.user)
+        if online is not None:
+            self.announce(conn.room, "leave", conn.user, online)
+            await self._publish_presence(conn.room, "leave", conn.user, online)
+
+    async def online(self, room: str) -> list[str]:
+        """Return the logins online in the room."""
+        return sorted(self.local.get(room, ()))
+
+    async def _left(self, room: str, user: str) -> list[str] | None:
+        """Record that the user has no socket here any more; the online list if they left."""
+        return await self.online(room)
+
+    async def _publish_presence(self, room: str, event: str, user: str, online: list[str]) -> None:
+        """Tell other processes about a presence change (nothing to tell here)."""
+
+    def announce(self, room: str, event: str, user: str, online: list[str]) -> None:
+        """Send a presence frame to this process's sockets in the room, but the user's own."""
+        frame = presence_frame(event, user, online)
+        for conn in self.hub.members(room):
+            if conn.user != user:
+                conn.push(frame)
+
+
+class RedisBroker(LocalBroker):
+    """Several processes sharing one Redis: pub/sub for events, hashes for global presence.
+
+    Presence: `chat:online:<room>` counts, per login, the processes where it has a socket;
+    `chat:proc-online:<proc>` lists what this process added, and `chat:proc:<proc>` is a
+    heartbeat key with a TTL. A process whose heartbeat expired is swept by the others, which
+    take its users out and announce the ones that left.
+    """
+
+    def __init__(self, hub: Hub, url: str, presence_ttl: float) -> None:
+        super().__init__(hub)
+        import redis.asyncio as redis
+
+        self.proc = uuid.uuid4().hex[:12]
+        self.ttl = presence_ttl
+        self.redis = redis.Redis.from_url(
+            url, socket_timeout=2, socket_connect_timeout=2, decode_responses=True
+        )
+        self.healthy = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._subscribed = asyncio.Event()
+
+    def status(self) -> dict[str, str]:
+        return {"redis": "ok" if self.healthy else "unavailable"}
+
+    async def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._listen()),
+            asyncio.create_task(self._heartbeat()),
+        ]
+        # Give the first subscription a moment, so a fresh process does not miss early events.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._subscribed.wait(), 3)
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        with contextlib.suppress(Exception):
+            await self._sweep_proc(self.proc, announce=True)
+            await self.redis.delete(self._proc_key(self.proc))
+        await self.redis.aclose()
+
+    def _outage(self, exc: BaseException) -> None:
+        if self.healthy:
+            log.warning("Redis unavailable (%s); live traffic stays on this process", exc)
+        self.healthy = False
+
+    async def publish_message(self, room: str, seq: int, frame: str) -> None:
+        await self._publish({"kind": "message", "room": room, "seq": seq, "frame": frame})
+
+    async def _publish_presence(self, room: str, event: str, user: str, online: list[str]) -> None:
+        await self._publish(
+            {"kind": "presence", "room": room, "event": event, "user": user, "online": online}
+        )
+
+    async def _publish(self, event: dict[str, Any]) -> None:
+        from redis.exceptions import RedisError
+
+        event["origin"] = self.proc
+        try:
+            await self.redis.publish(CHANNEL, json.dumps(event))
+        except (RedisError, OSError) as exc:
+            self._outage(exc)
+
+    async def online(self, room: str) -> list[str]:
+        from redis.exceptions import RedisError
+
+        try:
+            return sorted(await self.redis.hkeys(self._online_key(room)))
+        except (RedisError, OSError) as exc:
+            self._outage(exc)
+            return await super().online(room)
+
+    async def join(self, conn: Connection) -> list[str]:
+        from redis.exceptions import RedisError
+
+        counts = self.local[conn.room]
+        counts[conn.user] += 1
+        if counts[conn.user] > 1:
+            return await self.online(conn.room)
+        try:
+            processes = await self._add(conn.room, conn.user)
+        except (RedisError, OSError) as exc:
+            self._outage(exc)
+            online = await super().online(conn.room)
+            self.announce(conn.room, "join", conn.user, online)
+            return online
+        online = await self.online(conn.room)
+        if processes == 1:  # the first process where this user is online: a real join
+            self.announce(conn.room, "join", conn.user, online)
+            await self._publish_presence(conn.room, "join", conn.user, online)
+        return online
+
+    async def _left(self, room: str, user: str) -> list[str] | None:
+        from redis.exceptions import RedisError
+
+        try:
+            processes = await self._remove(self.proc, room, user, 1)
+        except (RedisError, OSError) as exc:
+            self._outage(exc)
+            return await super().online(room)
+        return await self.online(room) if processes <= 0 else None
+
+    async def _add(self, room: str, user: str) -> int:
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hincrby(self._online_key(room), user, 1)
+        pipe.hincrby(self._mine_key(self.proc), f"{room}|{user}", 1)
+        processes, _ = await pipe.execute()
+        return int(processes)
+
+    async def _remove(self, proc: str, room: str, user: str, count: int) -> int:
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hincrby(self._online_key(room), user, -count)
+        pipe.hincrby(self._mine_key(proc), f"{room}|{user}", -count)
+        processes, mine = await pipe.execute()
+        if int(mine) <= 0:
+            await self.redis.hdel(self._mine_key(proc), f"{room}|{user}")
+        if int(processes) <= 0:
+            await self.redis.hdel(self._online_key(room), user)
+        return int(processes)
+
+    async def _listen(self) -> None:
+        """Follow the event channel, reconnecting with backoff; catch up after an outage."""
+        from redis.exceptions import RedisError
+
+        delay = 0.25
+        first = True
+        while True:
+            try:
+                async with self._subscription() as messages:
+                    if not first:
+                        log.info("Redis is back; catching up")
+                    first = False
+                    self.healthy = True
+                    self._subscribed.set()
+                    delay = 0.25
+                    await self._resync()
+                    await self.hub.catch_up()
+                    async for message in messages:
+                        await self._handle(message)
+            except (RedisError, OSError) as exc:
+                self._outage(exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+    @contextlib.asynccontextmanager
+    async def _subscription(self) -> AsyncIterator[AsyncIterator[str]]:
+        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.subscribe(CHANNEL)
+
+            async def data() -> AsyncIterator[str]:
+                async for message in pubsub.listen():
+                    if message.get("type") == "message":
+                        yield message["data"]
+
+            yield data()
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
+
+    async def _handle(self, raw: str) -> None:
+        try:
+            event = json.loads(raw)
+            if event.get("origin") == self.proc:
+                return
+            if event["kind"] == "message":
+                await self.hub.deliver(event["room"], int(event["seq"]), event["frame"])
+            elif event["kind"] == "presence":
+                self.announce(event["room"], event["event"], event["user"], event["online"])
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("ignored a malformed broker event: %s", exc)
+
+    async def _heartbeat(self) -> None:
+        """Keep this process's heartbeat key alive and sweep processes whose key expired."""
+        from redis.exceptions import RedisError
+
+        while True:
+            try:
+                await self.redis.set(self._proc_key(self.proc), "1", ex=max(1, round(self.ttl)))
+                await self.redis.sadd("chat:procs", self.proc)
+                for proc in await self.redis.smembers("chat:procs"):
+                    if proc != self.proc and not await self.redis.exists(self._proc_key(proc)):
+                        await self._sweep_proc(proc, announce=True)
+            except (RedisError, OSError) as exc:
+                self._outage(exc)
+            await asyncio.sleep(self.ttl / 3)
+
+    async def _sweep_proc(self, proc: str, announce: bool) -> None:
+        """Take a gone process's users out of presence; only one sweeper wins each process."""
+        if not await self.redis.srem("chat:procs", proc) and proc != self.proc:
+            return
+        entries = await self.redis.hgetall(self._mine_key(proc))
+        for key, count in entries.items():
+            room, _, user = key.partition("|")
+            processes = await self._remove(proc, room, user, int(count))
+            if processes <= 0 and announce:
+                online = await self.online(room)
+                self.announce(room, "leave", user, online)
+                await self._publish_presence(room, "leave", user, online)
+        await self.redis.delete(self._mine_key(proc))
+
+    async def _resync(self) -> None:
+        """After an outage, put this process's users back if others swept them meanwhile."""
+        mine = await self.redis.hgetall(self._mine_key(self.proc))
+        for room, counts in list(self.local.items()):
+            for user in list(counts):
+                if f"{room}|{user}" not in mine:
+                    if await self._add(room, user) == 1:
+                        online = await self.online(room)
+                        await self._publish_presence(room, "join", user, online)
+        await self.redis.sadd("chat:procs", self.proc)
+
+    @staticmethod
+    def _online_key(room: str) -> str:
+        return f"chat:online:{room}"
+
+    @staticmethod
+    def _mine_key(proc: str) -> str:
+        return f"chat:proc-online:{proc}"
+
+    @staticmethod
+    def _proc_key(proc: str) -> str:
+        return f"chat:proc:{proc}"
+
+
+BROKER_KEY = web.AppKey("broker", LocalBroker)
