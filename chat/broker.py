@@ -104,11 +104,19 @@ class RedisBroker(LocalBroker):
     def __init__(self, hub: Hub, url: str, presence_ttl: float) -> None:
         super().__init__(hub)
         import redis.asyncio as redis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
 
         self.proc = uuid.uuid4().hex[:12]
         self.ttl = presence_ttl
+        # One immediate retry replaces a pooled connection that went stale in an outage;
+        # more would hold up the sender while Redis is really down.
         self.redis = redis.Redis.from_url(
-            url, socket_timeout=2, socket_connect_timeout=2, decode_responses=True
+            url,
+            socket_timeout=2,
+            socket_connect_timeout=2,
+            decode_responses=True,
+            retry=Retry(NoBackoff(), 1),
         )
         self.healthy = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -153,6 +161,8 @@ class RedisBroker(LocalBroker):
     async def _publish(self, event: dict[str, Any]) -> None:
         from redis.exceptions import RedisError
 
+        if not self.healthy:
+            return  # the others catch up from storage when the broker is back
         event["origin"] = self.proc
         try:
             await self.redis.publish(CHANNEL, json.dumps(event))
@@ -162,6 +172,8 @@ class RedisBroker(LocalBroker):
     async def online(self, room: str) -> list[str]:
         from redis.exceptions import RedisError
 
+        if not self.healthy:
+            return await super().online(room)
         try:
             return sorted(await self.redis.hkeys(self._online_key(room)))
         except (RedisError, OSError) as exc:
@@ -298,8 +310,19 @@ class RedisBroker(LocalBroker):
         await self.redis.delete(self._mine_key(proc))
 
     async def _resync(self) -> None:
-        """After an outage, put this process's users back if others swept them meanwhile."""
+        """After an outage, make Redis match this process's sockets again.
+
+        Users who left meanwhile are taken out (and announced); users the others swept
+        while our heartbeat could not reach Redis are put back.
+        """
         mine = await self.redis.hgetall(self._mine_key(self.proc))
+        for key, count in mine.items():
+            room, _, user = key.partition("|")
+            if not self.local.get(room, {}).get(user):
+                if await self._remove(self.proc, room, user, int(count)) <= 0:
+                    online = await self.online(room)
+                    self.announce(room, "leave", user, online)
+                    await self._publish_presence(room, "leave", user, online)
         for room, counts in list(self.local.items()):
             for user in list(counts):
                 if f"{room}|{user}" not in mine:

@@ -1,0 +1,313 @@
+"""Two app processes, one SQLite file and a real redis-server: live traffic across processes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from cryptography.fernet import Fernet
+
+from conftest import PASSWORD, AppProcess, free_port
+
+pytestmark = pytest.mark.cluster
+
+REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
+TTL = "3"  # seconds of heartbeat; a dead process is swept within TTL + TTL/3
+
+
+class RedisServer:
+    """A throwaway redis-server on a free local port, without persistence."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.url = f"redis://127.0.0.1:{port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        if not Path(REDIS).exists():
+            pytest.fail("redis-server is missing: install Debian's redis-server package")
+        self.proc = subprocess.Popen(
+            [REDIS, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+@pytest.fixture
+def redis() -> Iterator[RedisServer]:
+    server = RedisServer(free_port())
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, redis: RedisServer) -> Iterator[list[AppProcess]]:
+    """Two processes sharing one data directory, one secret key and one Redis."""
+    env = {
+        "DATA_DIR": str(tmp_path / "shared-data"),
+        "SECRET_KEY": Fernet.generate_key().decode(),
+        "REDIS_URL": redis.url,
+        "PRESENCE_TTL": TTL,
+    }
+    procs = []
+    for i in (1, 2):
+        cwd = tmp_path / f"p{i}"
+        cwd.mkdir()
+        app = AppProcess(cwd, **env)
+        app.log = open(cwd / "app.log", "wb")  # type: ignore[attr-defined]
+        procs.append(app.start(output=app.log.fileno()))  # type: ignore[attr-defined]
+    yield procs
+    for app in procs:
+        app.kill()
+        app.log.close()  # type: ignore[attr-defined]
+
+
+def log_of(app: AppProcess) -> str:
+    return (app.cwd / "app.log").read_text()
+
+
+class Person:
+    """Someone with a browser-like session, who can open sockets on any process."""
+
+    def __init__(self, session: aiohttp.ClientSession) -> None:
+        self.session = session
+
+    async def sign_up(self, app: AppProcess, login: str) -> None:
+        async with self.session.get(app.url + "/signup") as resp:
+            match = re.search(r'name="csrf_token" value="([^"]+)"', await resp.text())
+            assert match
+        form = {
+            "login": login,
+            "email": f"{login}@example.com",
+            "password": PASSWORD,
+            "password_confirm": PASSWORD,
+            "csrf_token": match.group(1),
+        }
+        async with self.session.post(
+            app.url + "/signup", data=form, headers={"Origin": app.url}, allow_redirects=False
+        ) as resp:
+            assert resp.status == 302, await resp.text()
+
+    async def ws(self, app: AppProcess, query: str = "") -> aiohttp.ClientWebSocketResponse:
+        ws = await self.session.ws_connect(app.url + "/ws" + query, headers={"Origin": app.url})
+        return ws
+
+
+@pytest.fixture
+async def people() -> AsyncIterator[Any]:
+    sessions: list[aiohttp.ClientSession] = []
+
+    async def make(app: AppProcess, login: str) -> Person:
+        session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+        sessions.append(session)
+        person = Person(session)
+        await person.sign_up(app, login)
+        return person
+
+    yield make
+    for session in sessions:
+        await session.close()
+
+
+async def frame(ws: aiohttp.ClientWebSocketResponse, kind: str, timeout: float = 10) -> Any:
+    """Receive frames until one of this type."""
+    async with asyncio.timeout(timeout):
+        while True:
+            data = await ws.receive_json()
+            if data["type"] == kind:
+                return data
+
+
+async def messages(
+    ws: aiohttp.ClientWebSocketResponse, count: int, timeout: float = 20
+) -> list[Any]:
+    got = []
+    async with asyncio.timeout(timeout):
+        while len(got) < count:
+            data = await ws.receive_json()
+            if data["type"] == "message":
+                got.append(data)
+    return got
+
+
+async def no_more_messages(ws: aiohttp.ClientWebSocketResponse, wait: float = 0.7) -> None:
+    with pytest.raises(TimeoutError):
+        await frame(ws, "message", timeout=wait)
+
+
+async def send(ws: aiohttp.ClientWebSocketResponse, text: str, client_id: str) -> None:
+    await ws.send_str(json.dumps({"type": "message", "text": text, "client_id": client_id}))
+
+
+async def test_delivery_and_presence_across_processes(
+    cluster: list[AppProcess], people: Any
+) -> None:
+    p1, p2 = cluster
+    alice = await people(p1, "alice")
+    bob = await people(p2, "bob")
+    a1 = await alice.ws(p1)
+    assert (await frame(a1, "hello"))["online"] == ["alice"]
+    b2 = await bob.ws(p2)
+    assert (await frame(b2, "hello"))["online"] == ["alice", "bob"]
+    join = await frame(a1, "presence")
+    assert join == {"type": "presence", "event": "join", "user": "bob", "online": ["alice", "bob"]}
+    await send(a1, "hello bob", "a-1")
+    ack = await frame(a1, "message")
+    got = await frame(b2, "message")
+    assert got == ack and got["seq"] == 1
+    await send(b2, "hello alice", "b-1")
+    assert (await frame(a1, "message"))["seq"] == 2
+    assert (await frame(b2, "message"))["seq"] == 2
+    await no_more_messages(b2)  # exactly once
+    # A second socket of bob's on the other process is no second join.
+    b1 = await bob.ws(p1)
+    assert (await frame(b1, "hello"))["online"] == ["alice", "bob"]
+    await b2.close()
+    await send(a1, "still here?", "a-2")
+    assert (await frame(a1, "message"))["seq"] == 3  # no presence frame came before it
+    await b1.close()
+    leave = await frame(a1, "presence")
+    assert leave == {"type": "presence", "event": "leave", "user": "bob", "online": ["alice"]}
+
+
+async def test_order_with_concurrent_senders_on_both_processes(
+    cluster: list[AppProcess], people: Any
+) -> None:
+    sockets = []
+    for i in range(4):
+        app = cluster[i % 2]
+        person = await people(app, f"user{i}")
+        ws = await person.ws(app)
+        await frame(ws, "hello")
+        sockets.append(ws)
+    per_sender = 25
+
+    async def blast(ws: aiohttp.ClientWebSocketResponse, n: int) -> None:
+        for i in range(per_sender):
+            await send(ws, f"{n}-{i}", f"{n}-{i}")
+
+    await asyncio.gather(*(blast(ws, n) for n, ws in enumerate(sockets)))
+    total = per_sender * len(sockets)
+    for ws in sockets:
+        seqs = [m["seq"] for m in await messages(ws, total)]
+        assert seqs == list(range(1, total + 1))
+        await no_more_messages(ws, 0.3)
+
+
+async def test_resume_on_another_process(cluster: list[AppProcess], people: Any) -> None:
+    p1, p2 = cluster
+    alice = await people(p1, "alice")
+    a1 = await alice.ws(p1)
+    await frame(a1, "hello")
+    for i in range(1, 6):
+        await send(a1, f"m{i}", f"a{i}")
+    await messages(a1, 5)
+    await a1.close()
+    a2 = await alice.ws(p2, "?after=2")
+    assert (await frame(a2, "hello"))["last_seq"] == 5
+    assert [m["seq"] for m in await messages(a2, 3)] == [3, 4, 5]
+    await no_more_messages(a2, 0.3)
+
+
+async def test_killed_process_drops_out_of_presence(cluster: list[AppProcess], people: Any) -> None:
+    p1, p2 = cluster
+    alice = await people(p1, "alice")
+    bob = await people(p2, "bob")
+    a1 = await alice.ws(p1)
+    await frame(a1, "hello")
+    b2 = await bob.ws(p2)
+    await frame(b2, "hello")
+    assert (await frame(a1, "presence"))["event"] == "join"
+    assert p2.proc is not None
+    p2.proc.send_signal(signal.SIGKILL)  # no goodbye
+    started = time.monotonic()
+    leave = await frame(a1, "presence", timeout=60)
+    assert leave == {"type": "presence", "event": "leave", "user": "bob", "online": ["alice"]}
+    took = time.monotonic() - started
+    assert took < float(TTL) * 2 + 2, took
+    b2_closed = b2.closed or (await b2.receive(timeout=5)).type in (
+        aiohttp.WSMsgType.CLOSE,
+        aiohttp.WSMsgType.CLOSED,
+        aiohttp.WSMsgType.ERROR,
+    )
+    assert b2_closed
+
+
+async def test_redis_outage_keeps_local_delivery_and_catches_up(
+    cluster: list[AppProcess], redis: RedisServer, people: Any
+) -> None:
+    p1, p2 = cluster
+    alice = await people(p1, "alice")
+    carol = await people(p1, "carol")
+    bob = await people(p2, "bob")
+    a1 = await alice.ws(p1)
+    await frame(a1, "hello")
+    c1 = await carol.ws(p1)
+    await frame(c1, "hello")
+    b2 = await bob.ws(p2)
+    await frame(b2, "hello")
+    await send(a1, "before", "a-0")
+    for ws in (a1, c1, b2):
+        assert (await frame(ws, "message"))["text"] == "before"
+
+    redis.stop()
+    await send(a1, "during the outage", "a-1")
+    during = await frame(a1, "message")
+    assert during["seq"] == 2  # stored and acknowledged
+    assert (await frame(c1, "message")) == during  # same process: delivered live
+    await no_more_messages(b2, 1.0)  # the other process cannot hear of it now
+    async with aiohttp.ClientSession() as s:
+        for _ in range(50):
+            async with s.get(p1.url + "/readyz") as resp:
+                report = await resp.json()
+            if report.get("redis") == "unavailable":
+                break
+            await asyncio.sleep(0.1)
+        assert resp.status == 503 and report["redis"] == "unavailable"
+        assert report["database"] == "ok"
+
+    redis.start()  # same port; both processes reconnect by themselves
+    caught_up = await frame(b2, "message", timeout=30)
+    assert caught_up == during  # delivered once the broker is back, without a reconnect
+    await send(b2, "after", "b-1")
+    for ws in (a1, c1, b2):
+        assert (await frame(ws, "message", timeout=15))["seq"] == 3
+    await no_more_messages(b2, 0.3)
+    async with aiohttp.ClientSession() as s:
+        for app in (p1, p2):
+            async with s.get(app.url + "/readyz") as resp:
+                assert resp.status == 200 and (await resp.json())["redis"] == "ok"
+    # Resuming on the other process gives exactly what a client missed.
+    b_again = await bob.ws(p2, "?after=1")
+    await frame(b_again, "hello")
+    assert [m["seq"] for m in await messages(b_again, 2)] == [2, 3]
+    await no_more_messages(b_again, 0.3)
+    assert log_of(p1).count("Redis unavailable") == 1  # logged once, not per event
