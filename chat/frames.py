@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import struct
 from typing import Any
 
 TEXT_MAX = 2000
@@ -92,3 +93,16 @@ def presence_frame(event: str, user: str, online: list[str]) -> str:
 def reset_frame(last_seq: int) -> str:
     """Encode a `reset` frame."""
     return encode({"type": "reset", "last_seq": last_seq})
+
+
+def ws_text_frame(payload: str) -> bytes:
+    """Encode a server-to-client WebSocket text frame (final, unmasked, uncompressed)."""
+    data = payload.encode()
+    n = len(data)
+    if n < 126:
+        header = bytes((0x81, n))
+    elif n < 65536:
+        header = struct.pack("!BBH", 0x81, 126, n)
+    else:
+        header = struct.pack("!BBQ", 0x81, 127, n)
+    return header + data

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 from aiohttp import web
 
-from chat.frames import encode
+from chat.frames import encode, ws_text_frame
 from storage.base import MAX_PAGE, Messages, Session, StorageUnavailable, now
 
 log = logging.getLogger(__name__)
@@ -19,19 +19,23 @@ CLOSE_GOING_AWAY = 1001
 CLOSE_SESSION_ENDED = 1008
 CLOSE_TOO_SLOW = 1013
 CLOSE_TIMEOUT = 2.0  # seconds a close handshake may take before the connection is cut
+WRITE_BUFFER_HIGH = 64 * 1024  # bytes buffered for a socket before its frames are queued
+DRAIN_POLL = 0.01  # seconds between checks of a backed-up socket's transport
 
 
 class Connection:
-    """One open socket: its identity and a bounded queue of frames waiting to be sent.
+    """One open socket: its identity and a bounded queue of frames it could not take yet.
 
-    The hub only appends to the queue, never awaits a socket, so one stalled client
-    cannot delay anyone else; when the queue is full the client is closed with 1013.
+    Frames arrive as ready-made WebSocket frames (encoded once per broadcast, not per socket)
+    and go straight to the socket's transport while it keeps up; only a socket whose transport
+    is backed up gets a queue and a sender task. The hub never awaits a socket, so one stalled
+    client cannot delay anyone else; when its queue is full it is closed with 1013.
     """
 
     def __init__(
         self,
         ws: web.WebSocketResponse,
-        transport: asyncio.BaseTransport | None,
+        transport: asyncio.Transport | None,
         user: str,
         room: str,
         session: Session,
@@ -44,39 +48,60 @@ class Connection:
         self.session = session
         self.limit = limit
         # (seq, frame); seq 0 marks frames that are always sent (presence, acks, errors).
-        self.queue: collections.deque[tuple[int, str]] = collections.deque()
+        self.queue: collections.deque[tuple[int, bytes]] = collections.deque()
         self.skip_through = 0  # message frames up to this seq were already sent by the resume
         self.closing = False
-        self._wakeup = asyncio.Event()
+        self.started = False
         self._pump: asyncio.Task[None] | None = None
 
-    def push(self, frame: str, seq: int = 0) -> None:
-        """Queue a frame; close the connection with 1013 when it cannot keep up."""
+    def push(self, frame: bytes, seq: int = 0) -> None:
+        """Send a frame now if the socket keeps up, else queue it; 1013 when it cannot keep up."""
         if self.closing:
+            return
+        if self.started and not self.queue and self._writable():
+            if not (seq and seq <= self.skip_through):
+                self.transport.write(frame)  # type: ignore[union-attr]
             return
         if len(self.queue) >= self.limit:
             self.close_soon(CLOSE_TOO_SLOW, "too slow, resume with after")
             return
         self.queue.append((seq, frame))
-        self._wakeup.set()
+        if self.started and self._pump is None:
+            self._pump = asyncio.create_task(self._run_pump())
+
+    def send_text(self, text: str) -> None:
+        """Send one text frame to this socket alone (errors, acknowledgements, presence)."""
+        self.push(ws_text_frame(text))
+
+    def _writable(self) -> bool:
+        t = self.transport
+        return (
+            t is not None
+            and not t.is_closing()
+            and not self.ws.closed
+            and t.get_write_buffer_size() <= WRITE_BUFFER_HIGH
+        )
 
     def start(self) -> None:
-        """Start sending queued frames (after hello and any resume were sent)."""
-        self._pump = asyncio.create_task(self._run_pump())
+        """Start sending (after hello and any resume were sent), the queue first."""
+        self.started = True
+        if self.queue and self._pump is None:
+            self._pump = asyncio.create_task(self._run_pump())
 
     async def _run_pump(self) -> None:
-        while not self.closing:
-            await self._wakeup.wait()
-            self._wakeup.clear()
+        """Send the queue as the transport drains; ends when the queue is empty."""
+        try:
             while self.queue and not self.closing:
-                seq, frame = self.queue.popleft()
-                if seq and seq <= self.skip_through:
+                if not self._writable():
+                    if self.transport is None or self.transport.is_closing() or self.ws.closed:
+                        return
+                    await asyncio.sleep(DRAIN_POLL)
                     continue
-                try:
-                    await self.ws.send_str(frame)
-                except (ConnectionError, RuntimeError):
-                    self.closing = True
-                    return
+                seq, frame = self.queue.popleft()
+                if not (seq and seq <= self.skip_through):
+                    self.transport.write(frame)  # type: ignore[union-attr]
+        finally:
+            self._pump = None
 
     async def stop(self) -> None:
         """Stop the sender task."""
@@ -99,9 +124,6 @@ class Connection:
     async def close(self, code: int, reason: str) -> None:
         """Close with a code; cut the connection if the client does not answer in time."""
         self.closing = True
-        # The pump is left alone here: cancelling it mid-drain would cancel the transport's
-        # shared drain future and break this close; the handler stops it afterwards.
-        self._wakeup.set()
         try:
             await asyncio.wait_for(self.ws.close(code=code, message=reason.encode()), CLOSE_TIMEOUT)
         except (TimeoutError, ConnectionError, RuntimeError):
@@ -200,9 +222,10 @@ class Hub:
             self.delivered[room] = message.seq
 
     def broadcast(self, room: str, frame: str, seq: int = 0) -> None:
-        """Queue a frame for every socket in the room (never waits on any of them)."""
+        """Send a frame to every socket in the room (never waits on any of them)."""
+        data = ws_text_frame(frame)  # encoded once for all sockets
         for conn in list(self.rooms.get(room, ())):
-            conn.push(frame, seq)
+            conn.push(data, seq)
 
     def connections(self) -> Iterator[Connection]:
         """Iterate over every open socket."""

@@ -122,11 +122,11 @@ class ChatSocket(web.View):
                 try:
                     post = parse_client_frame(msg.data)
                 except FrameError as exc:
-                    conn.push(exc.to_frame())
+                    conn.send_text(exc.to_frame())
                     continue
                 await self._post(conn, post.text, post.client_id)
             elif msg.type == WSMsgType.BINARY:
-                conn.push(error_frame("bad_frame", "Frames must be JSON text."))
+                conn.send_text(error_frame("bad_frame", "Frames must be JSON text."))
             elif msg.type == WSMsgType.ERROR:
                 log.info("socket error user=%s: %s", conn.user, conn.ws.exception())
 
@@ -142,11 +142,11 @@ class ChatSocket(web.View):
                     await hub.deliver(conn.room, message.seq, frame)
         except StorageUnavailable as exc:
             log.warning("message not stored: %s", exc)
-            conn.push(
+            conn.send_text(
                 error_frame("unavailable", "Not sent: the database is unavailable.", client_id)
             )
             return
         if created:
             await self.request.app[BROKER_KEY].publish_message(conn.room, message.seq, frame)
         else:
-            conn.push(message_frame(message))  # a re-send: acknowledge with the stored message
+            conn.send_text(message_frame(message))  # a re-send: acknowledge with the stored message

@@ -396,3 +396,18 @@ def test_default_heartbeat_is_25s() -> None:
     from settings import Settings
 
     assert Settings(secret_key="k").ws_heartbeat == 25.0
+
+
+@pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536, 70000])
+def test_text_frame_encoding(size: int) -> None:
+    from chat.frames import ws_text_frame
+
+    frame = ws_text_frame("x" * size)
+    assert frame[0] == 0x81  # final text frame
+    if size < 126:
+        assert frame[1] == size and len(frame) == 2 + size
+    elif size < 65536:
+        assert frame[1] == 126 and int.from_bytes(frame[2:4]) == size
+    else:
+        assert frame[1] == 127 and int.from_bytes(frame[2:10]) == size
+    assert frame.endswith(b"x" * size)
