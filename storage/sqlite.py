@@ -64,6 +64,18 @@ CREATE TABLE IF NOT EXISTS messages (
 """
 
 
+# One statement, so one trip to the database thread: it takes the room's next seq and inserts
+# under SQLite's write lock (atomic for every writer, in any process), or does nothing when
+# this sender already stored this client_id (then nothing is returned).
+ADD_MESSAGE = """
+INSERT INTO messages (room, seq, user, text, created_at, client_id)
+SELECT ?1, COALESCE(MAX(seq), 0) + 1, ?2, ?3, ?4, ?5 FROM messages WHERE room = ?1
+ON CONFLICT (room, user, client_id) DO NOTHING
+RETURNING id, seq
+"""
+WRITE_ATTEMPTS = 50
+
+
 def _ms(t: dt.datetime) -> int:
     return int(t.timestamp() * 1000)
 
@@ -151,6 +163,30 @@ class SqliteDb:
         """Run a read query and return its first row or None."""
         rows = await self.fetch(sql, params)
         return rows[0] if rows else None
+
+    async def write_one(self, sql: str, params: Iterable[Any]) -> list[Any]:
+        """Run one writing statement on its own (atomic) and return the rows it returns.
+
+        In WAL mode a statement whose read snapshot went stale because another process wrote
+        meanwhile fails at once with SQLITE_BUSY (no busy wait); it is simply run again.
+        """
+        params = tuple(params)
+        async with self._write_lock:
+            conn = self._writer
+            if conn is None:
+                raise StorageUnavailable("the database is closed")
+            for attempt in range(WRITE_ATTEMPTS):
+                try:
+                    return list(await conn.execute_fetchall(sql, params))
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) and "busy" not in str(exc):
+                        raise StorageUnavailable(f"database write failed: {exc}") from exc
+                    await asyncio.sleep(0.001 * (attempt + 1))
+                except sqlite3.IntegrityError:
+                    raise
+                except sqlite3.Error as exc:
+                    raise StorageUnavailable(f"database write failed: {exc}") from exc
+        raise StorageUnavailable("the database stayed busy; try again")
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
@@ -260,27 +296,17 @@ class SqliteMessages(Messages):
 
     async def add(self, room: str, user: str, text: str, client_id: str) -> tuple[Message, bool]:
         created = now()
-        async with self.db.transaction() as conn:
-            async with conn.execute(
-                "SELECT * FROM messages WHERE room = ? AND user = ? AND client_id = ?",
-                (room, user, client_id),
-            ) as cur:
-                row = await cur.fetchone()
-            if row is not None:
-                return _message(row), False
-            # The write transaction holds the database lock, so max(seq) + 1 is the next
-            # number for every writer, in this process or another: no gaps, no repeats.
-            async with conn.execute(
-                "SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE room = ?", (room,)
-            ) as cur:
-                (seq,) = await cur.fetchone()  # type: ignore[misc]
-            cur = await conn.execute(
-                "INSERT INTO messages (room, seq, user, text, created_at, client_id)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (room, seq, user, text, _ms(created), client_id),
-            )
-            message_id = cur.lastrowid
-        return Message(str(message_id), room, seq, user, text, created, client_id), True
+        rows = await self.db.write_one(ADD_MESSAGE, (room, user, text, _ms(created), client_id))
+        if rows:
+            message_id, seq = rows[0]
+            return Message(str(message_id), room, seq, user, text, created, client_id), True
+        row = await self.db.fetch_one(
+            "SELECT * FROM messages WHERE room = ? AND user = ? AND client_id = ?",
+            (room, user, client_id),
+        )
+        if row is None:
+            raise StorageUnavailable("the message was neither stored nor found; try again")
+        return _message(row), False
 
     async def before(self, room: str, before: int | None, limit: int) -> list[Message]:
         rows = await self.db.fetch(

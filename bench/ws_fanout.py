@@ -1,0 +1,338 @@
+"""Fan-out benchmark: the product against a bare aiohttp broadcast loop, same load, same machine.
+
+    python bench/ws_fanout.py            # full run (under 4 minutes)
+    python bench/ws_fanout.py --ramp     # plus a ramp to saturation at N=1000
+    python bench/ws_fanout.py --smoke    # seconds: checks the harness, not the numbers
+
+Starts the product (`app.py`, embedded store, real sign-up and authenticated sockets, several
+per user) and `bench/baseline_server.py` on 127.0.0.1, and drives both from a separate load
+generator process (`bench/loadgen.py`). Runs are interleaved A/B/B/A, repeated, and medians
+reported; a pair is flagged when the rest of the machine used more than 0.3 core meanwhile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+from yarl import URL
+
+ROOT = Path(__file__).resolve().parent.parent
+TICKS = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+PASSWORD = "bench password 123"
+SOCKETS_PER_USER = 10
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def rss_bytes(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
+
+
+def machine_busy_seconds() -> float:
+    """CPU time the whole machine spent busy (all cores), in seconds."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]
+    return (sum(values[:8]) - idle) / TICKS
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("server did not start")
+
+
+@dataclass
+class Server:
+    """A server process under test."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    cwd: Path
+    port: int = field(default_factory=free_port)
+    cookies: list[str] = field(default_factory=list)
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {**os.environ, **self.env, "PORT": str(self.port)}
+        self.proc = subprocess.Popen(
+            self.argv + (["--port", str(self.port)] if self.name == "baseline" else []),
+            cwd=self.cwd,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_port(self.port, self.proc)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+
+async def sign_up_users(server: Server, users: int) -> None:
+    """Create accounts through the real form and keep one session cookie per user."""
+    url = f"http://127.0.0.1:{server.port}"
+
+    async def one(i: int) -> str:
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+            async with s.get(url + "/signup") as resp:
+                match = re.search(r'name="csrf_token" value="([^"]+)"', await resp.text())
+                assert match, "no CSRF token"
+            form = {
+                "login": f"bench{i}",
+                "email": f"bench{i}@example.com",
+                "password": PASSWORD,
+                "password_confirm": PASSWORD,
+                "csrf_token": match.group(1),
+            }
+            async with s.post(
+                url + "/signup", data=form, headers={"Origin": url}, allow_redirects=False
+            ) as resp:
+                assert resp.status == 302, f"sign-up failed: {resp.status}"
+            value = s.cookie_jar.filter_cookies(URL(url))["chat_session"].value
+            return f'chat_session="{value}"'
+
+    for start in range(0, users, 20):
+        server.cookies += await asyncio.gather(
+            *(one(i) for i in range(start, min(users, start + 20)))
+        )
+
+
+@dataclass
+class Result:
+    """One run of the load against one server."""
+
+    server: str
+    sockets: int
+    rate: float
+    report: dict[str, float]
+    cpu_us_per_frame: float
+    rss_per_socket: float
+    rest_cores: float
+
+
+def run_load(
+    server: Server, sockets: int, rate: float, duration: float, stall: bool = False
+) -> Result:
+    """Connect, measure idle RSS, send for `duration`, and account CPU time."""
+    cookies = json.dumps(server.cookies) if server.cookies else ""
+    rss_before = rss_bytes(server.pid)
+    gen = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "loadgen.py"), "--port", str(server.port),
+         "--sockets", str(sockets), "--rate", str(rate), "--duration", str(duration),
+         "--senders", str(min(10, sockets)), "--cookies", cookies]
+        + (["--stall"] if stall else []),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    assert gen.stdin is not None and gen.stdout is not None
+    line = gen.stdout.readline()
+    if line.strip() != "connected":
+        gen.kill()
+        raise RuntimeError(f"load generator failed to connect: {line!r}")
+    time.sleep(0.5)
+    rss_per_socket = (rss_bytes(server.pid) - rss_before) / sockets
+    cpu0, gen0, busy0, wall0 = (
+        cpu_seconds(server.pid),
+        cpu_seconds(gen.pid),
+        machine_busy_seconds(),
+        time.monotonic(),
+    )
+    gen.stdin.write("go\n")
+    gen.stdin.flush()
+    out = gen.stdout.readline()
+    cpu1, gen1, busy1, wall1 = (
+        cpu_seconds(server.pid),
+        cpu_seconds(gen.pid),
+        machine_busy_seconds(),
+        time.monotonic(),
+    )
+    gen.wait(30)
+    report = json.loads(out)
+    server_cpu = cpu1 - cpu0
+    rest = (busy1 - busy0) - server_cpu - (gen1 - gen0)
+    frames = max(1, report["received"])
+    time.sleep(0.3)  # let the server notice the closed sockets before the next run
+    return Result(
+        server.name,
+        sockets,
+        rate,
+        report,
+        server_cpu / frames * 1e6,
+        rss_per_socket,
+        max(0.0, rest / (wall1 - wall0)),
+    )
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def show(results: list[Result]) -> dict[str, float]:
+    """Print medians for one server at one point and return them."""
+    r = results[0]
+    row = {
+        "frames_per_s": median([x.report["frames_per_s"] for x in results]),
+        "delivery": min(x.report["delivery"] for x in results),
+        "p50_ms": median([x.report["p50_ms"] for x in results]),
+        "p95_ms": median([x.report["p95_ms"] for x in results]),
+        "p99_ms": median([x.report["p99_ms"] for x in results]),
+        "cpu_us_per_frame": median([x.cpu_us_per_frame for x in results]),
+        "rss_kib_per_socket": median([x.rss_per_socket for x in results]) / 1024,
+    }
+    print(
+        f"  {r.server:9} N={r.sockets:<5} R={r.rate:<4g} frames/s={row['frames_per_s']:9.0f} "
+        f"delivery={row['delivery']:7.2%} p50={row['p50_ms']:6.2f}ms p95={row['p95_ms']:6.2f}ms "
+        f"p99={row['p99_ms']:6.2f}ms cpu/frame={row['cpu_us_per_frame']:5.2f}us "
+        f"rss/socket={row['rss_kib_per_socket']:5.1f}KiB"
+    )
+    return row
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--smoke", action="store_true", help="tiny and quick: check the harness")
+    parser.add_argument("--ramp", action="store_true", help="also ramp the rate to saturation")
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument(
+        "--points", default="200x40,1000x40", help="load points, sockets x messages/s"
+    )
+    args = parser.parse_args()
+    points = [(int(n), float(r)) for n, r in (p.split("x") for p in args.points.split(","))]
+    if args.smoke:
+        points, args.reps, args.duration = [(20, 10.0)], 1, 1.0
+
+    work = Path(tempfile.mkdtemp(prefix="chat-bench-"))
+    product = Server(
+        "product",
+        [sys.executable, str(ROOT / "app.py")],
+        {"DATA_DIR": str(work / "data"), "LOG_LEVEL": "WARNING", "ARGON2_TIME_COST": "1",
+         "ARGON2_MEMORY_KIB": "1024"},
+        work,
+    )  # fmt: skip
+    baseline = Server(
+        "baseline", [sys.executable, str(ROOT / "bench" / "baseline_server.py")], {}, work
+    )
+    started = time.monotonic()
+    summary: dict[str, object] = {}
+    try:
+        product.start()
+        baseline.start()
+        most = max(n for n, _ in points)
+        asyncio.run(sign_up_users(product, -(-most // SOCKETS_PER_USER)))
+        print(f"machine: {os.cpu_count()} cores; product and baseline on 127.0.0.1; "
+              f"{args.reps} repetitions A/B/B/A, {args.duration:g} s each")  # fmt: skip
+        # Memory first, on fresh processes: later runs reuse memory freed by earlier ones.
+        for server in (product, baseline):
+            idle = run_load(server, most, 1.0, 0.5)
+            print(
+                f"RSS per idle socket, {server.name}: {idle.rss_per_socket / 1024:.1f} KiB "
+                f"({most} sockets" + (", authenticated)" if server.cookies else ")")
+            )
+            summary[f"idle_rss_kib_{server.name}"] = idle.rss_per_socket / 1024
+        for sockets, rate in points:
+            runs: dict[str, list[Result]] = {"product": [], "baseline": []}
+            flagged = 0
+            for _ in range(args.reps):
+                for server in (product, baseline, baseline, product):
+                    result = run_load(server, sockets, rate, args.duration)
+                    runs[server.name].append(result)
+                    flagged += result.rest_cores > 0.3
+            print(
+                f"N={sockets} R={rate:g}:"
+                + (f"  ({flagged} run(s) flagged: rest of machine > 0.3 core)" if flagged else "")
+            )
+            p = show(runs["product"])
+            b = show(runs["baseline"])
+            ratios = {
+                "cpu_per_frame": p["cpu_us_per_frame"] / b["cpu_us_per_frame"],
+                "p99": p["p99_ms"] / b["p99_ms"],
+            }
+            print(
+                f"  product/baseline: cpu/frame={ratios['cpu_per_frame']:.2f} "
+                f"p99={ratios['p99']:.2f}"
+            )
+            summary[f"N{sockets}"] = {"product": p, "baseline": b, "ratios": ratios}
+        sockets, rate = points[-1]
+        calm = run_load(product, sockets, rate, args.duration)
+        stalled = run_load(product, sockets, rate, args.duration, stall=True)
+        change = stalled.report["p99_ms"] / calm.report["p99_ms"] - 1
+        print(
+            f"one client stops reading (N={sockets}): others' p99 "
+            f"{calm.report['p99_ms']:.2f}ms -> {stalled.report['p99_ms']:.2f}ms ({change:+.1%}), "
+            f"delivery {stalled.report['delivery']:.2%}"
+        )
+        summary["stall"] = {"p99_change": change, "delivery": stalled.report["delivery"]}
+        if args.ramp and not args.smoke:
+            for server in (product, baseline):
+                best = 0.0
+                for rate in (50, 100, 150, 200, 300, 400, 600):
+                    result = run_load(server, 1000, rate, 3.0)
+                    ok = result.report["p99_ms"] < 100 and result.report["delivery"] >= 0.999
+                    verdict = "ok" if ok else "saturated"
+                    print(
+                        f"  ramp {server.name:9} R={rate:<4} "
+                        f"p99={result.report['p99_ms']:8.2f}ms "
+                        f"delivery={result.report['delivery']:7.2%} {verdict}"
+                    )
+                    if not ok:
+                        break
+                    best = rate
+                print(f"  saturation {server.name}: {best:g} messages/s into 1000 sockets")
+                summary[f"saturation_{server.name}"] = best
+    finally:
+        product.stop()
+        baseline.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"took {time.monotonic() - started:.0f} s")
+    print("SUMMARY " + json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

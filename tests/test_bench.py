@@ -1,0 +1,58 @@
+"""The benchmarks' smoke mode: the harness runs end to end and measures something real.
+
+No timing is asserted here (speed is the benchmarks' business); only that every frame was
+delivered and every figure was produced.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+pytestmark = pytest.mark.bench
+
+
+def run_smoke(script: str) -> dict[str, object]:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), "--smoke"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    (line,) = [x for x in result.stdout.splitlines() if x.startswith("SUMMARY ")]
+    summary: dict[str, object] = json.loads(line.removeprefix("SUMMARY "))
+    return summary
+
+
+def test_ws_fanout_smoke() -> None:
+    summary = run_smoke("ws_fanout.py")
+    point = summary["N20"]
+    assert isinstance(point, dict)
+    for server in ("product", "baseline"):
+        row = point[server]
+        assert row["delivery"] == 1.0
+        for key in ("frames_per_s", "p50_ms", "p99_ms", "cpu_us_per_frame", "rss_kib_per_socket"):
+            assert row[key] == row[key] and row[key] >= 0, (server, key)  # a number, not NaN
+    stall = summary["stall"]
+    assert isinstance(stall, dict) and stall["delivery"] == 1.0
+
+
+def test_history_smoke() -> None:
+    summary = run_smoke("history.py")
+    for size in ("small", "large"):
+        figures = summary[size]
+        assert isinstance(figures, dict)
+        assert set(figures) == {
+            "chat page",
+            "history, first page",
+            "history, deep page",
+            "resume of 500",
+            "writes per s",
+        }
+        assert all(value > 0 for value in figures.values())
