@@ -311,7 +311,7 @@ def main() -> int:
         if args.ramp and not args.smoke:
             for server in (product, baseline):
                 best = 0.0
-                for rate in (50, 100, 150, 200, 300, 400, 600):
+                for rate in (40, 60, 80, 100, 120, 150, 200, 300):
                     result = run_load(server, 1000, rate, 3.0)
                     ok = result.report["p99_ms"] < 100 and result.report["delivery"] >= 0.999
                     verdict = "ok" if ok else "saturated"

@@ -32,6 +32,11 @@ class Connection:
     client cannot delay anyone else; when its queue is full it is closed with 1013.
     """
 
+    __slots__ = (
+        "ws", "transport", "user", "room", "session", "limit", "queue", "skip_through",
+        "closing", "started", "_pump",
+    )  # fmt: skip
+
     def __init__(
         self,
         ws: web.WebSocketResponse,

@@ -26,7 +26,7 @@ class RoomTaken(StorageError):
     """Another room already has this slug."""
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class User:
     """An account."""
 
@@ -37,7 +37,7 @@ class User:
     created_at: dt.datetime
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Session:
     """A server-side login session; deleting it logs the cookie holder out."""
 
@@ -46,7 +46,7 @@ class Session:
     expires_at: dt.datetime
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Room:
     """A chat room, addressed by its slug."""
 
@@ -55,7 +55,7 @@ class Room:
     created_at: dt.datetime
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Message:
     """A stored chat message; `seq` numbers the room's messages 1, 2, 3... without gaps."""
 
