@@ -97,11 +97,9 @@ class ChatSocket(web.View):
             return False
         try:
             await conn.ws.send_str(hello_frame(conn.user, conn.room, online, last_seq))
-            if after is None:
-                pass
-            elif after > last_seq or last_seq - after > REPLAY_MAX:
+            if after is not None and (after > last_seq or last_seq - after > REPLAY_MAX):
                 await conn.ws.send_str(reset_frame(last_seq))
-            else:
+            elif after is not None:
                 replayed = after
                 for message in await store.messages.after(conn.room, after, REPLAY_MAX):
                     await conn.ws.send_str(message_frame(message))

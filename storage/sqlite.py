@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
@@ -176,10 +177,13 @@ class SqliteDb:
             if conn is None:
                 raise StorageUnavailable("the database is closed")
             for attempt in range(WRITE_ATTEMPTS):
+                started = time.monotonic()
                 try:
                     return list(await conn.execute_fetchall(sql, params))
                 except sqlite3.OperationalError as exc:
-                    if "locked" not in str(exc) and "busy" not in str(exc):
+                    stale_snapshot = "locked" in str(exc) or "busy" in str(exc)
+                    # A lock held elsewhere already waited out busy_timeout: do not wait again.
+                    if not stale_snapshot or time.monotonic() - started > 1.0:
                         raise StorageUnavailable(f"database write failed: {exc}") from exc
                     await asyncio.sleep(0.001 * (attempt + 1))
                 except sqlite3.IntegrityError:

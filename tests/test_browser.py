@@ -113,6 +113,15 @@ async def sign_up(page: Page, url: str, login: str) -> None:
     await expect(page.locator("#status")).to_have_text("")  # connected
 
 
+async def signed_up(
+    browser: Browser, console: Console, url: str, login: str, **context_options: Any
+) -> Page:
+    """A new person in their own browser profile, signed up and on the chat."""
+    _, page = await new_person(browser, console, **context_options)
+    await sign_up(page, url, login)
+    return page
+
+
 async def send(page: Page, text: str) -> None:
     """Type a message and press Enter."""
     await page.fill("#text", text)
@@ -151,10 +160,8 @@ def seqs_of(items: list[str]) -> list[int]:
 async def test_sign_up_send_with_enter_and_seen_live_with_local_time(
     server: AppProcess, browser: Browser, console: Console
 ) -> None:
-    _, alice = await new_person(browser, console)
-    await sign_up(alice, server.url, "alice")
-    _, bob = await new_person(browser, console, timezone_id="Asia/Tokyo")
-    await sign_up(bob, server.url, "bob")
+    alice = await signed_up(browser, console, server.url, "alice")
+    bob = await signed_up(browser, console, server.url, "bob", timezone_id="Asia/Tokyo")
     await send(alice, "hello from alice")
     line = bob.locator("#messages li.message").last
     await expect(line.locator(".text")).to_have_text("hello from alice")
@@ -175,8 +182,7 @@ async def test_sign_up_send_with_enter_and_seen_live_with_local_time(
 async def test_join_leave_notices_and_online_list(
     server: AppProcess, browser: Browser, console: Console
 ) -> None:
-    _, alice = await new_person(browser, console)
-    await sign_up(alice, server.url, "alice")
+    alice = await signed_up(browser, console, server.url, "alice")
     await expect(alice.locator("#online li")).to_have_text(["alice"])
     bob_ctx, bob = await new_person(browser, console)
     await sign_up(bob, server.url, "bob")
@@ -196,10 +202,8 @@ async def test_markup_in_messages_is_shown_as_text(
     server: AppProcess, browser: Browser, console: Console
 ) -> None:
     payloads = ["<img src=x onerror=alert(1)>", "<script>alert('x')</script> hi"]
-    _, alice = await new_person(browser, console)
-    await sign_up(alice, server.url, "alice")
-    _, bob = await new_person(browser, console)
-    await sign_up(bob, server.url, "bob")
+    alice = await signed_up(browser, console, server.url, "alice")
+    bob = await signed_up(browser, console, server.url, "bob")
     for text in payloads:
         await send(alice, text)
     texts = bob.locator("#messages li.message .text")
@@ -216,8 +220,9 @@ async def test_reload_and_scroll_back_through_all_history(
     server: AppProcess, browser: Browser, console: Console
 ) -> None:
     await seed(server.url, 120)
-    _, alice = await new_person(browser, console, viewport={"width": 1280, "height": 720})
-    await sign_up(alice, server.url, "alice")
+    alice = await signed_up(
+        browser, console, server.url, "alice", viewport={"width": 1280, "height": 720}
+    )
     items = alice.locator("#messages li.message")
     await expect(items).to_have_count(50)
     await alice.reload()
@@ -239,10 +244,8 @@ async def test_reload_and_scroll_back_through_all_history(
 async def test_pages_reconnect_after_restart_and_resume_once(
     server: AppProcess, browser: Browser, console: Console
 ) -> None:
-    _, alice = await new_person(browser, console)
-    await sign_up(alice, server.url, "alice")
-    _, bob = await new_person(browser, console)
-    await sign_up(bob, server.url, "bob")
+    alice = await signed_up(browser, console, server.url, "alice")
+    bob = await signed_up(browser, console, server.url, "bob")
     await send(alice, "before the restart")
     await expect(bob.locator("#messages li.message .text")).to_have_text(["before the restart"])
     await asyncio.to_thread(server.terminate)
@@ -304,8 +307,9 @@ async def test_login_errors_and_logout_with_back_button(
 async def test_layout_and_keyboard(
     server: AppProcess, browser: Browser, console: Console, width: int
 ) -> None:
-    _, alice = await new_person(browser, console, viewport={"width": width, "height": 740})
-    await sign_up(alice, server.url, "alice")
+    alice = await signed_up(
+        browser, console, server.url, "alice", viewport={"width": width, "height": 740}
+    )
     await send(alice, "w" * 300)  # one long word
     await send(alice, "short one")
     await expect(alice.locator("#messages li.message")).to_have_count(2)
