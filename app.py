@@ -21,6 +21,7 @@ from aiohttp_session.cookie_storage import EncryptedCookieStorage
 
 import middlewares
 from auth import SESSION_KEY
+from auth.limits import LIMITS_KEY, Limits
 from auth.passwords import PASSWORDS_KEY, Passwords
 from chat.broker import BROKER_KEY, LocalBroker, RedisBroker
 from chat.hub import HUB_KEY, Hub
@@ -127,6 +128,13 @@ def create_app(settings: Settings) -> web.Application:
         else LocalBroker(app[HUB_KEY])
     )
     app[PASSWORDS_KEY] = Passwords(settings.argon2_time_cost, settings.argon2_memory_kib)
+    app[LIMITS_KEY] = Limits(
+        settings.login_limit_account,
+        settings.login_limit_address,
+        settings.login_window,
+        settings.signup_limit_address,
+        settings.signup_window,
+    )
     aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(TEMPLATES_DIR),

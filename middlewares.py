@@ -28,6 +28,7 @@ ERROR_TEXT = {
     404: "There is nothing here.",
     405: "That method is not allowed here.",
     413: "That request was too large.",
+    429: "Too many attempts. Please wait a little and try again.",
     503: "The chat is temporarily unavailable. Please try again in a moment.",
 }
 

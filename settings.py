@@ -46,6 +46,15 @@ class Settings:
     ws_heartbeat: float = 25.0
     trust_proxy: bool = False
     redis_url: str = ""
+    login_limit_account: int = 5
+    login_limit_address: int = 20
+    login_window: int = 900
+    signup_limit_address: int = 10
+    signup_window: int = 3600
+    message_burst: int = 10
+    message_per_minute: int = 100
+    sockets_per_user: int = 20
+    sockets_per_address: int = 100
     presence_ttl: float = 30.0
     log_level: str = "INFO"
 
@@ -217,6 +226,24 @@ def load_settings(env_file: str | os.PathLike[str] | None = ".env", **overrides:
             env, "WS_HEARTBEAT", _float_in(1, 3600), d["ws_heartbeat"].default, "give seconds"
         ),
         "trust_proxy": _read(env, "TRUST_PROXY", _bool, False, "use true or false"),
+        **{
+            name: _read(env, name.upper(), _int_in(1, 10_000_000), d[name].default, "give a count")
+            for name in (
+                "login_limit_account",
+                "login_limit_address",
+                "signup_limit_address",
+                "message_burst",
+                "message_per_minute",
+                "sockets_per_user",
+                "sockets_per_address",
+            )
+        },
+        **{
+            name: _read(
+                env, name.upper(), _int_in(1, 7 * 24 * 3600), d[name].default, "give seconds"
+            )
+            for name in ("login_window", "signup_window")
+        },
         "redis_url": _read(
             env, "REDIS_URL", _redis_url, "", "leave it empty to run a single process"
         ),

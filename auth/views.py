@@ -8,13 +8,14 @@ from aiohttp import web
 
 from auth import SESSION_KEY
 from auth.forms import field, safe_next, validate_signup
+from auth.limits import LIMITS_KEY, too_many
 from auth.pages import render_page
 from auth.passwords import PASSWORDS_KEY
 from auth.sessions import end_session, start_session
 from chat.hub import CLOSE_SESSION_ENDED, HUB_KEY
 from settings import SETTINGS_KEY
 from storage import STORE_KEY
-from storage.base import LoginTaken
+from storage.base import LoginTaken, login_key
 
 LOGIN_FAILED = "Wrong login or password."
 
@@ -43,6 +44,10 @@ class SignUp(web.View):
     async def post(self) -> web.Response:
         request = self.request
         settings = request.app[SETTINGS_KEY]
+        limit = request.app[LIMITS_KEY].signup_address
+        address = request.remote or ""
+        if wait := limit.retry_after(address):
+            raise too_many(wait)
         values, errors = validate_signup(await request.post(), settings.password_min_length)
         shown = {"login": values["login"], "email": values["email"]}  # never the password
         if errors:
@@ -59,6 +64,7 @@ class SignUp(web.View):
             return await render_form(
                 request, "signup.html", {"form": shown, "errors": errors}, status=409
             )
+        limit.hit(address)
         await start_session(request, user)
         raise redirect(request, "index")
 
@@ -78,13 +84,24 @@ class Login(web.View):
         login = field(form, "login").strip()
         password = field(form, "password")
         nxt = safe_next(field(form, "next") or request.query.get("next", ""), "/")
+        limits = request.app[LIMITS_KEY]
+        account, address = login_key(login), request.remote or ""
+        # Checked before the password, so a blocked account cannot be probed any further.
+        wait = max(
+            limits.login_account.retry_after(account), limits.login_address.retry_after(address)
+        )
+        if wait:
+            raise too_many(wait)
         user = await request.app[STORE_KEY].users.find_by_login(login) if login else None
         ok = await request.app[PASSWORDS_KEY].verify(
             user.password_hash if user else None, password[:1024]
         )
         if user is None or not ok:
+            limits.login_account.hit(account)
+            limits.login_address.hit(address)
             context = {"form": {"login": login}, "next": nxt, "errors": {"form": LOGIN_FAILED}}
             return await render_form(request, "login.html", context, status=401)
+        limits.login_account.reset(account)
         await start_session(request, user)
         raise web.HTTPFound(nxt)
 

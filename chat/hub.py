@@ -34,7 +34,7 @@ class Connection:
 
     __slots__ = (
         "ws", "transport", "user", "room", "session", "limit", "queue", "skip_through",
-        "closing", "started", "_pump",
+        "closing", "started", "_pump", "address",
     )  # fmt: skip
 
     def __init__(
@@ -45,8 +45,10 @@ class Connection:
         room: str,
         session: Session,
         limit: int,
+        address: str = "",
     ) -> None:
         self.ws = ws
+        self.address = address
         self.transport = transport
         self.user = user
         self.room = room
@@ -158,6 +160,8 @@ class Hub:
     def __init__(self, messages: Messages) -> None:
         self.messages = messages
         self.rooms: dict[str, dict[Connection, None]] = collections.defaultdict(dict)
+        self.per_user: collections.Counter[str] = collections.Counter()
+        self.per_address: collections.Counter[str] = collections.Counter()
         self.delivered: dict[str, int] = {}
         self._post_locks: dict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
         self._delivery_locks: dict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
@@ -175,6 +179,8 @@ class Hub:
         async with self._delivery_locks[conn.room]:
             last_seq = await self.messages.last_seq(conn.room)
             self.rooms[conn.room][conn] = None
+            self.per_user[conn.user] += 1
+            self.per_address[conn.address] += 1
             self.delivered.setdefault(conn.room, last_seq)
             conn.skip_through = last_seq
         return last_seq
@@ -185,6 +191,10 @@ class Hub:
         if members is None or conn not in members:
             return
         del members[conn]
+        for counter, key in ((self.per_user, conn.user), (self.per_address, conn.address)):
+            counter[key] -= 1
+            if counter[key] <= 0:
+                del counter[key]
         if not members:
             del self.rooms[conn.room]
             self.delivered.pop(conn.room, None)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import math
 
 from aiohttp import WSMsgType, web
 
 from auth import SESSION_KEY
+from auth.limits import TokenBucket, too_many
 from auth.origin import same_origin
 from chat.broker import BROKER_KEY
 from chat.frames import (
@@ -17,7 +19,7 @@ from chat.frames import (
     parse_client_frame,
     reset_frame,
 )
-from chat.hub import CLOSE_TOO_SLOW, HUB_KEY, Connection
+from chat.hub import CLOSE_SESSION_ENDED, CLOSE_TOO_SLOW, HUB_KEY, Connection
 from settings import SETTINGS_KEY
 from storage import STORE_KEY
 from storage.base import Message, StorageUnavailable
@@ -26,6 +28,9 @@ log = logging.getLogger(__name__)
 
 MAX_FRAME = 64 * 1024  # larger frames close the socket with 1009
 REPLAY_MAX = 500  # more missed than this gets a `reset` instead of a replay
+SOCKETS_RETRY_AFTER = 10  # seconds, in the 429 for one socket too many
+ABUSE_FACTOR = 3  # frames refused in a row, in bursts, before the socket is closed with 1008
+RATE_LIMITED = "Slow down: too many messages. Try again shortly."
 
 
 def message_frame(message: Message) -> str:
@@ -64,9 +69,17 @@ class ChatSocket(web.View):
         if not ws.can_prepare(request).ok:
             raise web.HTTPBadRequest(text="Expected a WebSocket upgrade.")
         user = session.user.login
+        address = request.remote or ""
+        hub = request.app[HUB_KEY]
+        if (
+            hub.per_user[user] >= settings.sockets_per_user
+            or hub.per_address[address] >= settings.sockets_per_address
+        ):
+            log.info("socket refused: too many open for user=%s", user)
+            raise too_many(SOCKETS_RETRY_AFTER)
         transport = request.transport
         await ws.prepare(request)
-        conn = Connection(ws, transport, user, slug, session, settings.ws_queue_size)
+        conn = Connection(ws, transport, user, slug, session, settings.ws_queue_size, address)
         log.info("socket open user=%s room=%s after=%s", user, slug, after)
         joined = False
         try:
@@ -114,15 +127,35 @@ class ChatSocket(web.View):
         return True
 
     async def _serve(self, conn: Connection) -> None:
-        """Read client frames until the socket closes."""
+        """Read client frames until the socket closes; every frame spends a token."""
+        settings = self.request.app[SETTINGS_KEY]
+        bucket = TokenBucket(settings.message_burst, settings.message_per_minute / 60)
+        refused = 0
         async for msg in conn.ws:
             if msg.type == WSMsgType.TEXT:
                 try:
                     post = parse_client_frame(msg.data)
                 except FrameError as exc:
-                    conn.send_text(exc.to_frame())
+                    post, error = None, exc
+                else:
+                    error = None
+                if wait := bucket.take():
+                    refused += 1
+                    if refused >= ABUSE_FACTOR * settings.message_burst:
+                        log.info("socket closed for flooding user=%s", conn.user)
+                        await conn.close(CLOSE_SESSION_ENDED, "rate limit exceeded again and again")
+                        break
+                    client_id = post.client_id if post else error.client_id if error else None
+                    retry = math.ceil(wait * 10) / 10
+                    conn.send_text(
+                        error_frame("rate_limited", RATE_LIMITED, client_id, retry_after=retry)
+                    )
                     continue
-                await self._post(conn, post.text, post.client_id)
+                refused = 0
+                if error is not None:
+                    conn.send_text(error.to_frame())
+                elif post is not None:
+                    await self._post(conn, post.text, post.client_id)
             elif msg.type == WSMsgType.BINARY:
                 conn.send_text(error_frame("bad_frame", "Frames must be JSON text."))
             elif msg.type == WSMsgType.ERROR:

@@ -58,6 +58,9 @@ def base_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "argon2_time_cost": 1,
         "argon2_memory_kib": 64,
         "log_level": "DEBUG",
+        # Many tests send bursts of messages on purpose; test_limits.py tests the real defaults.
+        "message_burst": 10_000,
+        "message_per_minute": 600_000,
     }
     values.update(overrides)
     return Settings(**values)

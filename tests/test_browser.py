@@ -46,7 +46,8 @@ def server(tmp_path: Path) -> Iterator[AppProcess]:
     """The real chat process on the embedded store, in an empty directory."""
     if not Path(CHROMIUM).exists():
         pytest.fail("Chromium is missing: install Debian's chromium (apt-get install chromium)")
-    app = AppProcess(tmp_path).start()
+    # Seeding 120 messages from one socket is faster than the default message rate limit.
+    app = AppProcess(tmp_path, MESSAGE_BURST="1000", MESSAGE_PER_MINUTE="60000").start()
     yield app
     app.kill()
 

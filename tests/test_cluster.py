@@ -76,6 +76,7 @@ def cluster(tmp_path: Path, redis: RedisServer) -> Iterator[list[AppProcess]]:
         "SECRET_KEY": Fernet.generate_key().decode(),
         "REDIS_URL": redis.url,
         "PRESENCE_TTL": TTL,
+        "MESSAGE_BURST": "1000",  # the ordering test sends bursts on purpose
     }
     procs = []
     for i in (1, 2):

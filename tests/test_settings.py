@@ -14,7 +14,9 @@ ALL_VARS = [
     "HOST", "PORT", "SECRET_KEY", "MONGODB_URI", "MONGODB_DB", "MONGODB_TIMEOUT_MS", "DATA_DIR",
     "COOKIE_SECURE", "SESSION_MAX_AGE", "PASSWORD_MIN_LENGTH", "ARGON2_TIME_COST",
     "ARGON2_MEMORY_KIB", "HISTORY_PAGE_SIZE", "WS_QUEUE_SIZE", "WS_HEARTBEAT", "TRUST_PROXY",
-    "REDIS_URL", "PRESENCE_TTL", "LOG_LEVEL",
+    "REDIS_URL", "PRESENCE_TTL", "LOG_LEVEL", "LOGIN_LIMIT_ACCOUNT", "LOGIN_LIMIT_ADDRESS",
+    "LOGIN_WINDOW", "SIGNUP_LIMIT_ADDRESS", "SIGNUP_WINDOW", "MESSAGE_BURST", "MESSAGE_PER_MINUTE",
+    "SOCKETS_PER_USER", "SOCKETS_PER_ADDRESS",
 ]  # fmt: skip
 
 
@@ -61,6 +63,8 @@ def test_environment_beats_env_file(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         ("WS_QUEUE_SIZE", "0"),
         ("SESSION_MAX_AGE", "-1"),
         ("REDIS_URL", "localhost:6379"),
+        ("MESSAGE_BURST", "0"),
+        ("LOGIN_WINDOW", "soon"),
     ],
 )
 def test_bad_value_names_the_setting(

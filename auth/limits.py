@@ -1,0 +1,102 @@
+"""Rate limits: fixed-window counters per key, and a token bucket per connection.
+
+Counters live in this process's memory (each process of several limits on its own).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+from aiohttp import web
+
+MAX_KEYS = 100_000  # counters kept before expired ones are swept
+
+
+class WindowLimit:
+    """At most `limit` hits per key in each window of `window` seconds."""
+
+    def __init__(
+        self, limit: int, window: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.limit = limit
+        self.window = window
+        self.clock = clock
+        self._hits: dict[str, tuple[float, int]] = {}
+
+    def retry_after(self, key: str) -> int:
+        """Seconds until `key` may try again; 0 when it may now."""
+        start, count = self._hits.get(key, (0.0, 0))
+        left = start + self.window - self.clock()
+        if left <= 0 or count < self.limit:
+            return 0
+        return max(1, math.ceil(left))
+
+    def hit(self, key: str) -> None:
+        """Count one attempt for `key`."""
+        now = self.clock()
+        start, count = self._hits.get(key, (now, 0))
+        if now - start >= self.window:
+            start, count = now, 0
+        self._hits[key] = (start, count + 1)
+        if len(self._hits) > MAX_KEYS:
+            self._sweep(now)
+
+    def reset(self, key: str) -> None:
+        """Forget `key`'s attempts (a successful login)."""
+        self._hits.pop(key, None)
+
+    def _sweep(self, now: float) -> None:
+        for key, (start, _) in list(self._hits.items()):
+            if now - start >= self.window:
+                del self._hits[key]
+
+
+class TokenBucket:
+    """`burst` tokens, refilled at `rate` per second; one per message."""
+
+    __slots__ = ("burst", "rate", "tokens", "stamp", "clock")
+
+    def __init__(
+        self, burst: int, rate: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.burst = burst
+        self.rate = rate
+        self.clock = clock
+        self.tokens = float(burst)
+        self.stamp = clock()
+
+    def take(self) -> float:
+        """Take a token: 0 when granted, else the seconds until one is available."""
+        now = self.clock()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.rate
+
+
+class Limits:
+    """The app's request limits, built from settings."""
+
+    def __init__(
+        self,
+        login_per_account: int,
+        login_per_address: int,
+        login_window: float,
+        signup_per_address: int,
+        signup_window: float,
+    ) -> None:
+        self.login_account = WindowLimit(login_per_account, login_window)
+        self.login_address = WindowLimit(login_per_address, login_window)
+        self.signup_address = WindowLimit(signup_per_address, signup_window)
+
+
+def too_many(retry_after: int) -> web.HTTPTooManyRequests:
+    """Return a 429 that says when to try again."""
+    return web.HTTPTooManyRequests(headers={"Retry-After": str(retry_after)})
+
+
+LIMITS_KEY = web.AppKey("limits", Limits)

@@ -1,0 +1,163 @@
+"""Rate limits answer clearly: 429 with Retry-After on forms, `rate_limited` on the socket."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from aiohttp import WSMsgType
+from aiohttp.test_utils import TestClient
+
+from auth.limits import TokenBucket, WindowLimit
+from conftest import PASSWORD, Auth, hello, origin, receive
+from settings import Settings
+
+DEFAULTS = Settings(secret_key="k")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_window_limit_counts_resets_and_expires() -> None:
+    clock = Clock()
+    limit = WindowLimit(3, 60, clock)
+    for _ in range(3):
+        assert limit.retry_after("k") == 0
+        limit.hit("k")
+    assert limit.retry_after("k") == 60
+    clock.now += 45
+    assert limit.retry_after("k") == 15
+    assert limit.retry_after("other") == 0
+    clock.now += 15
+    assert limit.retry_after("k") == 0  # a new window
+    limit.hit("k")
+    limit.reset("k")
+    assert limit.retry_after("k") == 0
+
+
+def test_token_bucket_bursts_then_refills() -> None:
+    clock = Clock()
+    bucket = TokenBucket(10, 100 / 60, clock)
+    assert [bucket.take() for _ in range(10)] == [0.0] * 10
+    wait = bucket.take()
+    assert wait == pytest.approx(0.6)
+    clock.now += 0.6
+    assert bucket.take() == 0.0
+
+
+async def test_failed_logins_per_account_get_429_and_success_resets(
+    client: TestClient[Any, Any], auth: Auth, make_client: Any
+) -> None:
+    await auth.signup("alice")
+    person = Auth(await make_client())
+    for _ in range(DEFAULTS.login_limit_account):
+        assert (await person.login("alice", "wrong password!!")).status == 401
+    blocked = await person.post(
+        "/login",
+        {"login": "ALICE", "password": PASSWORD},
+        headers={"Accept": "text/html"},
+    )
+    assert blocked.status == 429
+    assert 0 < int(blocked.headers["Retry-After"]) <= DEFAULTS.login_window
+    assert "Too many attempts" in await blocked.text()
+    # Another account from the same address is not blocked yet.
+    await Auth(await make_client()).signup("bob")
+    assert (await person.login("bob", PASSWORD)).status == 302
+
+
+async def test_success_resets_the_account_count(auth: Auth, make_client: Any) -> None:
+    await auth.signup("alice")
+    person = Auth(await make_client())
+    for _ in range(DEFAULTS.login_limit_account - 1):
+        assert (await person.login("alice", "wrong password!!")).status == 401
+    assert (await person.login("alice", PASSWORD)).status == 302
+    for _ in range(DEFAULTS.login_limit_account - 1):
+        assert (await person.login("alice", "wrong password!!")).status == 401
+    assert (await person.login("alice", PASSWORD)).status == 302
+
+
+@pytest.mark.parametrize("settings_overrides", [{"login_limit_address": 3}])
+async def test_failed_logins_per_address(auth: Auth, make_client: Any) -> None:
+    person = Auth(await make_client())
+    for name in ("a1", "a2", "a3"):
+        assert (await person.login(name, "wrong password!!")).status == 401
+    assert (await person.login("a4", "wrong password!!")).status == 429
+
+
+async def test_signups_per_address(auth: Auth, make_client: Any) -> None:
+    for i in range(DEFAULTS.signup_limit_address):
+        assert (await Auth(await make_client()).signup(f"user{i}")).status == 302
+    refused = await Auth(await make_client()).signup("one_more")
+    assert refused.status == 429 and int(refused.headers["Retry-After"]) > 0
+
+
+@pytest.mark.parametrize("settings_overrides", [{"message_burst": 10, "message_per_minute": 100}])
+async def test_message_rate_limit_then_flood_closes_with_1008(auth: Auth) -> None:
+    await auth.signup("alice")
+    ws = await auth.ws()
+    await hello(ws)
+    for i in range(10):  # the burst goes through
+        await ws.send_str(json.dumps({"type": "message", "text": f"m{i}", "client_id": f"c{i}"}))
+    for i in range(10):
+        assert (await receive(ws))["seq"] == i + 1
+    await ws.send_str(json.dumps({"type": "message", "text": "more", "client_id": "over"}))
+    refused = await receive(ws)
+    assert refused["type"] == "error" and refused["code"] == "rate_limited"
+    assert refused["client_id"] == "over"
+    assert 0 < refused["retry_after"] <= 1
+    assert not ws.closed
+    for i in range(40):  # keeps pushing into the full bucket
+        await ws.send_str(json.dumps({"type": "message", "text": "x", "client_id": f"f{i}"}))
+    while True:
+        msg = await ws.receive(timeout=5)
+        if msg.type != WSMsgType.TEXT:
+            break
+        assert json.loads(msg.data)["code"] == "rate_limited"
+    assert (msg.type, msg.data) == (WSMsgType.CLOSE, 1008)
+
+
+@pytest.mark.parametrize("settings_overrides", [{"sockets_per_user": 2}])
+async def test_sockets_per_user(auth: Auth) -> None:
+    await auth.signup("alice")
+    first, second = await auth.ws(), await auth.ws()
+    await hello(first)
+    await hello(second)
+    resp = await auth.client.get(
+        "/ws",
+        headers={
+            "Origin": origin(auth.client),
+            "Upgrade": "websocket",
+            "Connection": "Upgrade",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+            "Sec-WebSocket-Version": "13",
+        },
+    )
+    assert resp.status == 429 and "Retry-After" in resp.headers
+    await first.close()
+    third = await auth.ws()  # a closed one frees its place
+    await hello(third)
+
+
+@pytest.mark.parametrize("settings_overrides", [{"sockets_per_address": 2}])
+async def test_sockets_per_address(user_factory: Any) -> None:
+    alice = await user_factory("alice")
+    bob = await user_factory("bob")
+    await hello(await alice.ws())
+    await hello(await bob.ws())
+    resp = await bob.client.get(
+        "/ws",
+        headers={
+            "Origin": origin(bob.client),
+            "Upgrade": "websocket",
+            "Connection": "Upgrade",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+            "Sec-WebSocket-Version": "13",
+        },
+    )
+    assert resp.status == 429
