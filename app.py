@@ -91,6 +91,7 @@ async def security_headers(request: web.Request, response: web.StreamResponse) -
     h["X-Content-Type-Options"] = "nosniff"
     h["Referrer-Policy"] = "same-origin"
     h["X-Frame-Options"] = "DENY"
+    h["Permissions-Policy"] = "camera=(), microphone=(), geolocation=(), payment=(), usb=()"
     h["Server"] = "chat"
     if SESSION_KEY in request and "Cache-Control" not in h:
         h["Cache-Control"] = "no-store"

@@ -1,0 +1,90 @@
+"""Security headers on every response, and client address and scheme behind a trusted proxy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from conftest import PASSWORD, Auth
+
+EXPECTED_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; "
+    "connect-src 'self' ws://{host} wss://{host}; img-src 'self' data:; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+
+
+@pytest.mark.parametrize(
+    "path", ["/login", "/signup", "/static/chat.js", "/healthz", "/readyz", "/no-such-page"]
+)
+async def test_every_response_has_security_headers(client: TestClient[Any, Any], path: str) -> None:
+    resp = await client.get(path, headers={"Accept": "text/html"})
+    h = resp.headers
+    assert h["Content-Security-Policy"] == EXPECTED_CSP.format(host=f"{client.host}:{client.port}")
+    assert h["X-Content-Type-Options"] == "nosniff"
+    assert h["Referrer-Policy"] == "same-origin"
+    assert h["X-Frame-Options"] == "DENY"
+    assert "camera=()" in h["Permissions-Policy"]
+    assert h["Server"] == "chat"  # no version
+    assert "Strict-Transport-Security" not in h  # only with COOKIE_SECURE
+
+
+async def test_logged_in_pages_are_not_stored(client: TestClient[Any, Any], auth: Auth) -> None:
+    await auth.signup("alice")
+    for path in ("/", "/rooms/general/messages"):
+        assert (await client.get(path)).headers["Cache-Control"] == "no-store"
+
+
+async def test_forwarded_headers_ignored_without_trusted_proxy(
+    client: TestClient[Any, Any], auth: Auth
+) -> None:
+    await auth.signup("alice")
+    token = await auth.csrf("/")
+    # A client claiming to have come through a proxy over https cannot change our origin.
+    resp = await client.post(
+        "/logout",
+        data={"csrf_token": token},
+        headers={"Origin": f"https://{client.host}:{client.port}", "X-Forwarded-Proto": "https"},
+        allow_redirects=False,
+    )
+    assert resp.status == 403
+
+
+@pytest.mark.parametrize("settings_overrides", [{"trust_proxy": True, "login_limit_address": 2}])
+async def test_trusted_proxy_gives_client_scheme_and_address(
+    client: TestClient[Any, Any], auth: Auth
+) -> None:
+    host = f"{client.host}:{client.port}"
+    token = await auth.csrf("/signup")
+    form = {
+        "login": "alice",
+        "email": "alice@example.com",
+        "password": PASSWORD,
+        "password_confirm": PASSWORD,
+        "csrf_token": token,
+    }
+    behind_proxy = {"Origin": f"https://{host}", "X-Forwarded-Proto": "https"}
+    resp = await client.post("/signup", data=form, headers=behind_proxy, allow_redirects=False)
+    assert resp.status == 302  # the https page's Origin matches the forwarded scheme
+    # Failed logins count against the forwarded client address, not the proxy's.
+    for address in ("203.0.113.7", "203.0.113.7"):
+        resp = await auth.post(
+            "/login",
+            {"login": "nobody", "password": "x" * 12},
+            headers={**behind_proxy, "X-Forwarded-For": address},
+        )
+        assert resp.status == 401
+    blocked = await auth.post(
+        "/login",
+        {"login": "nobody", "password": "x" * 12},
+        headers={**behind_proxy, "X-Forwarded-For": "203.0.113.7"},
+    )
+    assert blocked.status == 429
+    other = await auth.post(
+        "/login",
+        {"login": "nobody", "password": "x" * 12},
+        headers={**behind_proxy, "X-Forwarded-For": "198.51.100.9"},
+    )
+    assert other.status == 401
