@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
+import sqlite3
 import subprocess
 import sys
 import time
@@ -142,3 +144,78 @@ def test_unreachable_mongodb_at_start_is_reported(tmp_path: Path) -> None:
     err = result.stderr.decode().strip().splitlines()
     assert err[-1].startswith("chat: cannot start: MongoDB failed")
     assert "Traceback" not in result.stderr.decode()
+
+
+async def test_sigterm_under_load_closes_all_with_1001_and_keeps_every_ack(
+    tmp_path: Path,
+) -> None:
+    app = AppProcess(
+        tmp_path,
+        SOCKETS_PER_ADDRESS="1000",
+        SIGNUP_LIMIT_ADDRESS="100",
+        MESSAGE_BURST="1000",
+        LOG_LEVEL="WARNING",
+    ).start()
+    users, per_user = 20, 10
+    sessions = [
+        aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) for _ in range(users)
+    ]
+    acked: set[str] = set()
+    codes: list[object] = []
+    try:
+        await asyncio.gather(*(sign_up(s, app.url, f"load{i}") for i, s in enumerate(sessions)))
+        sockets = [
+            await s.ws_connect(app.url + "/ws", headers={"Origin": app.url})
+            for s in sessions
+            for _ in range(per_user)
+        ]
+        assert len(sockets) == 200
+
+        async def client(n: int, ws: aiohttp.ClientWebSocketResponse) -> None:
+            mine: set[str] = set()
+
+            async def reader() -> None:
+                while True:
+                    msg = await ws.receive()
+                    if msg.type == WSMsgType.TEXT:
+                        frame = json.loads(msg.data)
+                        if frame["type"] == "message" and frame["client_id"] in mine:
+                            acked.add(frame["client_id"])
+                        continue
+                    # The code the server sent, as a browser's CloseEvent reports it.
+                    codes.append(msg.data if msg.type == WSMsgType.CLOSE else msg.type)
+                    return
+
+            task = asyncio.create_task(reader())
+            i = 0
+            while not ws.closed:
+                client_id = f"s{n}-{i}"
+                mine.add(client_id)
+                try:
+                    await ws.send_str(
+                        json.dumps({"type": "message", "text": "load", "client_id": client_id})
+                    )
+                except ConnectionError:
+                    break
+                i += 1
+                await asyncio.sleep(0.05)
+            await task
+
+        load = [asyncio.create_task(client(n, ws)) for n, ws in enumerate(sockets)]
+        await asyncio.sleep(1.5)
+        started = time.monotonic()
+        exit_code = await asyncio.to_thread(app.terminate, 10)
+        took = time.monotonic() - started
+        async with asyncio.timeout(10):
+            await asyncio.gather(*load)
+    finally:
+        for s in sessions:
+            await s.close()
+        app.kill()
+    assert exit_code == 0 and took < 10
+    assert codes == [1001] * 200
+    assert len(acked) > 200  # the load really ran
+    db = sqlite3.connect(tmp_path / "data" / "chat.sqlite3")
+    stored = {row[0] for row in db.execute("SELECT client_id FROM messages")}
+    db.close()
+    assert acked <= stored  # every acknowledged message survived the shutdown
