@@ -1,0 +1,68 @@
+"""Property tests: whatever a client sends, the decoder gives a valid post or a typed error."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chat.frames import CLIENT_ID_MAX, TEXT_MAX, FrameError, PostMessage, parse_client_frame
+
+CODES = {"bad_frame", "empty", "too_long"}
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+message_like = st.fixed_dictionaries(
+    {},
+    optional={
+        "type": st.sampled_from(["message", "Message", "typing", ""]) | json_values,
+        "text": st.text(max_size=2100) | json_values,
+        "client_id": st.text(max_size=70) | json_values,
+        "extra": json_values,
+    },
+)
+
+
+def check(raw: str) -> None:
+    try:
+        post = parse_client_frame(raw)
+    except FrameError as exc:
+        assert exc.code in CODES
+        assert exc.message
+        assert exc.client_id is None or (isinstance(exc.client_id, str) and exc.client_id)
+        error: dict[str, Any] = json.loads(exc.to_frame())
+        assert error["type"] == "error" and error["code"] == exc.code
+        return
+    assert isinstance(post, PostMessage)
+    assert post.text == post.text.strip() and 1 <= len(post.text) <= TEXT_MAX
+    assert 1 <= len(post.client_id) <= CLIENT_ID_MAX
+
+
+@settings(max_examples=400, deadline=None)
+@given(json_values)
+def test_any_json_value(value: object) -> None:
+    check(json.dumps(value))
+
+
+@settings(max_examples=400, deadline=None)
+@given(message_like)
+def test_message_shaped_objects(frame: dict[str, object]) -> None:
+    check(json.dumps(frame))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=300))
+def test_any_text(raw: str) -> None:
+    check(raw)
+
+
+def test_deeply_nested_json_is_a_bad_frame() -> None:
+    check("[" * 100_000 + "]" * 100_000)
