@@ -35,7 +35,7 @@ class Settings:
     data_dir: Path = Path("data")
     mongodb_uri: str = ""
     mongodb_db: str = "chat"
-    mongodb_timeout_ms: int = 5000
+    mongodb_timeout_ms: int = 3000
     cookie_secure: bool = False
     session_max_age: int = 14 * 24 * 3600
     password_min_length: int = 10

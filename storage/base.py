@@ -179,7 +179,7 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def ping(self) -> None:
-        """Raise StorageUnavailable when the database does not answer."""
+        """Raise StorageUnavailable when the database cannot serve reads and writes."""
 
     @abc.abstractmethod
     async def close(self) -> None:

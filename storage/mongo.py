@@ -222,7 +222,7 @@ class MongoMessages(Messages):
 class MongoStore(Store):
     """The MongoDB store."""
 
-    def __init__(self, uri: str, db_name: str, timeout_ms: int = 5000) -> None:
+    def __init__(self, uri: str, db_name: str, timeout_ms: int = 3000) -> None:
         self.client: AsyncMongoClient[Doc] = AsyncMongoClient(
             uri,
             appname=APP_NAME,

@@ -51,6 +51,10 @@ CREATE TABLE IF NOT EXISTS rooms (
     name TEXT NOT NULL,
     created_at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS health (
+    id INTEGER PRIMARY KEY,
+    checked_at INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS messages (
     id INTEGER PRIMARY KEY,
     room TEXT NOT NULL REFERENCES rooms(slug),
@@ -355,7 +359,10 @@ class SqliteStore(Store):
         await self.rooms.ensure("general", "General")
 
     async def ping(self) -> None:
-        await self.db.fetch("SELECT 1")
+        # A write, not just a read: a file that can be read but not written is not ready.
+        await self.db.write_one(
+            "INSERT OR REPLACE INTO health (id, checked_at) VALUES (1, ?)", (_ms(now()),)
+        )
 
     async def close(self) -> None:
         await self.db.close()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import subprocess
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -97,3 +99,38 @@ async def test_readyz_reports_a_closed_database(client: TestClient[Any, Any]) ->
     await client.app[STORE_KEY].close()
     resp = await client.get("/readyz")
     assert resp.status == 503
+
+
+@contextlib.contextmanager
+def immutable(paths: list[Path]) -> Iterator[None]:
+    """Make files unwritable even for root (ext4's immutable flag), then writable again."""
+    existing = [p for p in paths if p.exists()]
+    subprocess.run(["chattr", "+i", *map(str, existing)], check=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", *map(str, existing)], check=True)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_unwritable_sqlite_file_refuses_writes_clearly_and_recovers(
+    client: TestClient[Any, Any], auth: Auth, settings: Settings
+) -> None:
+    await auth.signup("alice")
+    ws = await auth.ws()
+    await hello(ws)
+    db = settings.data_dir / "chat.sqlite3"
+    files = [db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")]
+    with immutable(files):
+        await ws.send_str(json.dumps({"type": "message", "text": "kept?", "client_id": "c1"}))
+        error = await receive(ws, timeout=15)
+        assert (error["code"], error["client_id"]) == ("unavailable", "c1")
+        ready = await client.get("/readyz")
+        assert ready.status == 503 and (await ready.json())["database"] == "unreachable"
+        page = await client.get("/")
+        assert page.status == 200  # reading still works: the chat stays readable
+        assert not ws.closed
+    await ws.send_str(json.dumps({"type": "message", "text": "kept?", "client_id": "c1"}))
+    stored = await receive(ws)
+    assert (stored["type"], stored["seq"], stored["client_id"]) == ("message", 1, "c1")
+    assert (await client.get("/readyz")).status == 200
