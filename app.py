@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import sys
@@ -25,6 +26,7 @@ from auth.limits import LIMITS_KEY, Limits
 from auth.passwords import PASSWORDS_KEY, Passwords
 from chat.broker import BROKER_KEY, LocalBroker, RedisBroker
 from chat.hub import HUB_KEY, Hub
+from chat.views import LOOP_LAG_KEY
 from routes import setup_routes
 from settings import SETTINGS_KEY, Settings, SettingsError, load_settings
 from storage import STORE_KEY, open_store
@@ -38,6 +40,7 @@ warnings.filterwarnings("ignore", category=NotAppKeyWarning, module="aiohttp_ses
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 SHUTDOWN_TIMEOUT = 5.0  # seconds for in-flight requests after sockets got 1001
 EXPIRY_SWEEP = 30.0  # seconds between checks for sockets whose session expired
+LAG_PROBE = 0.1  # seconds between event-loop lag probes; the last minute of them is kept
 
 
 async def store_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -68,6 +71,24 @@ async def expiry_ctx(app: web.Application) -> AsyncIterator[None]:
             await app[HUB_KEY].close_expired()
 
     task = asyncio.create_task(sweep())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def loop_lag_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Measure how late the event loop wakes up, for /healthz (a stalled loop stalls everyone)."""
+    lags = app[LOOP_LAG_KEY]
+
+    async def measure() -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            await asyncio.sleep(LAG_PROBE)
+            lags.append(max(0.0, loop.time() - started - LAG_PROBE))
+
+    task = asyncio.create_task(measure())
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -122,6 +143,7 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=chain, client_max_size=64 * 1024)
     app[SETTINGS_KEY] = settings
     app[STORE_KEY] = open_store(settings)
+    app[LOOP_LAG_KEY] = collections.deque(maxlen=round(60 / LAG_PROBE))
     app[HUB_KEY] = Hub(app[STORE_KEY].messages)
     app[BROKER_KEY] = (
         RedisBroker(app[HUB_KEY], settings.redis_url, settings.presence_ttl)
@@ -146,6 +168,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(store_ctx)
     app.cleanup_ctx.append(broker_ctx)
     app.cleanup_ctx.append(expiry_ctx)
+    app.cleanup_ctx.append(loop_lag_ctx)
     app.on_shutdown.append(close_sockets)
     app.on_response_prepare.append(security_headers)
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 from typing import Any
 
 from aiohttp import web
@@ -14,6 +15,7 @@ from storage import STORE_KEY
 from storage.base import StorageUnavailable
 
 HISTORY_MAX = 100
+LOOP_LAG_KEY = web.AppKey("loop_lag", collections.deque)  # seconds late, last minute
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -70,10 +72,18 @@ class History(web.View):
 
 
 class Healthz(web.View):
-    """Liveness: the process answers; the database is not consulted."""
+    """Liveness: the process answers; the database is not consulted. Reports event-loop lag."""
 
     async def get(self) -> web.Response:
-        return web.json_response({"status": "ok"})
+        lags = sorted(self.request.app[LOOP_LAG_KEY])
+        lag = {
+            "p50": round(lags[len(lags) // 2] * 1000, 2) if lags else 0.0,
+            "p99": round(lags[min(len(lags) - 1, int(len(lags) * 0.99))] * 1000, 2)
+            if lags
+            else 0.0,
+            "max": round(lags[-1] * 1000, 2) if lags else 0.0,
+        }
+        return web.json_response({"status": "ok", "loop_lag_ms": lag})
 
 
 class Readyz(web.View):

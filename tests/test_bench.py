@@ -56,3 +56,12 @@ def test_history_smoke() -> None:
             "writes per s",
         }
         assert all(value > 0 for value in figures.values())
+
+
+def test_soak_smoke() -> None:
+    summary = run_smoke("soak.py")
+    assert summary["delivery"] == 1.0
+    assert summary["lost_connections"] == 0 and summary["probe_failures"] == 0
+    for key in ("rss_mib_start", "rss_mib_end", "fds_start", "loop_lag_p99_ms_worst"):
+        value = summary[key]
+        assert isinstance(value, float) and value == value and value >= 0, key

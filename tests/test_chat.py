@@ -115,7 +115,9 @@ async def test_history_unknown_room_and_login_required(
 
 
 async def test_healthz_and_readyz(client: TestClient[Any, Any]) -> None:
-    assert (await (await client.get("/healthz")).json()) == {"status": "ok"}
+    health = await (await client.get("/healthz")).json()
+    assert health["status"] == "ok"
+    assert set(health["loop_lag_ms"]) == {"p50", "p99", "max"}
     resp = await client.get("/readyz")
     assert resp.status == 200
     assert (await resp.json())["database"] == "ok"
