@@ -14,7 +14,7 @@ from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
 
 from chat.hub import HUB_KEY
-from conftest import Auth, hello, origin, receive, receive_until
+from conftest import Auth, hello, origin, raw_ws_connect, receive, receive_until
 from storage import STORE_KEY
 from storage.base import now
 
@@ -330,25 +330,6 @@ async def test_stalled_client_is_closed_and_others_get_everything(
                 await asyncio.sleep(0.05)
     finally:
         sock.close()
-
-
-async def raw_ws_connect(client: TestClient[Any, Any], cookie: str) -> socket.socket:
-    """Open the socket by hand with a tiny receive buffer, then never read from it."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.setblocking(False)
-    loop = asyncio.get_running_loop()
-    await loop.sock_connect(sock, (client.host, client.port))
-    request = (
-        f"GET /ws HTTP/1.1\r\nHost: {client.host}:{client.port}\r\n"
-        "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-        f'Origin: {origin(client)}\r\nCookie: chat_session="{cookie}"\r\n\r\n'
-    )
-    await loop.sock_sendall(sock, request.encode())
-    head = await asyncio.wait_for(loop.sock_recv(sock, 1024), 5)
-    assert head.startswith(b"HTTP/1.1 101"), head
-    return sock
 
 
 async def test_logout_closes_sockets_with_1008(auth: Auth) -> None:
