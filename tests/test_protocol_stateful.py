@@ -4,6 +4,7 @@ every person having seen exactly the room's stored history, in order, without du
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import json
 import re
@@ -51,7 +52,7 @@ class Person:
     def __init__(self, login: str, url: str) -> None:
         self.login = login
         self.url = url
-        self.http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+        self.http: aiohttp.ClientSession = None  # type: ignore[assignment]  # made on the loop
         self.ws: aiohttp.ClientWebSocketResponse | None = None
         self.reader: asyncio.Task[None] | None = None
         self.seen: list[int] = []  # seqs shown, across every connection
@@ -59,6 +60,7 @@ class Person:
         self.reset = False
         self.ids = itertools.count()
         self.last_id: str | None = None
+        self.resends: collections.Counter[str] = collections.Counter()  # acks still owed
 
     async def form(self, path: str, data: dict[str, str]) -> int:
         async with self.http.get(self.url + ("/signup" if path == "/signup" else "/login")) as r:
@@ -73,6 +75,7 @@ class Person:
             return resp.status
 
     async def sign_up(self) -> None:
+        self.http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
         form = {"login": self.login, "email": f"{self.login}@example.com"}
         form |= {"password": PASSWORD, "password_confirm": PASSWORD}
         assert await self.form("/signup", form) == 302
@@ -92,8 +95,8 @@ class Person:
             frame = json.loads(msg.data)
             if frame["type"] == "message" and (not self.seen or frame["seq"] > self.seen[-1]):
                 self.seen.append(frame["seq"])
-            elif frame["type"] == "message" and frame["client_id"] == self.last_id:
-                pass  # the acknowledgement of a re-send: the stored message again, by design
+            elif frame["type"] == "message" and self.resends[frame["client_id"]] > 0:
+                self.resends[frame["client_id"]] -= 1  # a re-send's acknowledgement, by design
             elif frame["type"] == "message":
                 raise AssertionError(f"{self.login} was shown seq {frame['seq']} again")
             elif frame["type"] == "reset":
@@ -103,6 +106,8 @@ class Person:
         assert self.ws is not None
         if not resend or self.last_id is None:
             self.last_id = f"{self.login}-{next(self.ids)}"
+        else:
+            self.resends[self.last_id] += 1
         await self.ws.send_str(
             json.dumps({"type": "message", "text": text, "client_id": self.last_id})
         )
@@ -131,21 +136,18 @@ class ProtocolMachine(RuleBasedStateMachine):
         super().__init__()
         self.loop = Loop()
         self.tmp = tempfile.TemporaryDirectory()
-        app = create_app(
-            base_settings(Path(self.tmp.name), message_burst=1000, log_level="WARNING")
-        )
-        self.app = app
-        self.server = self.loop.run(self._start(app))
+        self.app, self.server = self.loop.run(self._start(Path(self.tmp.name)))
         url = str(self.server.make_url("")).rstrip("/")
         self.people = {login: Person(login, url) for login in PEOPLE}
         for person in self.people.values():
             self.loop.run(person.sign_up())
 
     @staticmethod
-    async def _start(app: Any) -> TestServer:
+    async def _start(tmp: Path) -> tuple[Any, TestServer]:
+        app = create_app(base_settings(tmp, message_burst=1000, log_level="WARNING"))
         server = TestServer(app)
         await server.start_server()
-        return server
+        return app, server
 
     @rule(who=st.sampled_from(PEOPLE))
     def connect(self, who: str) -> None:
