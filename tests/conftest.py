@@ -28,6 +28,13 @@ from app import create_app  # noqa: E402
 from settings import Settings  # noqa: E402
 
 PASSWORD = "correct horse battery"
+# The headers of a WebSocket upgrade, for requests that expect to be refused before it.
+UPGRADE = {
+    "Upgrade": "websocket",
+    "Connection": "Upgrade",
+    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+    "Sec-WebSocket-Version": "13",
+}
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 BACKENDS = ["sqlite", "secantus"] + (["mongodb"] if os.environ.get("MONGODB_TEST_URI") else [])

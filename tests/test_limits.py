@@ -10,7 +10,7 @@ from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
 
 from auth.limits import TokenBucket, WindowLimit
-from conftest import PASSWORD, Auth, hello, origin, receive
+from conftest import PASSWORD, UPGRADE, Auth, hello, origin, receive
 from settings import Settings
 
 DEFAULTS = Settings(secret_key="k")
@@ -132,10 +132,7 @@ async def test_sockets_per_user(auth: Auth) -> None:
         "/ws",
         headers={
             "Origin": origin(auth.client),
-            "Upgrade": "websocket",
-            "Connection": "Upgrade",
-            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
-            "Sec-WebSocket-Version": "13",
+            **UPGRADE,
         },
     )
     assert resp.status == 429 and "Retry-After" in resp.headers
@@ -154,10 +151,7 @@ async def test_sockets_per_address(user_factory: Any) -> None:
         "/ws",
         headers={
             "Origin": origin(bob.client),
-            "Upgrade": "websocket",
-            "Connection": "Upgrade",
-            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
-            "Sec-WebSocket-Version": "13",
+            **UPGRADE,
         },
     )
     assert resp.status == 429

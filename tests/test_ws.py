@@ -14,7 +14,7 @@ from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
 
 from chat.hub import HUB_KEY
-from conftest import Auth, hello, origin, raw_ws_connect, receive, receive_until
+from conftest import UPGRADE, Auth, hello, origin, raw_ws_connect, receive, receive_until
 from storage import STORE_KEY
 from storage.base import now
 
@@ -28,10 +28,7 @@ async def test_refused_when_not_logged_in(client: TestClient[Any, Any]) -> None:
         "/ws",
         headers={
             "Origin": origin(client),
-            "Upgrade": "websocket",
-            "Connection": "Upgrade",
-            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
-            "Sec-WebSocket-Version": "13",
+            **UPGRADE,
         },
     )
     assert resp.status == 401
@@ -46,10 +43,7 @@ async def test_refused_from_foreign_or_missing_origin(
         "/ws",
         headers={
             **headers,
-            "Upgrade": "websocket",
-            "Connection": "Upgrade",
-            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
-            "Sec-WebSocket-Version": "13",
+            **UPGRADE,
         },
     )
     assert resp.status == 403
