@@ -12,7 +12,7 @@ from auth.limits import LIMITS_KEY, too_many
 from auth.pages import render_page
 from auth.passwords import PASSWORDS_KEY
 from auth.sessions import end_session, start_session
-from chat.hub import CLOSE_SESSION_ENDED, HUB_KEY
+from chat.broker import BROKER_KEY
 from settings import SETTINGS_KEY
 from storage import STORE_KEY
 from storage.base import LoginTaken, login_key
@@ -112,5 +112,5 @@ class Logout(web.View):
     async def post(self) -> web.Response:
         sid = await end_session(self.request)
         if sid is not None:
-            await self.request.app[HUB_KEY].close_session(sid, CLOSE_SESSION_ENDED, "logged out")
+            await self.request.app[BROKER_KEY].end_session(sid)  # its sockets, on every process
         raise redirect(self.request, "login")

@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from chat.frames import presence_frame, ws_text_frame
-from chat.hub import Connection, Hub
+from chat.hub import CLOSE_SESSION_ENDED, Connection, Hub
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,14 @@ class LocalBroker:
 
     async def publish_message(self, room: str, seq: int, frame: str) -> None:
         """Tell other processes a message was stored (nothing to tell here)."""
+
+    async def end_session(self, session_id: str) -> None:
+        """Close the session's sockets here (1008) and tell other processes to close theirs."""
+        await self.hub.close_session(session_id, CLOSE_SESSION_ENDED, "logged out")
+        await self._publish_session_end(session_id)
+
+    async def _publish_session_end(self, session_id: str) -> None:
+        """Tell other processes a session ended (nothing to tell here)."""
 
     async def join(self, conn: Connection) -> list[str]:
         """Count a new socket in; announce the user when it is their first. Return who is online."""
@@ -157,6 +165,9 @@ class RedisBroker(LocalBroker):
         await self._publish(
             {"kind": "presence", "room": room, "event": event, "user": user, "online": online}
         )
+
+    async def _publish_session_end(self, session_id: str) -> None:
+        await self._publish({"kind": "session_end", "session": session_id})
 
     async def _publish(self, event: dict[str, Any]) -> None:
         from redis.exceptions import RedisError
@@ -277,6 +288,8 @@ class RedisBroker(LocalBroker):
                 await self.hub.deliver(event["room"], int(event["seq"]), event["frame"])
             elif event["kind"] == "presence":
                 self.announce(event["room"], event["event"], event["user"], event["online"])
+            elif event["kind"] == "session_end":
+                await self.hub.close_session(event["session"], CLOSE_SESSION_ENDED, "logged out")
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("ignored a malformed broker event: %s", exc)
 

@@ -312,3 +312,24 @@ async def test_redis_outage_keeps_local_delivery_and_catches_up(
     assert [m["seq"] for m in await messages(b_again, 2)] == [2, 3]
     await no_more_messages(b_again, 0.3)
     assert log_of(p1).count("Redis unavailable") == 1  # logged once, not per event
+
+
+async def test_logout_on_one_process_closes_that_sessions_sockets_on_the_other(
+    cluster: list[AppProcess], people: Any
+) -> None:
+    p1, p2 = cluster
+    alice = await people(p1, "alice")
+    a2 = await alice.ws(p2)
+    await frame(a2, "hello")
+    async with alice.session.get(p1.url + "/") as resp:
+        token = re.search(r'name="csrf_token" value="([^"]+)"', await resp.text())
+        assert token
+    async with alice.session.post(
+        p1.url + "/logout",
+        data={"csrf_token": token.group(1)},
+        headers={"Origin": p1.url},
+        allow_redirects=False,
+    ) as resp:
+        assert resp.status == 302
+    msg = await a2.receive(timeout=10)
+    assert (msg.type, msg.data) == (aiohttp.WSMsgType.CLOSE, 1008)
