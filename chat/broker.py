@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from chat.frames import presence_frame, ws_text_frame
 from chat.hub import CLOSE_SESSION_ENDED, Connection, Hub
@@ -60,12 +61,11 @@ class LocalBroker:
         """Count a new socket in; announce the user when it is their first. Return who is online."""
         counts = self.local[conn.room]
         counts[conn.user] += 1
-        if counts[conn.user] == 1:
-            online = await self.online(conn.room)
-            self.announce(conn.room, "join", conn.user, online)
-            await self._publish_presence(conn.room, "join", conn.user, online)
-            return online
-        return await self.online(conn.room)
+        joined = counts[conn.user] == 1 and await self._joined(conn.room, conn.user)
+        online = await self.online(conn.room)
+        if joined:
+            await self._presence_change(conn.room, "join", conn.user, online)
+        return online
 
     async def leave(self, conn: Connection) -> None:
         """Count a closed socket out; announce the user's leaving when it was their last."""
@@ -76,18 +76,25 @@ class LocalBroker:
         del counts[conn.user]
         if not counts:
             del self.local[conn.room]
-        online = await self._left(conn.room, conn.user)
-        if online is not None:
-            self.announce(conn.room, "leave", conn.user, online)
-            await self._publish_presence(conn.room, "leave", conn.user, online)
+        if await self._left(conn.room, conn.user):
+            await self._presence_change(conn.room, "leave", conn.user, await self.online(conn.room))
 
     async def online(self, room: str) -> list[str]:
         """Return the logins online in the room."""
         return sorted(self.local.get(room, ()))
 
-    async def _left(self, room: str, user: str) -> list[str] | None:
-        """Record that the user has no socket here any more; the online list if they left."""
-        return await self.online(room)
+    async def _joined(self, room: str, user: str) -> bool:
+        """Record the user's first socket here; say whether they just came online."""
+        return True
+
+    async def _left(self, room: str, user: str) -> bool:
+        """Record that the user has no socket here any more; say whether they went offline."""
+        return True
+
+    async def _presence_change(self, room: str, event: str, user: str, online: list[str]) -> None:
+        """Announce a join or leave to this process's sockets, then to the other processes."""
+        self.announce(room, event, user, online)
+        await self._publish_presence(room, event, user, online)
 
     async def _publish_presence(self, room: str, event: str, user: str, online: list[str]) -> None:
         """Tell other processes about a presence change (nothing to tell here)."""
@@ -149,7 +156,7 @@ class RedisBroker(LocalBroker):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         with contextlib.suppress(Exception):
-            await self._sweep_proc(self.proc, announce=True)
+            await self._sweep_proc(self.proc)
             await self.redis.delete(self._proc_key(self.proc))
         await self.redis.aclose()
 
@@ -170,8 +177,6 @@ class RedisBroker(LocalBroker):
         await self._publish({"kind": "session_end", "session": session_id})
 
     async def _publish(self, event: dict[str, Any]) -> None:
-        from redis.exceptions import RedisError
-
         if not self.healthy:
             return  # the others catch up from storage when the broker is back
         event["origin"] = self.proc
@@ -181,8 +186,6 @@ class RedisBroker(LocalBroker):
             self._outage(exc)
 
     async def online(self, room: str) -> list[str]:
-        from redis.exceptions import RedisError
-
         if not self.healthy:
             return await super().online(room)
         try:
@@ -191,35 +194,20 @@ class RedisBroker(LocalBroker):
             self._outage(exc)
             return await super().online(room)
 
-    async def join(self, conn: Connection) -> list[str]:
-        from redis.exceptions import RedisError
-
-        counts = self.local[conn.room]
-        counts[conn.user] += 1
-        if counts[conn.user] > 1:
-            return await self.online(conn.room)
+    async def _joined(self, room: str, user: str) -> bool:
         try:
-            processes = await self._add(conn.room, conn.user)
+            # The first process where this user is online makes a real join.
+            return await self._add(room, user) == 1
+        except (RedisError, OSError) as exc:
+            self._outage(exc)  # from here on this process's own view, until Redis is back
+            return True
+
+    async def _left(self, room: str, user: str) -> bool:
+        try:
+            return await self._remove(self.proc, room, user, 1) <= 0
         except (RedisError, OSError) as exc:
             self._outage(exc)
-            online = await super().online(conn.room)
-            self.announce(conn.room, "join", conn.user, online)
-            return online
-        online = await self.online(conn.room)
-        if processes == 1:  # the first process where this user is online: a real join
-            self.announce(conn.room, "join", conn.user, online)
-            await self._publish_presence(conn.room, "join", conn.user, online)
-        return online
-
-    async def _left(self, room: str, user: str) -> list[str] | None:
-        from redis.exceptions import RedisError
-
-        try:
-            processes = await self._remove(self.proc, room, user, 1)
-        except (RedisError, OSError) as exc:
-            self._outage(exc)
-            return await super().online(room)
-        return await self.online(room) if processes <= 0 else None
+            return True
 
     async def _add(self, room: str, user: str) -> int:
         pipe = self.redis.pipeline(transaction=True)
@@ -241,8 +229,6 @@ class RedisBroker(LocalBroker):
 
     async def _listen(self) -> None:
         """Follow the event channel, reconnecting with backoff; catch up after an outage."""
-        from redis.exceptions import RedisError
-
         delay = 0.25
         first = True
         while True:
@@ -295,31 +281,26 @@ class RedisBroker(LocalBroker):
 
     async def _heartbeat(self) -> None:
         """Keep this process's heartbeat key alive and sweep processes whose key expired."""
-        from redis.exceptions import RedisError
-
         while True:
             try:
                 await self.redis.set(self._proc_key(self.proc), "1", ex=max(1, round(self.ttl)))
                 await self.redis.sadd("chat:procs", self.proc)
                 for proc in await self.redis.smembers("chat:procs"):
                     if proc != self.proc and not await self.redis.exists(self._proc_key(proc)):
-                        await self._sweep_proc(proc, announce=True)
+                        await self._sweep_proc(proc)
             except (RedisError, OSError) as exc:
                 self._outage(exc)
             await asyncio.sleep(self.ttl / 3)
 
-    async def _sweep_proc(self, proc: str, announce: bool) -> None:
+    async def _sweep_proc(self, proc: str) -> None:
         """Take a gone process's users out of presence; only one sweeper wins each process."""
         if not await self.redis.srem("chat:procs", proc) and proc != self.proc:
             return
         entries = await self.redis.hgetall(self._mine_key(proc))
         for key, count in entries.items():
             room, _, user = key.partition("|")
-            processes = await self._remove(proc, room, user, int(count))
-            if processes <= 0 and announce:
-                online = await self.online(room)
-                self.announce(room, "leave", user, online)
-                await self._publish_presence(room, "leave", user, online)
+            if await self._remove(proc, room, user, int(count)) <= 0:
+                await self._presence_change(room, "leave", user, await self.online(room))
         await self.redis.delete(self._mine_key(proc))
 
     async def _resync(self) -> None:
@@ -333,9 +314,7 @@ class RedisBroker(LocalBroker):
             room, _, user = key.partition("|")
             if not self.local.get(room, {}).get(user):
                 if await self._remove(self.proc, room, user, int(count)) <= 0:
-                    online = await self.online(room)
-                    self.announce(room, "leave", user, online)
-                    await self._publish_presence(room, "leave", user, online)
+                    await self._presence_change(room, "leave", user, await self.online(room))
         for room, counts in list(self.local.items()):
             for user in list(counts):
                 if f"{room}|{user}" not in mine:
