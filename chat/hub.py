@@ -1,4 +1,4 @@
-"""The socket registry: who is connected to which room, fan-out, presence, and closing."""
+"""The socket registry: who is connected to which room, in-order fan-out, and closing."""
 
 from __future__ import annotations
 
@@ -66,15 +66,14 @@ class Connection:
         if self.closing:
             return
         if self.started and not self.queue and self._writable():
-            if not (seq and seq <= self.skip_through):
-                self.transport.write(frame)  # type: ignore[union-attr]
+            self._write(seq, frame)
             return
         if len(self.queue) >= self.limit:
             self.close_soon(CLOSE_TOO_SLOW, "too slow, resume with after")
             return
         self.queue.append((seq, frame))
-        if self.started and self._pump is None:
-            self._pump = asyncio.create_task(self._run_pump())
+        if self.started:
+            self._start_pump()
 
     def send_text(self, text: str) -> None:
         """Send one text frame to this socket alone (errors, acknowledgements, presence)."""
@@ -89,11 +88,20 @@ class Connection:
             and t.get_write_buffer_size() <= WRITE_BUFFER_HIGH
         )
 
+    def _write(self, seq: int, frame: bytes) -> None:
+        """Write a frame, unless it is a message the resume already sent."""
+        if not (seq and seq <= self.skip_through):
+            self.transport.write(frame)  # type: ignore[union-attr]
+
+    def _start_pump(self) -> None:
+        if self._pump is None:
+            self._pump = asyncio.create_task(self._run_pump())
+
     def start(self) -> None:
         """Start sending (after hello and any resume were sent), the queue first."""
         self.started = True
-        if self.queue and self._pump is None:
-            self._pump = asyncio.create_task(self._run_pump())
+        if self.queue:
+            self._start_pump()
 
     async def _run_pump(self) -> None:
         """Send the queue as the transport drains; ends when the queue is empty."""
@@ -104,9 +112,7 @@ class Connection:
                         return
                     await asyncio.sleep(DRAIN_POLL)
                     continue
-                seq, frame = self.queue.popleft()
-                if not (seq and seq <= self.skip_through):
-                    self.transport.write(frame)  # type: ignore[union-attr]
+                self._write(*self.queue.popleft())
         finally:
             self._pump = None
 
