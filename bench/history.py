@@ -13,12 +13,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import re
 import shutil
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,7 +25,9 @@ from pathlib import Path
 import aiohttp
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+
+from ws_fanout import Server  # noqa: E402
 
 from storage.sqlite import SCHEMA  # noqa: E402
 
@@ -55,14 +55,6 @@ def fill(path: Path, count: int) -> None:
         )
         db.commit()
     db.close()
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def p50_ms(session: aiohttp.ClientSession, url: str, times: int) -> float:
@@ -139,11 +131,8 @@ def run(count: int, reps: int, senders: int, per_sender: int) -> dict[str, float
         started = time.monotonic()
         fill(work / "data" / "chat.sqlite3", count)
         print(f"  filled {count:,} messages in {time.monotonic() - started:.1f} s", flush=True)
-        port = free_port()
         env = {
-            **os.environ,
             "DATA_DIR": str(work / "data"),
-            "PORT": str(port),
             "LOG_LEVEL": "WARNING",
             "ARGON2_TIME_COST": "1",
             "ARGON2_MEMORY_KIB": "1024",
@@ -151,27 +140,13 @@ def run(count: int, reps: int, senders: int, per_sender: int) -> dict[str, float
             "MESSAGE_BURST": "100000",
             "MESSAGE_PER_MINUTE": "10000000",
         }
-        proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "app.py")], cwd=work, env=env,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        server = Server("product", [sys.executable, str(ROOT / "app.py")], env, work)
+        server.start()
         try:
-            url = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    import socket
-
-                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline or proc.poll() is not None:
-                        raise RuntimeError("the product did not start") from None
-                    time.sleep(0.05)
+            url = f"http://127.0.0.1:{server.port}"
             return asyncio.run(measure(url, count, reps, senders, per_sender))
         finally:
-            proc.terminate()
-            proc.wait(15)
+            server.stop()
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
