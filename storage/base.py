@@ -8,6 +8,7 @@ import datetime as dt
 import secrets
 
 MAX_PAGE = 500  # no query returns more rows than this
+MAX_ROOMS = MAX_PAGE  # the room list and a person's read marks are bounded by this too
 
 
 class StorageError(Exception):
@@ -24,6 +25,28 @@ class LoginTaken(StorageError):
 
 class RoomTaken(StorageError):
     """Another room already has this slug."""
+
+
+class ChangeRefused(StorageError):
+    """An edit or delete was refused; `code` says why (the protocol's error code)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def refusal(message: Message | None, user: str, since: dt.datetime) -> ChangeRefused:
+    """Explain why `user` may not change `message` (None: there is no such message)."""
+    if message is None:
+        return ChangeRefused("not_found", "There is no such message in this room.")
+    if message.user != user:
+        return ChangeRefused("forbidden", "You can only edit or delete your own messages.")
+    if message.deleted:
+        return ChangeRefused("deleted", "This message was deleted.")
+    if message.created_at < since:
+        return ChangeRefused("too_late", "Too late: this message can no longer be changed.")
+    return ChangeRefused("unavailable", "The message changed meanwhile; try again.")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -56,6 +79,20 @@ class Room:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class RoomActivity:
+    """A room with its latest message's seq and time, for the room list."""
+
+    room: Room
+    last_seq: int
+    last_at: dt.datetime | None
+
+    @property
+    def last_activity(self) -> dt.datetime:
+        """Return when the room last had a message, or when it was created."""
+        return self.last_at or self.room.created_at
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Message:
     """A stored chat message; `seq` numbers the room's messages 1, 2, 3... without gaps."""
 
@@ -66,11 +103,14 @@ class Message:
     text: str
     created_at: dt.datetime
     client_id: str
+    edited_at: dt.datetime | None = None  # when last edited or deleted
+    deleted: bool = False  # a deleted message keeps its seq; its text is erased
+    rev: int = 0  # the room's change counter at its last edit or delete (0: never changed)
 
-    def to_json(self) -> dict[str, object]:
-        """Return the message as the protocol's `message` object."""
-        return {
-            "type": "message",
+    def to_json(self, kind: str = "message") -> dict[str, object]:
+        """Return the message as the protocol's `message` object (or a `change` frame)."""
+        frame: dict[str, object] = {
+            "type": kind,
             "seq": self.seq,
             "id": self.id,
             "room": self.room,
@@ -78,7 +118,12 @@ class Message:
             "text": self.text,
             "created_at": iso(self.created_at),
             "client_id": self.client_id,
+            "edited_at": iso(self.edited_at) if self.edited_at else None,
+            "deleted": self.deleted,
         }
+        if kind == "change":
+            frame["rev"] = self.rev
+        return frame
 
 
 def now() -> dt.datetime:
@@ -141,6 +186,14 @@ class Rooms(abc.ABC):
     async def find(self, slug: str) -> Room | None:
         """Return the room with this slug."""
 
+    @abc.abstractmethod
+    async def create(self, slug: str, name: str) -> Room:
+        """Store a new room; raise RoomTaken when the slug is in use."""
+
+    @abc.abstractmethod
+    async def activity(self, limit: int) -> list[RoomActivity]:
+        """Return up to `limit` rooms with their latest message, most recently active first."""
+
 
 class Messages(abc.ABC):
     """Chat messages, numbered per room."""
@@ -164,14 +217,44 @@ class Messages(abc.ABC):
     async def last_seq(self, room: str) -> int:
         """Return the room's highest seq, 0 when it has no messages."""
 
+    @abc.abstractmethod
+    async def change(
+        self, room: str, seq: int, user: str, text: str | None, since: dt.datetime
+    ) -> Message:
+        """Edit (new text) or delete (None) the user's own message, sent at `since` or later.
+
+        The changed message gets the room's next rev. Raise ChangeRefused (see `refusal`).
+        """
+
+    @abc.abstractmethod
+    async def changes(self, room: str, after_rev: int, limit: int) -> list[Message]:
+        """Return up to `limit` messages changed after `after_rev`, in rev order."""
+
+    @abc.abstractmethod
+    async def last_rev(self, room: str) -> int:
+        """Return the room's highest rev, 0 when nothing was ever edited or deleted."""
+
+
+class Reads(abc.ABC):
+    """How far each person has read each room: the last seq read."""
+
+    @abc.abstractmethod
+    async def mark(self, user: str, room: str, seq: int) -> None:
+        """Record that the user read the room up to seq; an older mark never moves it back."""
+
+    @abc.abstractmethod
+    async def of_user(self, user: str) -> dict[str, int]:
+        """Return the user's last read seq per room (rooms never opened are absent)."""
+
 
 class Store(abc.ABC):
-    """One database: the four collections and its life cycle."""
+    """One database: the five collections and its life cycle."""
 
     users: Users
     sessions: Sessions
     rooms: Rooms
     messages: Messages
+    reads: Reads
 
     @abc.abstractmethod
     async def setup(self) -> None:

@@ -8,16 +8,20 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from bson import ObjectId
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from storage.base import (
+    MAX_ROOMS,
     LoginTaken,
     Message,
     Messages,
+    Reads,
     Room,
+    RoomActivity,
     Rooms,
+    RoomTaken,
     Session,
     Sessions,
     StorageUnavailable,
@@ -28,6 +32,7 @@ from storage.base import (
     login_key,
     new_session_id,
     now,
+    refusal,
 )
 
 Doc = dict[str, Any]
@@ -70,7 +75,14 @@ def _message(doc: Doc) -> Message:
         text=doc["text"],
         created_at=doc["created_at"],
         client_id=doc["client_id"],
+        edited_at=doc.get("edited_at"),
+        deleted=bool(doc.get("deleted", False)),
+        rev=int(doc.get("rev", 0)),
     )
+
+
+def _room(doc: Doc) -> Room:
+    return Room(doc["_id"], doc["name"], doc["created_at"])
 
 
 class MongoUsers(Users):
@@ -133,6 +145,7 @@ class MongoRooms(Rooms):
 
     def __init__(self, db: AsyncDatabase[Doc]) -> None:
         self.col = db["rooms"]
+        self.messages = db["messages"]
 
     async def ensure(self, slug: str, name: str) -> Room:
         async with _unavailable():
@@ -148,7 +161,37 @@ class MongoRooms(Rooms):
     async def find(self, slug: str) -> Room | None:
         async with _unavailable():
             doc = await self.col.find_one({"_id": slug})
-        return Room(doc["_id"], doc["name"], doc["created_at"]) if doc else None
+        return _room(doc) if doc else None
+
+    async def create(self, slug: str, name: str) -> Room:
+        room = Room(slug, name, now())
+        try:
+            async with _unavailable():
+                await self.col.insert_one(
+                    {"_id": slug, "name": name, "created_at": room.created_at}
+                )
+        except DuplicateKeyError:
+            raise RoomTaken(slug) from None
+        return room
+
+    async def activity(self, limit: int) -> list[RoomActivity]:
+        found = []
+        async with _unavailable():
+            # One indexed lookup per room (room_seq), rather than a scan of all messages.
+            async for doc in self.col.find({}, limit=check_limit(limit)):
+                last = await self.messages.find_one(
+                    {"room": doc["_id"]},
+                    sort=[("seq", DESCENDING)],
+                    projection={"seq": 1, "created_at": 1},
+                )
+                found.append(
+                    RoomActivity(
+                        _room(doc),
+                        int(last["seq"]) if last else 0,
+                        last["created_at"] if last else None,
+                    )
+                )
+        return sorted(found, key=lambda a: a.last_activity, reverse=True)
 
 
 class MongoMessages(Messages):
@@ -161,6 +204,7 @@ class MongoMessages(Messages):
 
     def __init__(self, db: AsyncDatabase[Doc]) -> None:
         self.col = db["messages"]
+        self.rooms = db["rooms"]
 
     async def _find_sent(self, room: str, user: str, client_id: str) -> Message | None:
         doc = await self.col.find_one({"room": room, "user": user, "client_id": client_id})
@@ -218,6 +262,74 @@ class MongoMessages(Messages):
             )
         return int(doc["seq"]) if doc else 0
 
+    async def change(
+        self, room: str, seq: int, user: str, text: str | None, since: dt.datetime
+    ) -> Message:
+        async with _unavailable():
+            # The room document counts changes; a rev taken by a refused change is simply unused.
+            counter = await self.rooms.find_one_and_update(
+                {"_id": room}, {"$inc": {"rev": 1}}, return_document=ReturnDocument.AFTER
+            )
+            if counter is None:
+                raise refusal(None, user, since)
+            doc = await self.col.find_one_and_update(
+                {
+                    "room": room,
+                    "seq": seq,
+                    "user": user,
+                    "deleted": {"$ne": True},
+                    "created_at": {"$gte": since},
+                },
+                {
+                    "$set": {
+                        "text": text or "",
+                        "deleted": text is None,
+                        "edited_at": now(),
+                        "rev": int(counter["rev"]),
+                    }
+                },
+                return_document=ReturnDocument.AFTER,
+            )
+            if doc is not None:
+                return _message(doc)
+            found = await self.col.find_one({"room": room, "seq": seq})
+        raise refusal(_message(found) if found else None, user, since)
+
+    async def changes(self, room: str, after_rev: int, limit: int) -> list[Message]:
+        async with _unavailable():
+            cursor = self.col.find(
+                {"room": room, "rev": {"$gt": after_rev}},
+                sort=[("rev", ASCENDING)],
+                limit=check_limit(limit),
+            )
+            docs = await cursor.to_list()
+        return [_message(d) for d in docs]
+
+    async def last_rev(self, room: str) -> int:
+        async with _unavailable():
+            doc = await self.col.find_one(
+                {"room": room, "rev": {"$gt": 0}}, sort=[("rev", DESCENDING)], projection={"rev": 1}
+            )
+        return int(doc["rev"]) if doc else 0
+
+
+class MongoReads(Reads):
+    """Read marks in the reads collection, one document per person and room."""
+
+    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+        self.col = db["reads"]
+
+    async def mark(self, user: str, room: str, seq: int) -> None:
+        async with _unavailable():
+            await self.col.update_one(
+                {"user": user, "room": room}, {"$max": {"seq": seq}}, upsert=True
+            )
+
+    async def of_user(self, user: str) -> dict[str, int]:
+        async with _unavailable():
+            docs = await self.col.find({"user": user}, limit=MAX_ROOMS).to_list()
+        return {d["room"]: int(d["seq"]) for d in docs}
+
 
 class MongoStore(Store):
     """The MongoDB store."""
@@ -236,6 +348,7 @@ class MongoStore(Store):
         self.sessions = MongoSessions(self.db)
         self.rooms = MongoRooms(self.db)
         self.messages = MongoMessages(self.db)
+        self.reads = MongoReads(self.db)
 
     async def setup(self) -> None:
         async with _unavailable():
@@ -250,6 +363,12 @@ class MongoStore(Store):
                 [("room", ASCENDING), ("user", ASCENDING), ("client_id", ASCENDING)],
                 unique=True,
                 name="room_user_client",
+            )
+            await self.db["messages"].create_index(
+                [("room", ASCENDING), ("rev", ASCENDING)], name="room_rev"
+            )
+            await self.db["reads"].create_index(
+                [("user", ASCENDING), ("room", ASCENDING)], unique=True, name="user_room"
             )
         await self.rooms.ensure("general", "General")
 

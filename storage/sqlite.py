@@ -14,11 +14,15 @@ from typing import Any
 import aiosqlite
 
 from storage.base import (
+    MAX_ROOMS,
     LoginTaken,
     Message,
     Messages,
+    Reads,
     Room,
+    RoomActivity,
     Rooms,
+    RoomTaken,
     Session,
     Sessions,
     StorageUnavailable,
@@ -29,6 +33,7 @@ from storage.base import (
     login_key,
     new_session_id,
     now,
+    refusal,
 )
 
 SCHEMA = """
@@ -68,6 +73,24 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 """
 
+# Changes to a database made by an earlier release, in order; PRAGMA user_version counts the
+# ones applied, so a file kept for years is brought up to date on start, once.
+MIGRATIONS = [
+    # Rooms: edit and delete (rev orders the changes of a room), and unread counts.
+    """
+    ALTER TABLE messages ADD COLUMN edited_at INTEGER;
+    ALTER TABLE messages ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE messages ADD COLUMN rev INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX IF NOT EXISTS messages_rev ON messages(room, rev) WHERE rev > 0;
+    CREATE TABLE IF NOT EXISTS reads (
+        user TEXT NOT NULL,
+        room TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        PRIMARY KEY (user, room)
+    ) WITHOUT ROWID;
+    """,
+]
+
 
 # One statement, so one trip to the database thread: it takes the room's next seq and inserts
 # under SQLite's write lock (atomic for every writer, in any process), or does nothing when
@@ -77,6 +100,24 @@ INSERT INTO messages (room, seq, user, text, created_at, client_id)
 SELECT ?1, COALESCE(MAX(seq), 0) + 1, ?2, ?3, ?4, ?5 FROM messages WHERE room = ?1
 ON CONFLICT (room, user, client_id) DO NOTHING
 RETURNING id, seq
+"""
+# Also one statement: the room's next rev is taken under the write lock as the row changes.
+# `rev > 0` lets SQLite use the partial index that holds only changed messages.
+CHANGE_MESSAGE = """
+UPDATE messages SET text = ?4, deleted = ?5, edited_at = ?6,
+    rev = (SELECT COALESCE(MAX(rev), 0) + 1 FROM messages WHERE room = ?1 AND rev > 0)
+WHERE room = ?1 AND seq = ?2 AND user = ?3 AND deleted = 0 AND created_at >= ?7
+RETURNING *
+"""
+MARK_READ = """
+INSERT INTO reads (user, room, seq) VALUES (?, ?, ?)
+ON CONFLICT (user, room) DO UPDATE SET seq = MAX(seq, excluded.seq)
+"""
+ROOM_ACTIVITY = """
+SELECT r.*, COALESCE(m.seq, 0) AS last_seq, m.created_at AS last_at
+FROM rooms r LEFT JOIN messages m
+    ON m.room = r.slug AND m.seq = (SELECT MAX(seq) FROM messages WHERE room = r.slug)
+ORDER BY COALESCE(m.created_at, r.created_at) DESC LIMIT ?
 """
 WRITE_ATTEMPTS = 50
 
@@ -108,7 +149,14 @@ def _message(row: Any) -> Message:
         text=row["text"],
         created_at=_dt(row["created_at"]),
         client_id=row["client_id"],
+        edited_at=_dt(row["edited_at"]) if row["edited_at"] is not None else None,
+        deleted=bool(row["deleted"]),
+        rev=row["rev"],
     )
+
+
+def _room(row: Any) -> Room:
+    return Room(row["slug"], row["name"], _dt(row["created_at"]))
 
 
 class SqliteDb:
@@ -293,7 +341,27 @@ class SqliteRooms(Rooms):
 
     async def find(self, slug: str) -> Room | None:
         row = await self.db.fetch_one("SELECT * FROM rooms WHERE slug = ?", (slug,))
-        return Room(row["slug"], row["name"], _dt(row["created_at"])) if row else None
+        return _room(row) if row else None
+
+    async def create(self, slug: str, name: str) -> Room:
+        room = Room(slug, name, now())
+        try:
+            await self.db.write_one(
+                "INSERT INTO rooms (slug, name, created_at) VALUES (?, ?, ?)",
+                (slug, name, _ms(room.created_at)),
+            )
+        except sqlite3.IntegrityError:
+            raise RoomTaken(slug) from None
+        return room
+
+    async def activity(self, limit: int) -> list[RoomActivity]:
+        rows = await self.db.fetch(ROOM_ACTIVITY, (check_limit(limit),))
+        return [
+            RoomActivity(
+                _room(r), r["last_seq"], _dt(r["last_at"]) if r["last_at"] is not None else None
+            )
+            for r in rows
+        ]
 
 
 class SqliteMessages(Messages):
@@ -336,6 +404,47 @@ class SqliteMessages(Messages):
         )
         return int(row["seq"])
 
+    async def change(
+        self, room: str, seq: int, user: str, text: str | None, since: dt.datetime
+    ) -> Message:
+        params = (room, seq, user, text or "", text is None, _ms(now()), _ms(since))
+        rows = await self.db.write_one(CHANGE_MESSAGE, params)
+        if rows:
+            return _message(rows[0])
+        row = await self.db.fetch_one(
+            "SELECT * FROM messages WHERE room = ? AND seq = ?", (room, seq)
+        )
+        raise refusal(_message(row) if row else None, user, since)
+
+    async def changes(self, room: str, after_rev: int, limit: int) -> list[Message]:
+        rows = await self.db.fetch(
+            "SELECT * FROM messages WHERE room = ? AND rev > ? AND rev > 0 ORDER BY rev LIMIT ?",
+            (room, after_rev, check_limit(limit)),
+        )
+        return [_message(r) for r in rows]
+
+    async def last_rev(self, room: str) -> int:
+        row = await self.db.fetch_one(
+            "SELECT COALESCE(MAX(rev), 0) AS rev FROM messages WHERE room = ? AND rev > 0", (room,)
+        )
+        return int(row["rev"])
+
+
+class SqliteReads(Reads):
+    """Read marks in the reads table."""
+
+    def __init__(self, db: SqliteDb) -> None:
+        self.db = db
+
+    async def mark(self, user: str, room: str, seq: int) -> None:
+        await self.db.write_one(MARK_READ, (user, room, seq))
+
+    async def of_user(self, user: str) -> dict[str, int]:
+        rows = await self.db.fetch(
+            "SELECT room, seq FROM reads WHERE user = ? LIMIT ?", (user, MAX_ROOMS)
+        )
+        return {r["room"]: r["seq"] for r in rows}
+
 
 class SqliteStore(Store):
     """The SQLite store."""
@@ -346,6 +455,7 @@ class SqliteStore(Store):
         self.sessions = SqliteSessions(self.db)
         self.rooms = SqliteRooms(self.db)
         self.messages = SqliteMessages(self.db)
+        self.reads = SqliteReads(self.db)
 
     async def setup(self) -> None:
         await self.db.connect()
@@ -354,6 +464,13 @@ class SqliteStore(Store):
                 for statement in SCHEMA.split(";"):
                     if statement.strip():
                         await conn.execute(statement)
+                async with conn.execute("PRAGMA user_version") as cur:
+                    (version,) = await cur.fetchone()  # type: ignore[misc]
+                for number, migration in enumerate(MIGRATIONS[version:], start=version + 1):
+                    for statement in migration.split(";"):
+                        if statement.strip():
+                            await conn.execute(statement)
+                    await conn.execute(f"PRAGMA user_version = {number}")
         except sqlite3.Error as exc:
             raise StorageUnavailable(f"cannot create the SQLite schema: {exc}") from exc
         await self.rooms.ensure("general", "General")

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import sqlite3
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from settings import Settings
 from storage import open_store
-from storage.base import LoginTaken, StorageUnavailable, Store
+from storage.base import ChangeRefused, LoginTaken, RoomTaken, StorageUnavailable, Store, now
+from storage.sqlite import MIGRATIONS, SCHEMA, SqliteStore
 
 
 @pytest.fixture
@@ -151,6 +154,94 @@ async def test_concurrent_resends_store_once(store: Store) -> None:
     assert await store.messages.last_seq("general") == 1
 
 
+async def test_room_create_is_unique_by_slug(store: Store) -> None:
+    room = await store.rooms.create("dev-talk", "Dev talk")
+    assert await store.rooms.find("dev-talk") == room
+    with pytest.raises(RoomTaken):
+        await store.rooms.create("dev-talk", "Dev Talk!")
+    with pytest.raises(RoomTaken):
+        await store.rooms.create("general", "General")
+
+
+async def test_room_activity_most_recent_first(store: Store) -> None:
+    await store.rooms.create("quiet", "Quiet")
+    await store.rooms.create("busy", "Busy")
+    await asyncio.sleep(0.01)
+    for i in range(3):
+        await store.messages.add("general", "alice", f"m{i}", f"c{i}")
+    await asyncio.sleep(0.01)
+    last, _ = await store.messages.add("busy", "alice", "latest", "c9")
+    activity = await store.rooms.activity(10)
+    assert [a.room.slug for a in activity] == ["busy", "general", "quiet"]
+    busy, general, quiet = activity
+    assert (busy.last_seq, busy.last_at) == (1, last.created_at)
+    assert general.last_seq == 3
+    assert (quiet.last_seq, quiet.last_at) == (0, None)
+    assert quiet.last_activity == quiet.room.created_at
+    assert len(await store.rooms.activity(2)) == 2
+
+
+async def test_edit_and_delete_own_message_take_the_next_rev(store: Store) -> None:
+    first, _ = await store.messages.add("general", "alice", "hello", "c1")
+    second, _ = await store.messages.add("general", "alice", "world", "c2")
+    assert await store.messages.last_rev("general") == 0
+    since = now() - dt.timedelta(minutes=15)
+    edited = await store.messages.change("general", 1, "alice", "hello again", since)
+    assert (edited.text, edited.deleted) == ("hello again", False)
+    assert (edited.seq, edited.id) == (1, first.id)
+    assert edited.edited_at is not None and edited.rev >= 1
+    deleted = await store.messages.change("general", 2, "alice", None, since)
+    assert (deleted.text, deleted.deleted) == ("", True)
+    assert deleted.rev > edited.rev
+    assert await store.messages.last_rev("general") == deleted.rev
+    # History shows the change, under the same seq; nothing new is numbered.
+    stored = await store.messages.after("general", 0, 10)
+    assert [(m.seq, m.text, m.deleted) for m in stored] == [
+        (1, "hello again", False),
+        (2, "", True),
+    ]
+    assert await store.messages.last_seq("general") == 2
+    changes = await store.messages.changes("general", 0, 10)
+    assert [m.seq for m in changes] == [1, 2]
+    assert [m.seq for m in await store.messages.changes("general", edited.rev, 10)] == [2]
+    assert await store.messages.changes("general", deleted.rev, 10) == []
+    assert await store.messages.changes("other", 0, 10) == []
+
+
+@pytest.mark.parametrize(
+    ("seq", "user", "window", "code"),
+    [
+        (9, "alice", 15, "not_found"),
+        (1, "bob", 15, "forbidden"),
+        (1, "alice", -1, "too_late"),
+        (2, "alice", 15, "deleted"),
+    ],
+)
+async def test_change_refused_with_the_reason(
+    store: Store, seq: int, user: str, window: int, code: str
+) -> None:
+    await store.messages.add("general", "alice", "hello", "c1")
+    await store.messages.add("general", "alice", "gone", "c2")
+    await store.messages.change("general", 2, "alice", None, now() - dt.timedelta(minutes=15))
+    with pytest.raises(ChangeRefused) as refused:
+        await store.messages.change("general", seq, user, "x", now() - dt.timedelta(minutes=window))
+    assert refused.value.code == code
+    (kept,) = await store.messages.before("general", 2, 10)
+    assert kept.text == "hello" and kept.edited_at is None
+
+
+async def test_read_marks_only_move_forward(store: Store) -> None:
+    await store.rooms.create("dev", "Dev")
+    assert await store.reads.of_user("alice") == {}
+    await store.reads.mark("alice", "general", 5)
+    await store.reads.mark("alice", "general", 3)
+    await store.reads.mark("alice", "dev", 1)
+    await store.reads.mark("bob", "general", 9)
+    assert await store.reads.of_user("alice") == {"general": 5, "dev": 1}
+    await store.reads.mark("alice", "general", 7)
+    assert (await store.reads.of_user("alice"))["general"] == 7
+
+
 async def test_ping(store: Store) -> None:
     await store.ping()
 
@@ -160,3 +251,27 @@ async def test_closed_store_reports_unavailable(store: Store) -> None:
     with pytest.raises(StorageUnavailable):
         await store.ping()
         await store.messages.add("general", "alice", "x", "c1")
+
+
+async def test_sqlite_file_from_the_first_release_is_migrated(tmp_path: Path) -> None:
+    # The first release's tables, with a message in them and no user_version.
+    path = tmp_path / "chat.sqlite3"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(SCHEMA)
+        conn.execute("INSERT INTO rooms VALUES ('general', 'General', 0)")
+        conn.execute("INSERT INTO messages VALUES (1, 'general', 1, 'alice', 'old', 0, 'c1')")
+    store = SqliteStore(path)
+    await store.setup()
+    try:
+        (old,) = await store.messages.after("general", 0, 10)
+        assert (old.text, old.edited_at, old.deleted, old.rev) == ("old", None, False, 0)
+        await store.reads.mark("alice", "general", 1)
+        new, _ = await store.messages.add("general", "alice", "new", "c2")
+        assert new.seq == 2
+    finally:
+        await store.close()
+    again = SqliteStore(path)  # a second start applies nothing twice
+    await again.setup()
+    await again.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
