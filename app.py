@@ -30,7 +30,7 @@ from chat.views import LOOP_LAG_KEY
 from routes import setup_routes
 from settings import SETTINGS_KEY, Settings, SettingsError, load_settings
 from storage import STORE_KEY, open_store
-from storage.base import StorageUnavailable
+from storage.base import StorageUnavailable, iso
 
 log = logging.getLogger("chat")
 
@@ -157,11 +157,14 @@ def create_app(settings: Settings) -> web.Application:
         settings.login_window,
         settings.signup_limit_address,
         settings.signup_window,
+        settings.room_limit_user,
+        settings.room_window,
     )
     aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
         autoescape=jinja2.select_autoescape(default=True),
+        filters={"iso": iso},
     )
     app[aiohttp_jinja2.static_root_key] = "/static"
     setup_routes(app)

@@ -7,7 +7,7 @@ from pathlib import Path
 from aiohttp import web
 
 from auth.views import Login, Logout, SignUp
-from chat.views import ChatPage, Healthz, History, Readyz
+from chat.views import ChatPage, Healthz, History, Readyz, RoomCreate, RoomList
 from chat.ws import ChatSocket
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -17,7 +17,9 @@ def setup_routes(app: web.Application) -> None:
     """Add all routes to the app."""
     app.add_routes(
         [
-            web.view("/", ChatPage, name="index"),
+            web.view("/", RoomList, name="index"),
+            web.view("/rooms", RoomCreate, name="rooms"),
+            web.view("/rooms/{slug}", ChatPage, name="room"),
             web.view("/signup", SignUp, name="signup"),
             web.view("/login", Login, name="login"),
             web.view("/logout", Logout, name="logout"),

@@ -51,6 +51,9 @@ class Settings:
     login_window: int = 900
     signup_limit_address: int = 10
     signup_window: int = 3600
+    room_limit_user: int = 10
+    room_window: int = 3600
+    edit_window: int = 900
     message_burst: int = 10
     message_per_minute: int = 100
     sockets_per_user: int = 20
@@ -232,6 +235,7 @@ def load_settings(env_file: str | os.PathLike[str] | None = ".env", **overrides:
                 "login_limit_account",
                 "login_limit_address",
                 "signup_limit_address",
+                "room_limit_user",
                 "message_burst",
                 "message_per_minute",
                 "sockets_per_user",
@@ -242,8 +246,11 @@ def load_settings(env_file: str | os.PathLike[str] | None = ".env", **overrides:
             name: _read(
                 env, name.upper(), _int_in(1, 7 * 24 * 3600), d[name].default, "give seconds"
             )
-            for name in ("login_window", "signup_window")
+            for name in ("login_window", "signup_window", "room_window")
         },
+        "edit_window": _read(
+            env, "EDIT_WINDOW", _int_in(0, 7 * 24 * 3600), d["edit_window"].default, "give seconds"
+        ),
         "redis_url": _read(
             env, "REDIS_URL", _redis_url, "", "leave it empty to run a single process"
         ),

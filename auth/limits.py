@@ -88,10 +88,13 @@ class Limits:
         login_window: float,
         signup_per_address: int,
         signup_window: float,
+        rooms_per_user: int = 10,
+        room_window: float = 3600,
     ) -> None:
         self.login_account = WindowLimit(login_per_account, login_window)
         self.login_address = WindowLimit(login_per_address, login_window)
         self.signup_address = WindowLimit(signup_per_address, signup_window)
+        self.room_user = WindowLimit(rooms_per_user, room_window)
 
 
 def too_many(retry_after: int) -> web.HTTPTooManyRequests:

@@ -49,6 +49,9 @@ class LocalBroker:
     async def publish_message(self, room: str, seq: int, frame: str) -> None:
         """Tell other processes a message was stored (nothing to tell here)."""
 
+    async def publish_room(self, room: str, frame: str, skip_user: str | None = None) -> None:
+        """Send a frame to the room's sockets on other processes (an edit, typing)."""
+
     async def end_session(self, session_id: str) -> None:
         """Close the session's sockets here (1008) and tell other processes to close theirs."""
         await self.hub.close_session(session_id, CLOSE_SESSION_ENDED, "logged out")
@@ -168,6 +171,9 @@ class RedisBroker(LocalBroker):
     async def publish_message(self, room: str, seq: int, frame: str) -> None:
         await self._publish({"kind": "message", "room": room, "seq": seq, "frame": frame})
 
+    async def publish_room(self, room: str, frame: str, skip_user: str | None = None) -> None:
+        await self._publish({"kind": "room", "room": room, "frame": frame, "skip": skip_user})
+
     async def _publish_presence(self, room: str, event: str, user: str, online: list[str]) -> None:
         await self._publish(
             {"kind": "presence", "room": room, "event": event, "user": user, "online": online}
@@ -272,6 +278,8 @@ class RedisBroker(LocalBroker):
                 return
             if event["kind"] == "message":
                 await self.hub.deliver(event["room"], int(event["seq"]), event["frame"])
+            elif event["kind"] == "room":
+                self.hub.broadcast(event["room"], event["frame"], skip_user=event.get("skip"))
             elif event["kind"] == "presence":
                 self.announce(event["room"], event["event"], event["user"], event["online"])
             elif event["kind"] == "session_end":

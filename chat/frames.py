@@ -33,7 +33,52 @@ class PostMessage:
     client_id: str
 
 
-def parse_client_frame(data: str) -> PostMessage:
+@dataclasses.dataclass(frozen=True)
+class ChangeMessage:
+    """A client's `edit` (new trimmed text) or `delete` (text None) of its own message."""
+
+    seq: int
+    text: str | None
+    client_id: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Typing:
+    """A client's `typing` frame: its person is writing a message."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Read:
+    """A client's `read` frame: its person has seen the room up to seq."""
+
+    seq: int
+
+
+ClientFrame = PostMessage | ChangeMessage | Typing | Read
+TYPES = ("message", "edit", "delete", "typing", "read")
+
+
+def _text(frame: dict[str, Any], client_id: str | None) -> str:
+    text = frame.get("text")
+    if not isinstance(text, str):
+        raise FrameError("bad_frame", "text must be a string.", client_id)
+    text = text.strip()
+    if not text:
+        raise FrameError("empty", "The message is empty.", client_id)
+    if len(text) > TEXT_MAX:
+        raise FrameError("too_long", f"Messages are at most {TEXT_MAX} characters.", client_id)
+    return text
+
+
+def _seq(frame: dict[str, Any], low: int, client_id: str | None) -> int:
+    seq = frame.get("seq")
+    # bool is an int in Python, but `true` is not a seq.
+    if not isinstance(seq, int) or isinstance(seq, bool) or not low <= seq < 2**53:
+        raise FrameError("bad_frame", f"seq must be a whole number >= {low}.", client_id)
+    return seq
+
+
+def parse_client_frame(data: str) -> ClientFrame:
     """Decode one text frame from a client, or raise FrameError with the protocol's code."""
     try:
         frame = json.loads(data)
@@ -42,23 +87,27 @@ def parse_client_frame(data: str) -> PostMessage:
     if not isinstance(frame, dict):
         raise FrameError("bad_frame", "Frames must be JSON objects.")
     client_id = frame.get("client_id")
-    valid_id = client_id if isinstance(client_id, str) and client_id else None
+    valid_id = (
+        client_id
+        if isinstance(client_id, str) and client_id and len(client_id) <= CLIENT_ID_MAX
+        else None
+    )
     kind = frame.get("type")
-    if kind != "message":
+    if kind not in TYPES:
         raise FrameError("bad_frame", "Unknown frame type.", valid_id)
-    if valid_id is None or len(valid_id) > CLIENT_ID_MAX:
+    if kind == "typing":
+        return Typing()
+    if kind == "read":
+        return Read(_seq(frame, 0, None))
+    if client_id is not None and valid_id is None or kind == "message" and valid_id is None:
         raise FrameError(
             "bad_frame", f"client_id must be a string of 1 to {CLIENT_ID_MAX} characters."
         )
-    text = frame.get("text")
-    if not isinstance(text, str):
-        raise FrameError("bad_frame", "text must be a string.", valid_id)
-    text = text.strip()
-    if not text:
-        raise FrameError("empty", "The message is empty.", valid_id)
-    if len(text) > TEXT_MAX:
-        raise FrameError("too_long", f"Messages are at most {TEXT_MAX} characters.", valid_id)
-    return PostMessage(text=text, client_id=valid_id)
+    if kind == "message":
+        assert valid_id is not None
+        return PostMessage(text=_text(frame, valid_id), client_id=valid_id)
+    seq = _seq(frame, 1, valid_id)
+    return ChangeMessage(seq, _text(frame, valid_id) if kind == "edit" else None, valid_id)
 
 
 def encode(frame: dict[str, Any]) -> str:
@@ -67,22 +116,40 @@ def encode(frame: dict[str, Any]) -> str:
 
 
 def error_frame(
-    code: str, message: str, client_id: str | None = None, retry_after: float | None = None
+    code: str,
+    message: str,
+    client_id: str | None = None,
+    retry_after: float | None = None,
+    seq: int | None = None,
 ) -> str:
-    """Encode an `error` frame."""
+    """Encode an `error` frame; `seq` names the message an edit or delete was refused for."""
     frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
     if client_id is not None:
         frame["client_id"] = client_id
     if retry_after is not None:
         frame["retry_after"] = retry_after
+    if seq is not None:
+        frame["seq"] = seq
     return encode(frame)
 
 
-def hello_frame(user: str, room: str, online: list[str], last_seq: int) -> str:
+def hello_frame(user: str, room: str, online: list[str], last_seq: int, last_rev: int) -> str:
     """Encode the `hello` frame."""
     return encode(
-        {"type": "hello", "user": user, "room": room, "online": online, "last_seq": last_seq}
+        {
+            "type": "hello",
+            "user": user,
+            "room": room,
+            "online": online,
+            "last_seq": last_seq,
+            "last_rev": last_rev,
+        }
     )
+
+
+def typing_frame(room: str, user: str) -> str:
+    """Encode a `typing` frame."""
+    return encode({"type": "typing", "room": room, "user": user})
 
 
 def presence_frame(event: str, user: str, online: list[str]) -> str:

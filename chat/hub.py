@@ -21,6 +21,7 @@ CLOSE_TOO_SLOW = 1013
 CLOSE_TIMEOUT = 2.0  # seconds a close handshake may take before the connection is cut
 WRITE_BUFFER_HIGH = 64 * 1024  # bytes buffered for a socket before its frames are queued
 DRAIN_POLL = 0.01  # seconds between checks of a backed-up socket's transport
+TYPING_KEYS = 10_000  # typing times kept before stale ones are swept
 
 
 class Connection:
@@ -34,7 +35,7 @@ class Connection:
 
     __slots__ = (
         "ws", "transport", "user", "room", "session", "limit", "queue", "skip_through",
-        "closing", "started", "_pump", "address",
+        "closing", "started", "_pump", "address", "read_seq",
     )  # fmt: skip
 
     def __init__(
@@ -60,6 +61,7 @@ class Connection:
         self.closing = False
         self.started = False
         self._pump: asyncio.Task[None] | None = None
+        self.read_seq = 0  # the highest read mark this socket stored
 
     def push(self, frame: bytes, seq: int = 0) -> None:
         """Send a frame now if the socket keeps up, else queue it; 1013 when it cannot keep up."""
@@ -171,6 +173,17 @@ class Hub:
         self.delivered: dict[str, int] = {}
         self._post_locks: dict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
         self._delivery_locks: dict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
+        self._typing: dict[tuple[str, str], float] = {}  # (room, user) -> last announced
+
+    def typing_due(self, room: str, user: str, clock: float, interval: float) -> bool:
+        """Say whether the user's typing in the room may be announced now (and note it if so)."""
+        last = self._typing.get((room, user))
+        if last is not None and clock - last < interval:
+            return False
+        if len(self._typing) > TYPING_KEYS:
+            self._typing = {k: t for k, t in self._typing.items() if clock - t < interval}
+        self._typing[(room, user)] = clock
+        return True
 
     def room_lock(self, room: str) -> asyncio.Lock:
         """Return the lock a process holds from storing a room's message to delivering it."""
@@ -242,11 +255,12 @@ class Hub:
             self.broadcast(room, encode(message.to_json()), message.seq)
             self.delivered[room] = message.seq
 
-    def broadcast(self, room: str, frame: str, seq: int = 0) -> None:
-        """Send a frame to every socket in the room (never waits on any of them)."""
+    def broadcast(self, room: str, frame: str, seq: int = 0, skip_user: str | None = None) -> None:
+        """Send a frame to every socket in the room, but skip_user's (never waits on any)."""
         data = ws_text_frame(frame)  # encoded once for all sockets
         for conn in list(self.rooms.get(room, ())):
-            conn.push(data, seq)
+            if conn.user != skip_user:
+                conn.push(data, seq)
 
     def connections(self) -> Iterator[Connection]:
         """Iterate over every open socket."""

@@ -1,18 +1,23 @@
-"""The chat page, the history endpoint and the health checks."""
+"""The room list, creating rooms, a room's chat page, the history endpoint and health checks."""
 
 from __future__ import annotations
 
 import collections
+import re
+import secrets
+import unicodedata
 from typing import Any
 
 from aiohttp import web
 
 from auth import SESSION_KEY, require_login
+from auth.forms import field
+from auth.limits import LIMITS_KEY, too_many
 from auth.pages import render_page
 from chat.broker import BROKER_KEY
 from settings import SETTINGS_KEY
 from storage import STORE_KEY
-from storage.base import StorageUnavailable
+from storage.base import MAX_ROOMS, RoomTaken, StorageUnavailable
 
 HISTORY_MAX = 100
 LOOP_LAG_KEY = web.AppKey("loop_lag", collections.deque)  # seconds late, last minute
@@ -22,24 +27,103 @@ def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
+ROOM_NAME_MAX = 40
+SLUG_MAX = 40
+
+
+def slugify(name: str) -> str:
+    """Derive a room's URL slug from its name: lowercase ASCII letters, digits and dashes.
+
+    A name with no such characters at all (say, only CJK or emoji) gets a random slug.
+    """
+    plain = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode().lower()
+    slug = re.sub(r"[^a-z0-9]+", "-", plain).strip("-")[:SLUG_MAX].strip("-")
+    return slug or f"room-{secrets.token_hex(3)}"
+
+
+def validate_room_name(form: Any) -> tuple[str, str | None]:
+    """Return the trimmed room name and its error, if any."""
+    name = " ".join(field(form, "name").split())
+    if not name:
+        return name, "Give the room a name."
+    if len(name) > ROOM_NAME_MAX:
+        return name, f"Use at most {ROOM_NAME_MAX} characters."
+    if any(unicodedata.category(c) in ("Cc", "Cf") for c in name):
+        return name, "Use letters, digits, spaces and punctuation only."
+    return name, None
+
+
+async def render_rooms(
+    request: web.Request, form: dict[str, str], errors: dict[str, str], status: int = 200
+) -> web.Response:
+    """Render the room list with each room's last activity and the person's unread count."""
+    session = require_login(request)
+    store = request.app[STORE_KEY]
+    reads = await store.reads.of_user(session.user.login)
+    rooms = [
+        {"activity": a, "unread": max(0, a.last_seq - reads.get(a.room.slug, 0))}
+        for a in await store.rooms.activity(MAX_ROOMS)
+    ]
+    context = {"rooms": rooms, "form": form, "errors": errors}
+    return await render_page(request, "rooms.html", context, status)
+
+
+class RoomList(web.View):
+    """The home page: every room, most recently active first, and a form to create one."""
+
+    async def get(self) -> web.Response:
+        return await render_rooms(self.request, {}, {})
+
+
+class RoomCreate(web.View):
+    """`POST /rooms`: create a room named by the form and go to it."""
+
+    async def get(self) -> web.Response:
+        raise web.HTTPFound(self.request.app.router["index"].url_for())
+
+    async def post(self) -> web.Response:
+        request = self.request
+        session = require_login(request)
+        limit = request.app[LIMITS_KEY].room_user
+        user = session.user.login
+        if wait := limit.retry_after(user):
+            raise too_many(wait)
+        name, error = validate_room_name(await request.post())
+        if error:
+            return await render_rooms(request, {"name": name}, {"name": error}, status=400)
+        try:
+            room = await request.app[STORE_KEY].rooms.create(slugify(name), name)
+        except RoomTaken:
+            error = "A room with this name exists already; choose another name."
+            return await render_rooms(request, {"name": name}, {"name": error}, status=409)
+        limit.hit(user)
+        raise web.HTTPFound(request.app.router["room"].url_for(slug=room.slug))
+
+
 class ChatPage(web.View):
-    """The chat: the latest messages, who is online, and the message box."""
+    """A room's chat: the latest messages, a divider before the unread ones, who is online."""
 
     async def get(self) -> web.Response:
         request = self.request
         session = require_login(request)
         store = request.app[STORE_KEY]
-        room = await store.rooms.find("general")
+        room = await store.rooms.find(request.match_info["slug"])
         if room is None:
             raise web.HTTPNotFound()
+        # Read before the messages: a change made in between is replayed to the socket again.
+        last_rev = await store.messages.last_rev(room.slug)
         page = request.app[SETTINGS_KEY].history_page_size
         messages = await store.messages.before(room.slug, None, page)
+        last_read = (await store.reads.of_user(session.user.login)).get(room.slug, 0)
         context: dict[str, Any] = {
             "user": session.user,
             "room": room,
             "messages": messages,
             "last_seq": messages[-1].seq if messages else 0,
             "first_seq": messages[0].seq if messages else 0,
+            "last_rev": last_rev,
+            "last_read": last_read,
+            "edit_window": request.app[SETTINGS_KEY].edit_window,
             "online": await request.app[BROKER_KEY].online(room.slug),
         }
         return await render_page(request, "chat.html", context)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import math
+import time
 
 from aiohttp import WSMsgType, web
 
@@ -12,17 +14,23 @@ from auth.limits import TokenBucket, too_many
 from auth.origin import same_origin
 from chat.broker import BROKER_KEY
 from chat.frames import (
+    ChangeMessage,
+    ClientFrame,
     FrameError,
+    PostMessage,
+    Read,
+    Typing,
     encode,
     error_frame,
     hello_frame,
     parse_client_frame,
     reset_frame,
+    typing_frame,
 )
 from chat.hub import CLOSE_SESSION_ENDED, CLOSE_TOO_SLOW, HUB_KEY, Connection
 from settings import SETTINGS_KEY
 from storage import STORE_KEY
-from storage.base import Message, StorageUnavailable
+from storage.base import ChangeRefused, Message, StorageUnavailable, now
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +39,28 @@ REPLAY_MAX = 500  # more missed than this gets a `reset` instead of a replay
 SOCKETS_RETRY_AFTER = 10  # seconds, in the 429 for one socket too many
 ABUSE_FACTOR = 3  # frames refused in a row, in bursts, before the socket is closed with 1008
 RATE_LIMITED = "Slow down: too many messages. Try again shortly."
+# `typing` and `read` frames spend tokens from their own bucket, so they never use up messages.
+SIGNAL_BURST = 30
+SIGNAL_PER_SECOND = 2.0
+TYPING_INTERVAL = 3.0  # seconds: a person's typing is announced at most this often per room
 
 
 def message_frame(message: Message) -> str:
     """Encode a stored message as a `message` frame."""
     return encode(message.to_json())
+
+
+def _whole_number(request: web.Request, name: str) -> int | None:
+    """Return an optional query parameter that must be a whole number >= 0; 400 otherwise."""
+    if name not in request.query:
+        return None
+    try:
+        value = int(request.query[name])
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise web.HTTPBadRequest(text=f"{name} must be a whole number >= 0.")
+    return value
 
 
 class ChatSocket(web.View):
@@ -53,14 +78,8 @@ class ChatSocket(web.View):
         slug = request.query.get("room", "general")
         if await store.rooms.find(slug) is None:
             raise web.HTTPNotFound(text="No such room.")
-        after: int | None = None
-        if "after" in request.query:
-            try:
-                after = int(request.query["after"])
-            except ValueError:
-                after = -1
-            if after < 0:
-                raise web.HTTPBadRequest(text="after must be a whole number >= 0.")
+        after = _whole_number(request, "after")
+        rev = _whole_number(request, "rev")
 
         settings = request.app[SETTINGS_KEY]
         ws = web.WebSocketResponse(
@@ -83,7 +102,7 @@ class ChatSocket(web.View):
         log.info("socket open user=%s room=%s after=%s", user, slug, after)
         joined = False
         try:
-            if await self._greet(conn, after):
+            if await self._greet(conn, after, rev):
                 joined = True
                 conn.start()
                 await self._serve(conn)
@@ -95,13 +114,15 @@ class ChatSocket(web.View):
             log.info("socket closed user=%s room=%s code=%s", user, slug, ws.close_code)
         return ws
 
-    async def _greet(self, conn: Connection, after: int | None) -> bool:
+    async def _greet(self, conn: Connection, after: int | None, rev: int | None) -> bool:
         """Register, send hello, then the replay or a reset; False when the database is down."""
         store = self.request.app[STORE_KEY]
         try:
             # Registered as last_seq is read: later messages reach the socket's queue, earlier
             # ones are in storage, so a resume has no gap (overlaps are skipped by seq).
+            # Edits and deletes likewise: later ones are queued, earlier ones have a rev.
             last_seq = await self.request.app[HUB_KEY].register(conn)
+            last_rev = await store.messages.last_rev(conn.room)
             online = await self.request.app[BROKER_KEY].join(conn)
         except StorageUnavailable as exc:
             log.warning("socket refused, database unavailable: %s", exc)
@@ -109,7 +130,7 @@ class ChatSocket(web.View):
             await conn.close(CLOSE_TOO_SLOW, "database unavailable, try again")
             return False
         try:
-            await conn.ws.send_str(hello_frame(conn.user, conn.room, online, last_seq))
+            await conn.ws.send_str(hello_frame(conn.user, conn.room, online, last_seq, last_rev))
             if after is not None and (after > last_seq or last_seq - after > REPLAY_MAX):
                 await conn.ws.send_str(reset_frame(last_seq))
             elif after is not None:
@@ -118,6 +139,8 @@ class ChatSocket(web.View):
                     await conn.ws.send_str(message_frame(message))
                     replayed = message.seq
                 conn.skip_through = max(conn.skip_through, replayed)
+                if rev is not None and rev < last_rev:
+                    await self._replay_changes(conn, rev, last_rev, last_seq)
         except StorageUnavailable as exc:
             log.warning("resume failed, database unavailable: %s", exc)
             await conn.ws.send_str(error_frame("unavailable", "The database is unavailable."))
@@ -126,26 +149,41 @@ class ChatSocket(web.View):
             pass  # the client went away during the greeting; the caller cleans up
         return True
 
+    async def _replay_changes(
+        self, conn: Connection, rev: int, last_rev: int, last_seq: int
+    ) -> None:
+        """Send the edits and deletes made after `rev`, or a reset when there are too many."""
+        changes = await self.request.app[STORE_KEY].messages.changes(conn.room, rev, REPLAY_MAX)
+        if len(changes) == REPLAY_MAX and changes[-1].rev < last_rev:
+            await conn.ws.send_str(reset_frame(last_seq))
+            return
+        for message in changes:
+            await conn.ws.send_str(encode(message.to_json("change")))
+
     async def _serve(self, conn: Connection) -> None:
         """Read client frames until the socket closes; every frame spends a token."""
         settings = self.request.app[SETTINGS_KEY]
-        bucket = TokenBucket(settings.message_burst, settings.message_per_minute / 60)
+        messages = TokenBucket(settings.message_burst, settings.message_per_minute / 60)
+        signals = TokenBucket(SIGNAL_BURST, SIGNAL_PER_SECOND)
         refused = 0
         async for msg in conn.ws:
             if msg.type == WSMsgType.TEXT:
+                frame: ClientFrame | None = None
+                error: FrameError | None = None
                 try:
-                    post = parse_client_frame(msg.data)
+                    frame = parse_client_frame(msg.data)
                 except FrameError as exc:
-                    post, error = None, exc
-                else:
-                    error = None
+                    error = exc
+                bucket = signals if isinstance(frame, Typing | Read) else messages
                 if wait := bucket.take():
                     refused += 1
                     if refused >= ABUSE_FACTOR * settings.message_burst:
                         log.info("socket closed for flooding user=%s", conn.user)
                         await conn.close(CLOSE_SESSION_ENDED, "rate limit exceeded again and again")
                         break
-                    client_id = post.client_id if post else error.client_id if error else None
+                    client_id = getattr(frame, "client_id", None) or getattr(
+                        error, "client_id", None
+                    )
                     retry = math.ceil(wait * 10) / 10
                     conn.send_text(
                         error_frame("rate_limited", RATE_LIMITED, client_id, retry_after=retry)
@@ -154,8 +192,14 @@ class ChatSocket(web.View):
                 refused = 0
                 if error is not None:
                     conn.send_text(error.to_frame())
-                elif post is not None:
-                    await self._post(conn, post.text, post.client_id)
+                elif isinstance(frame, PostMessage):
+                    await self._post(conn, frame.text, frame.client_id)
+                elif isinstance(frame, ChangeMessage):
+                    await self._change(conn, frame)
+                elif isinstance(frame, Typing):
+                    await self._typing(conn)
+                elif isinstance(frame, Read):
+                    await self._read(conn, frame.seq)
             elif msg.type == WSMsgType.BINARY:
                 conn.send_text(error_frame("bad_frame", "Frames must be JSON text."))
             elif msg.type == WSMsgType.ERROR:
@@ -181,3 +225,53 @@ class ChatSocket(web.View):
             await self.request.app[BROKER_KEY].publish_message(conn.room, message.seq, frame)
         else:
             conn.send_text(message_frame(message))  # a re-send: acknowledge with the stored message
+
+    async def _change(self, conn: Connection, change: ChangeMessage) -> None:
+        """Edit or delete the sender's own recent message, then send the change to the room."""
+        store = self.request.app[STORE_KEY]
+        hub = self.request.app[HUB_KEY]
+        since = now() - dt.timedelta(seconds=self.request.app[SETTINGS_KEY].edit_window)
+        try:
+            # Under the room's lock, so here a change never overtakes the message it changes.
+            async with hub.room_lock(conn.room):
+                message = await store.messages.change(
+                    conn.room, change.seq, conn.user, change.text, since
+                )
+                frame = encode(message.to_json("change"))
+                hub.broadcast(conn.room, frame)
+        except ChangeRefused as exc:
+            conn.send_text(error_frame(exc.code, exc.message, change.client_id, seq=change.seq))
+            return
+        except StorageUnavailable as exc:
+            log.warning("message not changed: %s", exc)
+            conn.send_text(
+                error_frame(
+                    "unavailable",
+                    "Not changed: the database is unavailable.",
+                    change.client_id,
+                    seq=change.seq,
+                )
+            )
+            return
+        await self.request.app[BROKER_KEY].publish_room(conn.room, frame)
+
+    async def _typing(self, conn: Connection) -> None:
+        """Tell the others in the room this person is typing, at most every few seconds."""
+        hub = self.request.app[HUB_KEY]
+        if hub.typing_due(conn.room, conn.user, time.monotonic(), TYPING_INTERVAL):
+            frame = typing_frame(conn.room, conn.user)
+            hub.broadcast(conn.room, frame, skip_user=conn.user)
+            await self.request.app[BROKER_KEY].publish_room(conn.room, frame, skip_user=conn.user)
+
+    async def _read(self, conn: Connection, seq: int) -> None:
+        """Record how far this person has read the room (never past its last message)."""
+        seq = min(seq, self.request.app[HUB_KEY].delivered.get(conn.room, 0))
+        if seq <= conn.read_seq:
+            return
+        try:
+            await self.request.app[STORE_KEY].reads.mark(conn.user, conn.room, seq)
+        except StorageUnavailable as exc:
+            log.warning("read mark not stored: %s", exc)
+            conn.send_text(error_frame("unavailable", "The database is unavailable."))
+            return
+        conn.read_seq = seq

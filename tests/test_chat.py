@@ -23,7 +23,7 @@ async def seed(client: TestClient[Any, Any], count: int, room: str = "general") 
 async def test_page_renders_latest_50_in_order(client: TestClient[Any, Any], auth: Auth) -> None:
     await auth.signup("alice")
     await seed(client, 60)
-    body = await (await client.get("/")).text()
+    body = await (await client.get("/rooms/general")).text()
     seqs = [int(s) for s in re.findall(r'data-seq="(\d+)"', body)]
     assert seqs == list(range(11, 61))
     assert 'data-last-seq="60"' in body and 'data-first-seq="11"' in body
@@ -34,14 +34,14 @@ async def test_page_renders_latest_50_in_order(client: TestClient[Any, Any], aut
 async def test_page_escapes_message_text(client: TestClient[Any, Any], auth: Auth) -> None:
     await auth.signup("alice")
     await client.app[STORE_KEY].messages.add("general", "alice", XSS, "x1")
-    body = await (await client.get("/")).text()
+    body = await (await client.get("/rooms/general")).text()
     assert XSS not in body
     assert "&lt;img src=x onerror=alert(1)&gt;&lt;script&gt;" in body
 
 
 async def test_page_has_no_inline_script_or_style(client: TestClient[Any, Any], auth: Auth) -> None:
     await auth.signup("alice")
-    resp = await client.get("/")
+    resp = await client.get("/rooms/general")
     body = await resp.text()
     assert "<script>" not in body and "style=" not in body and "<style" not in body
     assert re.search(r'<script src="/static/chat.js" defer></script>', body)
@@ -139,7 +139,7 @@ async def test_friendly_500_page_hides_details(
         raise ZeroDivisionError("secret detail")
 
     monkeypatch.setattr(client.app[STORE_KEY].messages, "before", broken)
-    resp = await client.get("/", headers={"Accept": "text/html"})
+    resp = await client.get("/rooms/general", headers={"Accept": "text/html"})
     body = await resp.text()
     assert resp.status == 500
     assert "Something went wrong" in body and "secret detail" not in body

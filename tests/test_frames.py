@@ -1,4 +1,4 @@
-"""Property tests: whatever a client sends, the decoder gives a valid post or a typed error."""
+"""Property tests: whatever a client sends, the decoder gives a valid frame or a typed error."""
 
 from __future__ import annotations
 
@@ -8,7 +8,16 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chat.frames import CLIENT_ID_MAX, TEXT_MAX, FrameError, PostMessage, parse_client_frame
+from chat.frames import (
+    CLIENT_ID_MAX,
+    TEXT_MAX,
+    ChangeMessage,
+    FrameError,
+    PostMessage,
+    Read,
+    Typing,
+    parse_client_frame,
+)
 
 CODES = {"bad_frame", "empty", "too_long"}
 
@@ -23,8 +32,10 @@ json_values = st.recursive(
 message_like = st.fixed_dictionaries(
     {},
     optional={
-        "type": st.sampled_from(["message", "Message", "typing", ""]) | json_values,
+        "type": st.sampled_from(["message", "Message", "typing", "edit", "delete", "read", ""])
+        | json_values,
         "text": st.text(max_size=2100) | json_values,
+        "seq": st.integers(min_value=-3, max_value=2**60) | json_values,
         "client_id": st.text(max_size=70) | json_values,
         "extra": json_values,
     },
@@ -41,9 +52,24 @@ def check(raw: str) -> None:
         error: dict[str, Any] = json.loads(exc.to_frame())
         assert error["type"] == "error" and error["code"] == exc.code
         return
-    assert isinstance(post, PostMessage)
-    assert post.text == post.text.strip() and 1 <= len(post.text) <= TEXT_MAX
-    assert 1 <= len(post.client_id) <= CLIENT_ID_MAX
+    frame = json.loads(raw)
+    if isinstance(post, Typing):
+        assert frame["type"] == "typing"
+        return
+    if isinstance(post, Read):
+        assert frame["type"] == "read"
+        assert type(post.seq) is int and 0 <= post.seq < 2**53
+        return
+    if isinstance(post, ChangeMessage):
+        assert frame["type"] in ("edit", "delete")
+        assert type(post.seq) is int and 1 <= post.seq < 2**53
+        assert (post.text is None) == (frame["type"] == "delete")
+        assert post.client_id is None or 1 <= len(post.client_id) <= CLIENT_ID_MAX
+    else:
+        assert isinstance(post, PostMessage) and frame["type"] == "message"
+        assert 1 <= len(post.client_id) <= CLIENT_ID_MAX
+    if post.text is not None:
+        assert post.text == post.text.strip() and 1 <= len(post.text) <= TEXT_MAX
 
 
 @settings(max_examples=400, deadline=None)

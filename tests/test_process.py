@@ -97,7 +97,7 @@ async def test_restart_keeps_messages_and_logins(tmp_path: Path) -> None:
     try:
         async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
             s.cookie_jar.update_cookies({"chat_session": kept}, URL(second.url))
-            async with s.get(second.url + "/", allow_redirects=False) as resp:
+            async with s.get(second.url + "/rooms/general", allow_redirects=False) as resp:
                 assert resp.status == 200  # still logged in after the restart
                 assert "persisted" in await resp.text()
     finally:

@@ -70,6 +70,7 @@ async def test_hello_then_message_to_everyone_with_ack(user_factory: Any) -> Non
         "room": "general",
         "online": ["alice"],
         "last_seq": 0,
+        "last_rev": 0,
     }
     b = await bob.ws()
     assert (await hello(b))["online"] == ["alice", "bob"]

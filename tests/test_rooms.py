@@ -1,0 +1,444 @@
+"""Rooms, unread counts, typing, and editing or deleting one's own messages (HTTP and /ws)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from chat.views import slugify
+from conftest import UPGRADE, Auth, hello, origin, receive, receive_until
+from storage import STORE_KEY
+
+
+async def send(ws: Any, **frame: Any) -> None:
+    await ws.send_str(json.dumps(frame))
+
+
+async def post_message(ws: Any, text: str, client_id: str) -> dict[str, Any]:
+    """Send a message and return its acknowledgement (the stored message)."""
+    await send(ws, type="message", text=text, client_id=client_id)
+    return await receive_until(ws, "message")
+
+
+async def create_room(person: Auth, name: str, **kw: Any) -> Any:
+    return await person.post("/rooms", {"name": name}, csrf_path="/", **kw)
+
+
+def unread_on_index(body: str) -> dict[str, int]:
+    """Return the unread badge of each room on the room list (rooms without one are 0)."""
+    counts = {}
+    for slug, entry in re.findall(r'data-slug="([^"]+)">(.*?)</li>', body, re.S):
+        badge = re.search(r'class="unread"[^>]*>(\d+)', entry)
+        counts[slug] = int(badge.group(1)) if badge else 0
+    return counts
+
+
+# 1. Rooms
+
+
+def test_slugs_are_derived_from_names() -> None:
+    assert slugify("Dev Talk!") == "dev-talk"
+    assert slugify("  Café  au lait ") == "cafe-au-lait"
+    assert slugify("a" * 60) == "a" * 40
+    assert re.fullmatch(r"room-[0-9a-f]{6}", slugify("日本語"))
+
+
+async def test_create_room_redirects_to_it_and_lists_it(auth: Auth) -> None:
+    await auth.signup("alice")
+    resp = await create_room(auth, "  Dev   Talk ")
+    assert resp.status == 302
+    assert resp.headers["Location"] == "/rooms/dev-talk"
+    page = await auth.client.get("/rooms/dev-talk")
+    body = await page.text()
+    assert page.status == 200 and "#Dev Talk" in body and 'data-room="dev-talk"' in body
+    index = await (await auth.client.get("/")).text()
+    assert 'href="/rooms/dev-talk"' in index and 'href="/rooms/general"' in index
+    assert index.index("/rooms/dev-talk") < index.index("/rooms/general")  # newest activity first
+
+
+@pytest.mark.parametrize(
+    ("name", "status", "error"),
+    [
+        ("", 400, "Give the room a name."),
+        ("   ", 400, "Give the room a name."),
+        ("x" * 41, 400, "Use at most 40 characters."),
+        ("bad\x00name", 400, "Use letters, digits, spaces and punctuation only."),
+        ("GENERAL", 409, "A room with this name exists already; choose another name."),
+    ],
+)
+async def test_create_room_refuses_bad_or_taken_names(
+    auth: Auth, name: str, status: int, error: str
+) -> None:
+    await auth.signup("alice")
+    resp = await create_room(auth, name)
+    body = await resp.text()
+    assert resp.status == status
+    assert error in body and 'aria-invalid="true"' in body
+    rooms = await auth.client.app[STORE_KEY].rooms.activity(10)
+    assert [a.room.slug for a in rooms] == ["general"]
+
+
+async def test_create_room_needs_login_and_csrf(client: TestClient[Any, Any], auth: Auth) -> None:
+    resp = await create_room(auth, "Dev")
+    assert resp.status == 302 and resp.headers["Location"].startswith("/login")
+    await auth.signup("alice")
+    resp = await auth.post("/rooms", {"name": "Dev", "csrf_token": "forged"})
+    assert resp.status == 403
+    resp = await create_room(auth, "Dev", headers={"Origin": "http://evil.example"})
+    assert resp.status == 403
+    assert await client.app[STORE_KEY].rooms.find("dev") is None
+
+
+@pytest.mark.parametrize("settings_overrides", [{"room_limit_user": 2}])
+async def test_room_creation_is_rate_limited_per_person(auth: Auth) -> None:
+    await auth.signup("alice")
+    assert (await create_room(auth, "One")).status == 302
+    assert (await create_room(auth, "Two")).status == 302
+    resp = await create_room(auth, "Three")
+    assert resp.status == 429 and int(resp.headers["Retry-After"]) > 0
+
+
+async def test_unknown_room_is_404_everywhere(auth: Auth) -> None:
+    await auth.signup("alice")
+    assert (await auth.client.get("/rooms/nope")).status == 404
+    assert (await auth.client.get("/rooms/nope/messages")).status == 404
+    assert (await auth.client.get("/rooms/general")).status == 200
+
+
+async def test_room_page_needs_login(client: TestClient[Any, Any]) -> None:
+    resp = await client.get("/rooms/general", allow_redirects=False)
+    assert resp.status == 302 and resp.headers["Location"].startswith("/login")
+    resp = await client.get("/", allow_redirects=False)
+    assert resp.status == 302
+
+
+async def test_seq_history_presence_and_resume_are_per_room(user_factory: Any) -> None:
+    alice = await user_factory("alice")
+    bob = await user_factory("bob")
+    await create_room(alice, "Dev")
+    a_general = await alice.ws()
+    await hello(a_general)
+    a_dev = await alice.ws("?room=dev")
+    dev_hello = await hello(a_dev)
+    assert (dev_hello["room"], dev_hello["online"], dev_hello["last_seq"]) == ("dev", ["alice"], 0)
+    b_dev = await bob.ws("?room=dev")
+    assert (await hello(b_dev))["online"] == ["alice", "bob"]
+    # Presence in dev reaches dev only: the next frame on general is general's own message.
+    assert (await receive(a_dev))["event"] == "join"
+    await post_message(a_general, "in general", "g1")
+    first_dev = await post_message(b_dev, "in dev", "d1")
+    second_dev = await post_message(b_dev, "again dev", "d2")
+    assert (first_dev["seq"], first_dev["room"], second_dev["seq"]) == (1, "dev", 2)
+    for frame in (await receive(a_dev), await receive(a_dev)):
+        assert frame["room"] == "dev"
+    general_only = await post_message(a_general, "general two", "g2")
+    assert general_only["seq"] == 2  # numbered apart from dev's
+    history = await (await alice.client.get("/rooms/dev/messages")).json()
+    assert [m["text"] for m in history["messages"]] == ["in dev", "again dev"]
+    resumed = await alice.ws("?room=dev&after=1")
+    assert (await hello(resumed))["last_seq"] == 2
+    assert (await receive(resumed))["text"] == "again dev"
+    for ws in (a_general, a_dev, b_dev, resumed):
+        await ws.close()
+
+
+# 2. Unread counts and the divider
+
+
+async def test_unread_counts_follow_read_marks_on_every_device(user_factory: Any) -> None:
+    alice = await user_factory("alice")
+    bob = await user_factory("bob")
+    await create_room(alice, "Dev")
+    a = await alice.ws()
+    await hello(a)
+    for i in range(5):
+        await post_message(a, f"m{i}", f"c{i}")
+    index = await (await bob.client.get("/")).text()
+    assert unread_on_index(index) == {"general": 5, "dev": 0}
+    b = await bob.ws()
+    await hello(b)
+    await send(b, type="read", seq=3)
+    await send(b, type="read", seq=2)  # an older mark never moves it back
+    await post_message(b, "sync", "s1")  # processed in order: the marks are stored by now
+    await b.close()
+    # A second device: a new login session of the same person sees the same counts.
+    second = await user_factory("carol")
+    await second.logout()
+    assert (await second.login("bob")).status == 302
+    for device in (bob, second):
+        body = await (await device.client.get("/")).text()
+        assert unread_on_index(body) == {"general": 3, "dev": 0}  # m3, m4 and bob's own "sync"
+    await a.close()
+
+
+async def test_read_mark_never_passes_the_last_message(user_factory: Any) -> None:
+    alice = await user_factory("alice")
+    a = await alice.ws()
+    await hello(a)
+    await post_message(a, "one", "c1")
+    await send(a, type="read", seq=10**9)
+    await post_message(a, "two", "c2")
+    await a.close()
+    assert unread_on_index(await (await alice.client.get("/")).text())["general"] == 1
+
+
+async def test_divider_marks_the_first_unread_message(user_factory: Any) -> None:
+    alice = await user_factory("alice")
+    bob = await user_factory("bob")
+    a = await alice.ws()
+    await hello(a)
+    for i in range(4):
+        await post_message(a, f"m{i}", f"c{i}")
+    b = await bob.ws()
+    await hello(b)
+    await send(b, type="read", seq=2)
+    await post_message(b, "sync", "s1")
+    await b.close()
+    await a.close()
+    body = await (await bob.client.get("/rooms/general")).text()
+    assert 'data-last-read="2"' in body
+    divider = body.index('id="unread-divider"')
+    assert body.rindex('data-seq="2"', 0, divider) < divider < body.index('data-seq="3"')
+    # Once everything is read, there is no divider.
+    b = await bob.ws()
+    await hello(b)
+    await send(b, type="read", seq=5)
+    await b.close()  # the server answers the close after handling the read
+    assert "unread-divider" not in await (await bob.client.get("/rooms/general")).text()
+
+
+@pytest.mark.parametrize("bad", [{"seq": -1}, {"seq": "3"}, {"seq": True}, {}])
+async def test_bad_read_frames_get_an_error(user_factory: Any, bad: dict[str, Any]) -> None:
+    alice = await user_factory("alice")
+    a = await alice.ws()
+    await hello(a)
+    await send(a, type="read", **bad)
+    error = await receive(a)
+    assert error["type"] == "error" and error["code"] == "bad_frame"
+    await a.close()
+
+
+# 3. Typing
+
+
+async def test_typing_reaches_the_others_in_the_room_and_is_never_stored(
+    user_factory: Any,
+) -> None:
+    alice = await user_factory("alice")
+    bob = await user_factory("bob")
+    await create_room(alice, "Dev")
+    a = await alice.ws()
+    await hello(a)
+    a_dev = await alice.ws("?room=dev")
+    await hello(a_dev)
+    b = await bob.ws()
+    await hello(b)
+    assert (await receive(a))["type"] == "presence"
+    await send(b, type="typing")
+    assert await receive(a) == {"type": "typing", "room": "general", "user": "bob"}
+    await send(b, type="typing")  # within 3 s: not announced again
+    await send(b, type="message", text="hi", client_id="c1")
+    assert (await receive(b))["type"] == "message"  # bob gets no typing frame of his own
+    assert (await receive(a))["type"] == "message"  # and alice no second one
+    assert (await post_message(a_dev, "dev", "d1"))["room"] == "dev"  # nothing leaked to dev
+    store = alice.client.app[STORE_KEY]
+    assert await store.messages.last_seq("general") == 1
+    for ws in (a, a_dev, b):
+        await ws.close()
+
+
+# 4. Edit and delete
+
+
+async def test_edit_and_delete_reach_everyone_and_history(user_factory: Any) -> None:
+    alice = await user_factory("alice")
+    bob = await user_factory("bob")
+    a = await alice.ws()
+    await hello(a)
+    b = await bob.ws()
+    await hello(b)
+    await receive(a)  # bob's join
+    first = await post_message(a, "helo", "c1")
+    assert first["edited_at"] is None and first["deleted"] is False
+    await post_message(a, "oops", "c2")
+    for _ in range(2):
+        await receive(b)
+    await send(a, type="edit", seq=1, text="  hello  ", client_id="e1")
+    for ws in (a, b):
+        change = await receive(ws)
+        assert change["type"] == "change"
+        assert (change["seq"], change["text"], change["deleted"]) == (1, "hello", False)
+        assert change["edited_at"].endswith("Z") and change["rev"] == 1
+        assert (change["id"], change["created_at"]) == (first["id"], first["created_at"])
+    await send(a, type="delete", seq=2)
+    for ws in (a, b):
+        change = await receive(ws)
+        assert (change["type"], change["seq"], change["deleted"], change["text"]) == (
+            "change",
+            2,
+            True,
+            "",
+        )
+    history = await (await bob.client.get("/rooms/general/messages")).json()
+    assert [(m["text"], m["deleted"], m["edited_at"] is not None) for m in history["messages"]] == [
+        ("hello", False, True),
+        ("", True, True),
+    ]
+    page = await (await bob.client.get("/rooms/general")).text()
+    assert "(edited)" in page and "message deleted" in page and "oops" not in page
+    for ws in (a, b):
+        await ws.close()
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        ({"type": "edit", "seq": 1, "text": "mine now"}, "forbidden"),
+        ({"type": "delete", "seq": 1}, "forbidden"),
+        ({"type": "edit", "seq": 99, "text": "x"}, "not_found"),
+        ({"type": "edit", "seq": 1, "text": "   "}, "empty"),
+        ({"type": "edit", "seq": 1, "text": "x" * 2001}, "too_long"),
+        ({"type": "edit", "seq": 0, "text": "x"}, "bad_frame"),
+        ({"type": "delete"}, "bad_frame"),
+    ],
+)
+async def test_others_and_bad_changes_are_refused_clearly(
+    user_factory: Any, frame: dict[str, Any], code: str
+) -> None:
+    alice = await user_factory("alice")
+    bob = await user_factory("bob")
+    a = await alice.ws()
+    await hello(a)
+    await post_message(a, "alice's", "c1")
+    b = await bob.ws()
+    await hello(b)
+    await send(b, **frame, client_id="x1")
+    error = await receive(b)
+    assert (error["type"], error["code"], error["client_id"]) == ("error", code, "x1")
+    assert error["message"]
+    if code in ("forbidden", "not_found"):
+        assert error["seq"] == frame["seq"]
+    (kept,) = (await (await bob.client.get("/rooms/general/messages")).json())["messages"]
+    assert (kept["text"], kept["deleted"], kept["edited_at"]) == ("alice's", False, None)
+    await a.close()
+    await b.close()
+
+
+@pytest.mark.parametrize("settings_overrides", [{"edit_window": 1}])
+async def test_changes_are_refused_after_the_edit_window(user_factory: Any) -> None:
+    alice = await user_factory("alice")
+    a = await alice.ws()
+    await hello(a)
+    await post_message(a, "one", "c1")
+    await send(a, type="edit", seq=1, text="in time")
+    assert (await receive(a))["type"] == "change"
+    await asyncio.sleep(1.2)
+    for frame in ({"type": "edit", "seq": 1, "text": "late"}, {"type": "delete", "seq": 1}):
+        await send(a, **frame)
+        error = await receive(a)
+        assert (error["code"], error["seq"]) == ("too_late", 1)
+    await send(a, type="delete", seq=1)
+    await a.close()
+
+
+async def test_deleted_message_cannot_be_edited(user_factory: Any) -> None:
+    alice = await user_factory("alice")
+    a = await alice.ws()
+    await hello(a)
+    await post_message(a, "one", "c1")
+    await send(a, type="delete", seq=1)
+    assert (await receive(a))["deleted"] is True
+    await send(a, type="edit", seq=1, text="back")
+    assert (await receive(a))["code"] == "deleted"
+    await a.close()
+
+
+async def test_resume_replays_changes_made_while_away(user_factory: Any) -> None:
+    alice = await user_factory("alice")
+    bob = await user_factory("bob")
+    a = await alice.ws()
+    await hello(a)
+    for i in range(3):
+        await post_message(a, f"m{i}", f"c{i}")
+    b = await bob.ws()
+    bob_hello = await hello(b)
+    assert bob_hello["last_rev"] == 0
+    await b.close()
+    # While bob is away: one edit, one delete, one new message.
+    await send(a, type="edit", seq=1, text="m0 edited")
+    await receive_until(a, "change")
+    await send(a, type="delete", seq=2)
+    await receive_until(a, "change")
+    await post_message(a, "m3", "c3")
+    b = await bob.ws(f"?after={bob_hello['last_seq']}&rev={bob_hello['last_rev']}")
+    again = await hello(b)
+    assert (again["last_seq"], again["last_rev"]) == (4, 2)
+    new = await receive(b)
+    assert (new["type"], new["seq"]) == ("message", 4)
+    changes = [await receive(b), await receive(b)]
+    assert [(c["type"], c["seq"], c["rev"]) for c in changes] == [
+        ("change", 1, 1),
+        ("change", 2, 2),
+    ]
+    assert changes[0]["text"] == "m0 edited" and changes[1]["deleted"] is True
+    await b.close()
+    # Up to date: nothing is replayed; the next frame is a live one.
+    b = await bob.ws("?after=4&rev=2")
+    await hello(b)
+    assert (await post_message(b, "live", "l1"))["seq"] == 5
+    await b.close()
+    await a.close()
+
+
+async def test_bad_rev_is_refused_before_the_upgrade(user_factory: Any) -> None:
+    alice = await user_factory("alice")
+    for query in ("?rev=-1", "?rev=x", "?after=1&rev=1.5"):
+        resp = await alice.client.get(
+            "/ws" + query, headers={"Origin": origin(alice.client), **UPGRADE}
+        )
+        assert resp.status == 400 and "rev must be" in await resp.text()
+
+
+# 5. Links stay plain text on the server
+
+
+async def test_links_and_markup_are_stored_and_rendered_as_plain_text(user_factory: Any) -> None:
+    alice = await user_factory("alice")
+    a = await alice.ws()
+    await hello(a)
+    text = 'see https://example.com/a?b=1&c=<2> and <a href="javascript:alert(1)">x</a>'
+    assert (await post_message(a, text, "c1"))["text"] == text
+    await a.close()
+    body = await (await alice.client.get("/rooms/general")).text()
+    assert "https://example.com/a?b=1&amp;c=&lt;2&gt;" in body
+    assert '<a href="javascript' not in body and "&lt;a href=" in body
+
+
+# The socket's replay logic is the same on every backend, and `changes` has its contract test;
+# 1,000 writes take 20 s on SecantusDB, so this one runs on SQLite only.
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_too_many_changes_while_away_get_a_reset(user_factory: Any) -> None:
+    alice = await user_factory("alice")
+    store = alice.client.app[STORE_KEY]
+    since = (await store.messages.add("general", "alice", "first", "c0"))[0].created_at
+    for seq in range(2, 503):
+        await store.messages.add("general", "alice", "busy", f"c{seq}")
+    for seq in range(2, 503):  # 501 messages changed, one after the other (rev = seq - 1)
+        await store.messages.change("general", seq, "alice", f"edit {seq}", since)
+    a = await alice.ws("?after=502&rev=0")
+    first = await hello(a)
+    assert first["last_rev"] == 501
+    assert await receive(a) == {"type": "reset", "last_seq": 502}
+    await a.close()
+    a = await alice.ws("?after=502&rev=1")  # 500 to replay: sent one by one, in rev order
+    await hello(a)
+    replayed = [await receive(a) for _ in range(500)]
+    assert [(c["type"], c["rev"], c["seq"]) for c in replayed] == [
+        ("change", rev, rev + 1) for rev in range(2, 502)
+    ]
+    await a.close()
