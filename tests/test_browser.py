@@ -103,7 +103,7 @@ async def shot(page: Page, name: str) -> None:
 
 
 async def sign_up(page: Page, url: str, login: str) -> None:
-    """Sign up through the form and land on the chat."""
+    """Sign up through the form, land on the room list and open the general room."""
     await page.goto(url + "/signup")
     await page.fill("#login", login)
     await page.fill("#email", f"{login}@example.com")
@@ -111,6 +111,8 @@ async def sign_up(page: Page, url: str, login: str) -> None:
     await page.fill("#password_confirm", PASSWORD)
     await page.click("button[type=submit]")
     await page.wait_for_url(url + "/")
+    await page.click("text=#General")
+    await page.wait_for_url(url + "/rooms/general")
     await expect(page.locator("#status")).to_have_text("")  # connected
 
 
@@ -330,7 +332,7 @@ async def test_layout_and_keyboard(
     box = await alice.locator("#messages li.message").last.bounding_box()
     assert box is not None and box["height"] < 40, box
     reached: list[str] = []
-    for _ in range(12):
+    for _ in range(20):
         await alice.keyboard.press("Tab")
         info = await alice.evaluate(
             """() => {
@@ -345,8 +347,231 @@ async def test_layout_and_keyboard(
             break  # past the last control
         reached.append(info["key"])
         assert info["outline"] != "none" and info["width"] != "0px", info
-    for control in ("Chat", "Log out", "messages", "text", "Send"):
+    for control in ("Chat", "Log out", "Rooms", "Edit", "Delete", "messages", "text", "Send"):
         assert control in reached, reached
     await alice.keyboard.press("Shift+Tab")
     await shot(alice, f"7-layout-{width}")
+    assert console.problems == []
+
+
+async def log_in(page: Page, url: str, login: str) -> None:
+    """Log in through the form and land on the room list."""
+    await page.goto(url + "/login")
+    await page.fill("#login", login)
+    await page.fill("#password", PASSWORD)
+    await page.click("button[type=submit]")
+    await page.wait_for_url(url + "/")
+
+
+async def unread_badges(page: Page) -> dict[str, str]:
+    """Return each room's unread badge text on the room list ('' when it has none)."""
+    result: dict[str, str] = await page.locator("#rooms li").evaluate_all(
+        """els => Object.fromEntries(els.map(e => {
+            const badge = e.querySelector('.unread');
+            return [e.dataset.slug, badge ? badge.firstChild.textContent : ''];
+        }))"""
+    )
+    return result
+
+
+async def test_rooms_are_created_listed_and_unread_survives_devices(
+    server: AppProcess, browser: Browser, console: Console
+) -> None:
+    alice = await signed_up(browser, console, server.url, "alice")
+    bob = await signed_up(browser, console, server.url, "bob")
+    await alice.click("text=Rooms")
+    await alice.fill("#name", "Dev Talk")
+    await alice.click("text=Create room")
+    await alice.wait_for_url(server.url + "/rooms/dev-talk")
+    await expect(alice.locator("h1")).to_contain_text("#Dev Talk")
+    await expect(alice.locator("#status")).to_have_text("")
+    for text in ("first in dev", "second in dev"):
+        await send(alice, text)
+    await expect(alice.locator("#messages li.message:not(.pending)")).to_have_count(2)
+    # Bob, on two devices, sees the same unread count; the newest room comes first.
+    await bob.goto(server.url + "/")
+    _, bob_phone = await new_person(browser, console)
+    await log_in(bob_phone, server.url, "bob")
+    for page in (bob, bob_phone):
+        await expect(page.locator("#rooms li a")).to_have_text(["#Dev Talk", "#General"])
+        assert await unread_badges(page) == {"dev-talk": "2", "general": ""}
+    await expect(bob.locator("#rooms li").first.locator("time")).not_to_be_empty()
+    await shot(bob, "8-room-list-unread")
+    # Opening the room shows the divider above the first unread message, and marks it read.
+    await bob.click("text=#Dev Talk")
+    divider = bob.locator("#unread-divider")
+    await expect(divider).to_have_text("New messages")
+    following = divider.locator("xpath=following-sibling::li[1]")
+    await expect(following.locator(".text")).to_have_text("first in dev")
+    await shot(bob, "8-divider")
+    for _ in range(50):  # the phone sees the read mark once the page has sent it
+        await bob_phone.reload()
+        if (await unread_badges(bob_phone))["dev-talk"] == "":
+            break
+        await bob_phone.wait_for_timeout(100)
+    assert await unread_badges(bob_phone) == {"dev-talk": "", "general": ""}
+    # A taken name is refused on the form, which keeps what was typed.
+    await bob_phone.fill("#name", "dev talk")
+    await bob_phone.click("text=Create room")
+    await expect(bob_phone.locator("#name-error")).to_have_text(
+        "A room with this name exists already; choose another name."
+    )
+    await expect(bob_phone.locator("#name")).to_have_value("dev talk")
+    await shot(bob_phone, "8-room-taken")
+    unexpected = [p for p in console.problems if "status of 409" not in p]
+    assert unexpected == []
+
+
+async def test_typing_indicator_comes_and_goes(
+    server: AppProcess, browser: Browser, console: Console
+) -> None:
+    alice = await signed_up(browser, console, server.url, "alice")
+    bob = await signed_up(browser, console, server.url, "bob")
+    typing = alice.locator("#typing")
+    await bob.locator("#text").press_sequentially("hel")
+    await expect(typing).to_have_text("bob is typing…")
+    await shot(alice, "9-typing")
+    await expect(typing).to_have_text("", timeout=8_000)  # gone after 5 s of quiet
+    await bob.locator("#text").press_sequentially("lo")
+    await expect(typing).to_have_text("bob is typing…")
+    await bob.press("#text", "Enter")
+    await expect(alice.locator("#messages li.message .text")).to_have_text(["hello"])
+    await expect(typing).to_have_text("", timeout=1_000)  # gone when the message arrives
+    await expect(bob.locator("#typing")).to_have_text("")  # never one's own
+    assert console.problems == []
+
+
+async def test_edit_and_delete_own_messages_live_and_after_reload(
+    server: AppProcess, browser: Browser, console: Console
+) -> None:
+    alice = await signed_up(browser, console, server.url, "alice")
+    bob = await signed_up(browser, console, server.url, "bob")
+    await send(alice, "helo wrld")
+    await send(alice, "to be deleted")
+    await send(bob, "bob's own")
+    for page in (alice, bob):
+        await expect(page.locator("#messages li.message:not(.pending)")).to_have_count(3)
+    # Only one's own messages have the controls.
+    await expect(bob.locator("#messages li.message").first.locator(".actions")).to_have_count(0)
+    await expect(alice.locator("#messages li.message").nth(2).locator(".actions")).to_have_count(0)
+    first = alice.locator("#messages li.message").first
+    await first.get_by_role("button", name="Edit message").click()
+    box = first.locator("textarea.edit-box")
+    await expect(box).to_be_focused()
+    await box.fill("hello world")
+    await box.press("Enter")
+    second = alice.locator("#messages li.message").nth(1)
+    alice.once("dialog", lambda dialog: dialog.accept())
+    await second.get_by_role("button", name="Delete message").click()
+    for page in (alice, bob):
+        items = page.locator("#messages li.message")
+        await expect(items.first.locator(".text")).to_have_text("hello world")
+        await expect(items.first.locator(".edited")).to_have_text("(edited)")
+        await expect(items.nth(1).locator(".text")).to_have_text("message deleted")
+        await expect(items.nth(1)).to_have_class(re.compile(r"\bdeleted\b"))
+    await shot(bob, "10-edited-and-deleted")
+    await bob.reload()
+    items = bob.locator("#messages li.message")
+    await expect(items.first.locator(".edited")).to_have_text("(edited)")
+    await expect(items.nth(1).locator(".text")).to_have_text("message deleted")
+    assert "to be deleted" not in await bob.content()
+    # The confirm dialog for the delete is the only one.
+    assert console.problems == ["dialog: Delete this message for everyone?"]
+
+
+async def test_links_are_clickable_and_nothing_else_is(
+    server: AppProcess, browser: Browser, console: Console
+) -> None:
+    alice = await signed_up(browser, console, server.url, "alice")
+    bob = await signed_up(browser, console, server.url, "bob")
+    text = (
+        "docs at https://example.com/a?b=1&c=2, see (http://example.org/x). "
+        'not javascript:alert(1) nor <a href="https://evil.example">x</a> or ftp://f.example'
+    )
+    await send(alice, text)
+    for attempt in ("live", "reloaded"):
+        line = bob.locator("#messages li.message .text").last
+        await expect(line).to_have_text(text)
+        links = line.locator("a")
+        await expect(links).to_have_count(3)
+        hrefs = await links.evaluate_all("els => els.map(a => a.href)")
+        assert hrefs == [
+            "https://example.com/a?b=1&c=2",
+            "http://example.org/x",
+            "https://evil.example/",  # the quote ends the link
+        ], attempt
+        for i in range(3):
+            assert await links.nth(i).get_attribute("rel") == "noopener noreferrer"
+        assert await bob.locator("#messages script, #messages img").count() == 0
+        await shot(bob, f"11-links-{attempt}")
+        await bob.reload()
+    assert console.problems == []
+
+
+HIDDEN_TAB_AND_NOTIFICATIONS = """
+// The test decides whether the tab is hidden, and records what the page asks of notifications.
+window.__hidden = false;
+Object.defineProperty(Document.prototype, "hidden", { get: () => window.__hidden });
+Object.defineProperty(Document.prototype, "visibilityState", {
+  get: () => (window.__hidden ? "hidden" : "visible"),
+});
+window.__asked = 0;
+window.__shown = [];
+class RecordedNotification {
+  constructor(title, options) { window.__shown.push({ title: title, body: options.body }); }
+  addEventListener() {}
+  close() {}
+}
+RecordedNotification.permission = "default";
+RecordedNotification.requestPermission = async () => {
+  window.__asked += 1;
+  RecordedNotification.permission = "granted";
+  return "granted";
+};
+window.Notification = RecordedNotification;
+"""
+
+
+async def set_hidden(page: Page, hidden: bool) -> None:
+    await page.evaluate(
+        "h => { window.__hidden = h; document.dispatchEvent(new Event('visibilitychange')); }",
+        hidden,
+    )
+
+
+async def test_title_badge_and_notifications_while_hidden(
+    server: AppProcess, browser: Browser, console: Console
+) -> None:
+    alice = await signed_up(browser, console, server.url, "alice")
+    bob_ctx, bob = await new_person(browser, console)
+    await bob_ctx.add_init_script(HIDDEN_TAB_AND_NOTIFICATIONS)
+    await sign_up(bob, server.url, "bob")
+    await expect(bob).to_have_title("#General · Chat")
+    button = bob.get_by_role("button", name="Notify me of new messages")
+    await expect(button).to_be_visible()
+    assert await bob.evaluate("window.__asked") == 0  # never asked on load
+    await button.click()
+    await expect(button).to_be_hidden()
+    assert await bob.evaluate("window.__asked") == 1
+    await send(alice, "while bob looks")
+    await expect(bob.locator("#messages li.message")).to_have_count(1)
+    await set_hidden(bob, True)
+    await send(alice, "one")
+    await send(alice, "two")
+    await expect(bob).to_have_title("(2) #General · Chat")
+    assert await bob.evaluate("window.__shown") == [
+        {"title": "alice in #General", "body": "one"},
+        {"title": "alice in #General", "body": "two"},
+    ]
+    divider = bob.locator("#unread-divider")
+    await expect(divider.locator("xpath=following-sibling::li[1]").locator(".text")).to_have_text(
+        "one"
+    )
+    await set_hidden(bob, False)
+    await expect(bob).to_have_title("#General · Chat")
+    await send(alice, "seen at once")
+    await expect(bob.locator("#messages li.message")).to_have_count(4)
+    await expect(bob).to_have_title("#General · Chat")
+    assert len(await bob.evaluate("window.__shown")) == 2  # no notification while visible
+    await shot(bob, "12-badge-cleared")
     assert console.problems == []
