@@ -82,7 +82,7 @@ async def measure(
         async with s.post(url + "/signup", data=form, headers={"Origin": url}) as resp:
             assert resp.status == 200
         result = {
-            "chat page": await p50_ms(s, url + "/", reps),
+            "chat page": await p50_ms(s, url + "/rooms/general", reps),
             "history, first page": await p50_ms(s, url + "/rooms/general/messages", reps),
             "history, deep page": await p50_ms(
                 s, url + "/rooms/general/messages?before=100&limit=50", reps

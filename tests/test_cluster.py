@@ -223,6 +223,33 @@ async def test_order_with_concurrent_senders_on_both_processes(
         await no_more_messages(ws, 0.3)
 
 
+async def test_edits_deletes_and_typing_cross_processes(
+    cluster: list[AppProcess], people: Any
+) -> None:
+    p1, p2 = cluster
+    alice = await people(p1, "alice")
+    bob = await people(p2, "bob")
+    a1 = await alice.ws(p1)
+    await frame(a1, "hello")
+    b2 = await bob.ws(p2)
+    await frame(b2, "hello")
+    await send(a1, "helo", "a-1")
+    await frame(b2, "message")
+    await a1.send_str(json.dumps({"type": "typing"}))
+    assert await frame(b2, "typing") == {"type": "typing", "room": "general", "user": "alice"}
+    await a1.send_str(json.dumps({"type": "edit", "seq": 1, "text": "hello"}))
+    change = await frame(b2, "change")
+    assert (change["seq"], change["text"], change["rev"]) == (1, "hello", 1)
+    await a1.send_str(json.dumps({"type": "delete", "seq": 1}))
+    assert (await frame(b2, "change"))["deleted"] is True
+    # Bob, refused on his own process, changes nothing anywhere.
+    await b2.send_str(json.dumps({"type": "edit", "seq": 1, "text": "bob's"}))
+    assert (await frame(b2, "error"))["code"] == "forbidden"
+    await send(a1, "after", "a-2")
+    nxt = await b2.receive_json(timeout=10)
+    assert (nxt["type"], nxt["seq"]) == ("message", 2)  # no stray change or typing frame first
+
+
 async def test_resume_on_another_process(cluster: list[AppProcess], people: Any) -> None:
     p1, p2 = cluster
     alice = await people(p1, "alice")
