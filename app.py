@@ -26,6 +26,7 @@ from auth.limits import LIMITS_KEY, Limits
 from auth.passwords import PASSWORDS_KEY, Passwords
 from chat.broker import BROKER_KEY, LocalBroker, RedisBroker
 from chat.hub import HUB_KEY, Hub
+from chat.reads import READS_KEY, ReadMarks, reads_ctx
 from chat.views import LOOP_LAG_KEY
 from routes import setup_routes
 from settings import SETTINGS_KEY, Settings, SettingsError, load_settings
@@ -145,6 +146,7 @@ def create_app(settings: Settings) -> web.Application:
     app[STORE_KEY] = open_store(settings)
     app[LOOP_LAG_KEY] = collections.deque(maxlen=round(60 / LAG_PROBE))
     app[HUB_KEY] = Hub(app[STORE_KEY].messages)
+    app[READS_KEY] = ReadMarks(app[STORE_KEY].reads)
     app[BROKER_KEY] = (
         RedisBroker(app[HUB_KEY], settings.redis_url, settings.presence_ttl)
         if settings.redis_url
@@ -170,6 +172,7 @@ def create_app(settings: Settings) -> web.Application:
     setup_routes(app)
     app.cleanup_ctx.append(store_ctx)
     app.cleanup_ctx.append(broker_ctx)
+    app.cleanup_ctx.append(reads_ctx)  # after the store's: the last flush runs before it closes
     app.cleanup_ctx.append(expiry_ctx)
     app.cleanup_ctx.append(loop_lag_ctx)
     app.on_shutdown.append(close_sockets)

@@ -35,7 +35,7 @@ class Connection:
 
     __slots__ = (
         "ws", "transport", "user", "room", "session", "limit", "queue", "skip_through",
-        "closing", "started", "_pump", "address", "read_seq",
+        "closing", "started", "_pump", "address",
     )  # fmt: skip
 
     def __init__(
@@ -61,7 +61,6 @@ class Connection:
         self.closing = False
         self.started = False
         self._pump: asyncio.Task[None] | None = None
-        self.read_seq = 0  # the highest read mark this socket stored
 
     def push(self, frame: bytes, seq: int = 0) -> None:
         """Send a frame now if the socket keeps up, else queue it; 1013 when it cannot keep up."""

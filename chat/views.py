@@ -15,6 +15,7 @@ from auth.forms import field
 from auth.limits import LIMITS_KEY, too_many
 from auth.pages import render_page
 from chat.broker import BROKER_KEY
+from chat.reads import READS_KEY
 from settings import SETTINGS_KEY
 from storage import STORE_KEY
 from storage.base import MAX_ROOMS, RoomTaken, StorageUnavailable
@@ -59,7 +60,7 @@ async def render_rooms(
     """Render the room list with each room's last activity and the person's unread count."""
     session = require_login(request)
     store = request.app[STORE_KEY]
-    reads = await store.reads.of_user(session.user.login)
+    reads = await request.app[READS_KEY].of_user(session.user.login)
     rooms = [
         {"activity": a, "unread": max(0, a.last_seq - reads.get(a.room.slug, 0))}
         for a in await store.rooms.activity(MAX_ROOMS)
@@ -114,7 +115,7 @@ class ChatPage(web.View):
         last_rev = await store.messages.last_rev(room.slug)
         page = request.app[SETTINGS_KEY].history_page_size
         messages = await store.messages.before(room.slug, None, page)
-        last_read = (await store.reads.of_user(session.user.login)).get(room.slug, 0)
+        last_read = (await request.app[READS_KEY].of_user(session.user.login)).get(room.slug, 0)
         context: dict[str, Any] = {
             "user": session.user,
             "room": room,

@@ -28,6 +28,7 @@ from chat.frames import (
     typing_frame,
 )
 from chat.hub import CLOSE_SESSION_ENDED, CLOSE_TOO_SLOW, HUB_KEY, Connection
+from chat.reads import READS_KEY
 from settings import SETTINGS_KEY
 from storage import STORE_KEY
 from storage.base import ChangeRefused, Message, StorageUnavailable, now
@@ -264,14 +265,6 @@ class ChatSocket(web.View):
             await self.request.app[BROKER_KEY].publish_room(conn.room, frame, skip_user=conn.user)
 
     async def _read(self, conn: Connection, seq: int) -> None:
-        """Record how far this person has read the room (never past its last message)."""
+        """Note how far this person has read the room (never past its last message)."""
         seq = min(seq, self.request.app[HUB_KEY].delivered.get(conn.room, 0))
-        if seq <= conn.read_seq:
-            return
-        try:
-            await self.request.app[STORE_KEY].reads.mark(conn.user, conn.room, seq)
-        except StorageUnavailable as exc:
-            log.warning("read mark not stored: %s", exc)
-            conn.send_text(error_frame("unavailable", "The database is unavailable."))
-            return
-        conn.read_seq = seq
+        self.request.app[READS_KEY].note(conn.user, conn.room, seq)

@@ -239,8 +239,12 @@ class Reads(abc.ABC):
     """How far each person has read each room: the last seq read."""
 
     @abc.abstractmethod
+    async def mark_many(self, marks: list[tuple[str, str, int]]) -> None:
+        """Record (user, room, seq) read marks at once; an older mark never moves one back."""
+
     async def mark(self, user: str, room: str, seq: int) -> None:
-        """Record that the user read the room up to seq; an older mark never moves it back."""
+        """Record that the user read the room up to seq."""
+        await self.mark_many([(user, room, seq)])
 
     @abc.abstractmethod
     async def of_user(self, user: str) -> dict[str, int]:

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from bson import ObjectId
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
@@ -319,10 +319,16 @@ class MongoReads(Reads):
     def __init__(self, db: AsyncDatabase[Doc]) -> None:
         self.col = db["reads"]
 
-    async def mark(self, user: str, room: str, seq: int) -> None:
+    async def mark_many(self, marks: list[tuple[str, str, int]]) -> None:
+        if not marks:
+            return
         async with _unavailable():
-            await self.col.update_one(
-                {"user": user, "room": room}, {"$max": {"seq": seq}}, upsert=True
+            await self.col.bulk_write(
+                [
+                    UpdateOne({"user": user, "room": room}, {"$max": {"seq": seq}}, upsert=True)
+                    for user, room, seq in marks
+                ],
+                ordered=False,
             )
 
     async def of_user(self, user: str) -> dict[str, int]:

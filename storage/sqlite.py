@@ -436,8 +436,10 @@ class SqliteReads(Reads):
     def __init__(self, db: SqliteDb) -> None:
         self.db = db
 
-    async def mark(self, user: str, room: str, seq: int) -> None:
-        await self.db.write_one(MARK_READ, (user, room, seq))
+    async def mark_many(self, marks: list[tuple[str, str, int]]) -> None:
+        if marks:
+            async with self.db.transaction() as conn:
+                await conn.executemany(MARK_READ, marks)
 
     async def of_user(self, user: str) -> dict[str, int]:
         rows = await self.db.fetch(

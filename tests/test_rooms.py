@@ -10,9 +10,12 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from chat.reads import READS_KEY
 from chat.views import slugify
 from conftest import UPGRADE, Auth, hello, origin, receive, receive_until
-from storage import STORE_KEY
+from settings import Settings
+from storage import STORE_KEY, open_store
+from storage.base import StorageUnavailable
 
 
 async def send(ws: Any, **frame: Any) -> None:
@@ -442,3 +445,42 @@ async def test_too_many_changes_while_away_get_a_reset(user_factory: Any) -> Non
         ("change", rev, rev + 1) for rev in range(2, 502)
     ]
     await a.close()
+
+
+async def test_read_marks_are_stored_in_batches_and_at_shutdown(
+    user_factory: Any, client: TestClient[Any, Any], settings: Settings
+) -> None:
+    alice = await user_factory("alice")
+    a = await alice.ws()
+    await hello(a)
+    for i in range(3):
+        await post_message(a, f"m{i}", f"c{i}")
+    marks = client.app[READS_KEY]
+    store = client.app[STORE_KEY]
+    await send(a, type="read", seq=2)
+    await post_message(a, "sync", "s1")
+    assert await store.reads.of_user("alice") == {}  # noted, not yet written
+    await marks.flush()
+    assert await store.reads.of_user("alice") == {"general": 2}
+    # A failed batch stays pending, counts meanwhile, and is written by a later flush.
+    await send(a, type="read", seq=3)
+    await post_message(a, "sync", "s2")
+    real = store.reads.mark_many
+
+    async def down(batch: list[tuple[str, str, int]]) -> None:
+        raise StorageUnavailable("down for the test")
+
+    store.reads.mark_many = down  # type: ignore[method-assign]
+    await marks.flush()
+    assert await marks.of_user("alice") == {"general": 3}
+    store.reads.mark_many = real  # type: ignore[method-assign]
+    await send(a, type="read", seq=5)
+    await post_message(a, "sync", "s3")
+    await a.close()
+    await client.close()  # shutdown flushes what is pending
+    again = open_store(settings)
+    await again.setup()
+    try:
+        assert await again.reads.of_user("alice") == {"general": 5}
+    finally:
+        await again.close()

@@ -240,6 +240,10 @@ async def test_read_marks_only_move_forward(store: Store) -> None:
     assert await store.reads.of_user("alice") == {"general": 5, "dev": 1}
     await store.reads.mark("alice", "general", 7)
     assert (await store.reads.of_user("alice"))["general"] == 7
+    await store.reads.mark_many([("alice", "general", 6), ("alice", "dev", 4), ("carol", "dev", 2)])
+    assert await store.reads.of_user("alice") == {"general": 7, "dev": 4}
+    assert await store.reads.of_user("carol") == {"dev": 2}
+    await store.reads.mark_many([])
 
 
 async def test_ping(store: Store) -> None:

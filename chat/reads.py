@@ -1,0 +1,74 @@
+"""Read marks, buffered: a `read` frame is noted in memory and stored in batches.
+
+A busy room would otherwise cost one database write per reader per message; batching makes it one
+write per reader and room per flush, however many messages they read meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from storage.base import Reads, StorageUnavailable
+
+log = logging.getLogger(__name__)
+
+FLUSH_EVERY = 2.0  # seconds between batches
+
+
+class ReadMarks:
+    """The last seq each person read in each room: pending ones in memory, the rest stored."""
+
+    def __init__(self, reads: Reads) -> None:
+        self.reads = reads
+        self.pending: dict[tuple[str, str], int] = {}
+
+    def note(self, user: str, room: str, seq: int) -> None:
+        """Remember a read mark until the next flush (never moving one back)."""
+        key = (user, room)
+        if seq > self.pending.get(key, 0):
+            self.pending[key] = seq
+
+    async def of_user(self, user: str) -> dict[str, int]:
+        """Return the person's read marks, stored and pending."""
+        marks = await self.reads.of_user(user)
+        for (who, room), seq in list(self.pending.items()):
+            if who == user and seq > marks.get(room, 0):
+                marks[room] = seq
+        return marks
+
+    async def flush(self) -> None:
+        """Store the pending marks; on failure they stay pending for the next try."""
+        if not self.pending:
+            return
+        batch, self.pending = self.pending, {}
+        try:
+            await self.reads.mark_many([(user, room, seq) for (user, room), seq in batch.items()])
+        except StorageUnavailable as exc:
+            log.warning("%d read mark(s) not stored yet: %s", len(batch), exc)
+            for (user, room), seq in batch.items():
+                self.note(user, room, seq)
+
+
+READS_KEY = web.AppKey("reads", ReadMarks)
+
+
+async def reads_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Flush read marks every few seconds, and once more at shutdown."""
+    marks = app[READS_KEY]
+
+    async def run() -> None:
+        while True:
+            await asyncio.sleep(FLUSH_EVERY)
+            await marks.flush()
+
+    task = asyncio.create_task(run())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await marks.flush()
