@@ -36,6 +36,8 @@ async def ws_handler(request: web.Request) -> web.WebSocketResponse:
                     "text": data["text"],
                     "created_at": now.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
                     "client_id": data["client_id"],
+                    "edited_at": None,  # the product's message object has these two since rooms
+                    "deleted": False,
                 },
                 separators=(",", ":"),
             )
