@@ -88,8 +88,8 @@ class Limits:
         login_window: float,
         signup_per_address: int,
         signup_window: float,
-        rooms_per_user: int = 10,
-        room_window: float = 3600,
+        rooms_per_user: int,
+        room_window: float,
     ) -> None:
         self.login_account = WindowLimit(login_per_account, login_window)
         self.login_address = WindowLimit(login_per_address, login_window)

@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from chat.frames import presence_frame, ws_text_frame
+from chat.frames import presence_frame
 from chat.hub import CLOSE_SESSION_ENDED, Connection, Hub
 
 log = logging.getLogger(__name__)
@@ -104,10 +104,7 @@ class LocalBroker:
 
     def announce(self, room: str, event: str, user: str, online: list[str]) -> None:
         """Send a presence frame to this process's sockets in the room, but the user's own."""
-        frame = ws_text_frame(presence_frame(event, user, online))
-        for conn in self.hub.members(room):
-            if conn.user != user:
-                conn.push(frame)
+        self.hub.broadcast(room, presence_frame(event, user, online), skip_user=user)
 
 
 class RedisBroker(LocalBroker):

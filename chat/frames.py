@@ -99,7 +99,7 @@ def parse_client_frame(data: str) -> ClientFrame:
         return Typing()
     if kind == "read":
         return Read(_seq(frame, 0, None))
-    if client_id is not None and valid_id is None or kind == "message" and valid_id is None:
+    if valid_id is None and (client_id is not None or kind == "message"):
         raise FrameError(
             "bad_frame", f"client_id must be a string of 1 to {CLIENT_ID_MAX} characters."
         )

@@ -217,10 +217,6 @@ class Hub:
             del self.rooms[conn.room]
             self.delivered.pop(conn.room, None)
 
-    def members(self, room: str) -> list[Connection]:
-        """Return the room's sockets on this process."""
-        return list(self.rooms.get(room, ()))
-
     async def deliver(self, room: str, seq: int, frame: str) -> None:
         """Queue a stored message for the room's sockets, in seq order, once."""
         if room not in self.delivered:

@@ -25,19 +25,19 @@ class ReadMarks:
 
     def __init__(self, reads: Reads) -> None:
         self.reads = reads
-        self.pending: dict[tuple[str, str], int] = {}
+        self.pending: dict[str, dict[str, int]] = {}  # user -> room -> seq
 
     def note(self, user: str, room: str, seq: int) -> None:
         """Remember a read mark until the next flush (never moving one back)."""
-        key = (user, room)
-        if seq > self.pending.get(key, 0):
-            self.pending[key] = seq
+        rooms = self.pending.setdefault(user, {})
+        if seq > rooms.get(room, 0):
+            rooms[room] = seq
 
     async def of_user(self, user: str) -> dict[str, int]:
         """Return the person's read marks, stored and pending."""
         marks = await self.reads.of_user(user)
-        for (who, room), seq in list(self.pending.items()):
-            if who == user and seq > marks.get(room, 0):
+        for room, seq in self.pending.get(user, {}).items():
+            if seq > marks.get(room, 0):
                 marks[room] = seq
         return marks
 
@@ -45,12 +45,15 @@ class ReadMarks:
         """Store the pending marks; on failure they stay pending for the next try."""
         if not self.pending:
             return
-        batch, self.pending = self.pending, {}
+        batch = [
+            (user, room, seq) for user, rooms in self.pending.items() for room, seq in rooms.items()
+        ]
+        self.pending = {}
         try:
-            await self.reads.mark_many([(user, room, seq) for (user, room), seq in batch.items()])
+            await self.reads.mark_many(batch)
         except StorageUnavailable as exc:
             log.warning("%d read mark(s) not stored yet: %s", len(batch), exc)
-            for (user, room), seq in batch.items():
+            for user, room, seq in batch:
                 self.note(user, room, seq)
 
 

@@ -200,7 +200,7 @@ class ChatSocket(web.View):
                 elif isinstance(frame, Typing):
                     await self._typing(conn)
                 elif isinstance(frame, Read):
-                    await self._read(conn, frame.seq)
+                    self._read(conn, frame.seq)
             elif msg.type == WSMsgType.BINARY:
                 conn.send_text(error_frame("bad_frame", "Frames must be JSON text."))
             elif msg.type == WSMsgType.ERROR:
@@ -264,7 +264,7 @@ class ChatSocket(web.View):
             hub.broadcast(conn.room, frame, skip_user=conn.user)
             await self.request.app[BROKER_KEY].publish_room(conn.room, frame, skip_user=conn.user)
 
-    async def _read(self, conn: Connection, seq: int) -> None:
+    def _read(self, conn: Connection, seq: int) -> None:
         """Note how far this person has read the room (never past its last message)."""
         seq = min(seq, self.request.app[HUB_KEY].delivered.get(conn.room, 0))
         self.request.app[READS_KEY].note(conn.user, conn.room, seq)

@@ -306,7 +306,7 @@
 
   function sendPending() {
     for (const [clientId, entry] of outbox) {
-      socket.send(JSON.stringify({ type: "message", text: entry.text, client_id: clientId }));
+      sendFrame({ type: "message", text: entry.text, client_id: clientId });
     }
   }
 
@@ -364,8 +364,8 @@
             entry.li.classList.add("failed");
             const wait = (frame.retry_after || 3) * 1000;
             setTimeout(() => {
-              if (outbox.has(frame.client_id) && socket && socket.readyState === WebSocket.OPEN) {
-                socket.send(JSON.stringify({ type: "message", text: entry.text, client_id: frame.client_id }));
+              if (outbox.has(frame.client_id)) {
+                sendFrame({ type: "message", text: entry.text, client_id: frame.client_id });
               }
             }, wait);
           } else {
@@ -433,9 +433,7 @@
     outbox.set(clientId, { text: text, li: li });
     input.value = "";
     showNotice("");
-    if (socket && socket.readyState === WebSocket.OPEN) {
-      socket.send(JSON.stringify({ type: "message", text: text, client_id: clientId }));
-    } // otherwise it goes out after the next hello
+    sendFrame({ type: "message", text: text, client_id: clientId }); // else after the next hello
   }
 
   async function loadOlder() {
