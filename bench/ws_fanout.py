@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import json
 import os
 import re
@@ -53,10 +54,30 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+LIBC = ctypes.CDLL(None, use_errno=True)
+
+
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process, in seconds."""
+    """CPU time of a running process (all its threads, living or gone), in seconds.
+
+    The process's CPU clock counts nanoseconds; /proc/<pid>/stat counts 10 ms ticks, which
+    reads as zero for the few milliseconds of CPU a smoke run costs.
+    """
+    clock = ctypes.c_int()
+    if LIBC.clock_getcpuclockid(pid, ctypes.byref(clock)) != 0:
+        raise OSError(ctypes.get_errno(), f"no CPU clock for process {pid}")
+    return time.clock_gettime(clock.value)
+
+
+def cpu_ticks_seconds(pid: int) -> float:
+    """User + system CPU time in 10 ms ticks: still readable once the process has exited."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def ratio(a: float, b: float) -> float:
+    """a / b, or NaN when b measured nothing (a run too short to register any CPU)."""
+    return a / b if b > 0 else float("nan")
 
 
 def rss_bytes(pid: int) -> int:
@@ -186,7 +207,7 @@ def run_load(
     rss_per_socket = (rss_bytes(server.pid) - rss_before) / sockets
     cpu0, gen0, busy0, wall0 = (
         cpu_seconds(server.pid),
-        cpu_seconds(gen.pid),
+        cpu_ticks_seconds(gen.pid),
         machine_busy_seconds(),
         time.monotonic(),
     )
@@ -195,7 +216,7 @@ def run_load(
     out = gen.stdout.readline()
     cpu1, gen1, busy1, wall1 = (
         cpu_seconds(server.pid),
-        cpu_seconds(gen.pid),
+        cpu_ticks_seconds(gen.pid),
         machine_busy_seconds(),
         time.monotonic(),
     )
@@ -300,8 +321,8 @@ def main() -> int:
             p = show(runs["product"])
             b = show(runs["baseline"])
             ratios = {
-                "cpu_per_frame": p["cpu_us_per_frame"] / b["cpu_us_per_frame"],
-                "p99": p["p99_ms"] / b["p99_ms"],
+                "cpu_per_frame": ratio(p["cpu_us_per_frame"], b["cpu_us_per_frame"]),
+                "p99": ratio(p["p99_ms"], b["p99_ms"]),
             }
             print(
                 f"  product/baseline: cpu/frame={ratios['cpu_per_frame']:.2f} "
@@ -321,7 +342,7 @@ def main() -> int:
         calm_ms = median(calm_p99)
         stalled_ms = median([r.report["p99_ms"] for r in stalled_runs])
         delivery = min(r.report["delivery"] for r in stalled_runs)
-        change = stalled_ms / calm_ms - 1
+        change = ratio(stalled_ms, calm_ms) - 1
         print(
             f"one client stops reading (N={sockets}, median of {len(stalled_runs)} runs each): "
             f"others' p99 {calm_ms:.2f}ms -> {stalled_ms:.2f}ms ({change:+.1%}), "

@@ -39,6 +39,9 @@ def test_ws_fanout_smoke() -> None:
         assert row["delivery"] == 1.0
         for key in ("frames_per_s", "p50_ms", "p99_ms", "cpu_us_per_frame", "rss_kib_per_socket"):
             assert row[key] == row[key] and row[key] >= 0, (server, key)  # a number, not NaN
+        assert row["cpu_us_per_frame"] > 0, server  # the CPU clock registers even a short run
+    ratios = point["ratios"]
+    assert all(value == value and value > 0 for value in ratios.values()), ratios
     stall = summary["stall"]
     assert isinstance(stall, dict) and stall["delivery"] == 1.0
 
