@@ -7,7 +7,7 @@ import logging
 import math
 import time
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSMessage, WSMsgType, web
 
 from auth import SESSION_KEY
 from auth.limits import TokenBucket, too_many
@@ -64,10 +64,47 @@ def _whole_number(request: web.Request, name: str) -> int | None:
     return value
 
 
+class Allowance:
+    """A socket's rate limits: messages and signals (typing, read) spend separate tokens."""
+
+    __slots__ = ("messages", "signals", "refused")
+
+    def __init__(self, burst: int, per_second: float) -> None:
+        self.messages = TokenBucket(burst, per_second)
+        self.signals = TokenBucket(SIGNAL_BURST, SIGNAL_PER_SECOND)
+        self.refused = 0  # frames refused in a row
+
+
 class ChatSocket(web.View):
     """WebSocket endpoint of a room; see PROTOCOL.md."""
 
     async def get(self) -> web.StreamResponse:
+        conn, after, rev = await self._accept()
+        settings = self.request.app[SETTINGS_KEY]
+        log.info("socket open user=%s room=%s after=%s", conn.user, conn.room, after)
+        joined = False
+        try:
+            if await self._greet(conn, after, rev):
+                joined = True
+                conn.start()
+                # The read loop runs in this frame rather than a helper's: every coroutine frame
+                # a socket holds for its whole life costs memory on each of thousands of sockets.
+                allowance = Allowance(settings.message_burst, settings.message_per_minute / 60)
+                async for msg in conn.ws:
+                    if not await self._receive(conn, msg, allowance):
+                        break
+        finally:
+            self.request.app[HUB_KEY].unregister(conn)
+            if joined:
+                await self.request.app[BROKER_KEY].leave(conn)
+            await conn.stop()
+            log.info(
+                "socket closed user=%s room=%s code=%s", conn.user, conn.room, conn.ws.close_code
+            )
+        return conn.ws
+
+    async def _accept(self) -> tuple[Connection, int | None, int | None]:
+        """Check the handshake (login, origin, room, limits) and upgrade; errors are HTTP."""
         request = self.request
         session = request.get(SESSION_KEY)
         if session is None:
@@ -100,20 +137,7 @@ class ChatSocket(web.View):
         transport = request.transport
         await ws.prepare(request)
         conn = Connection(ws, transport, user, slug, session, settings.ws_queue_size, address)
-        log.info("socket open user=%s room=%s after=%s", user, slug, after)
-        joined = False
-        try:
-            if await self._greet(conn, after, rev):
-                joined = True
-                conn.start()
-                await self._serve(conn)
-        finally:
-            request.app[HUB_KEY].unregister(conn)
-            if joined:
-                await request.app[BROKER_KEY].leave(conn)
-            await conn.stop()
-            log.info("socket closed user=%s room=%s code=%s", user, slug, ws.close_code)
-        return ws
+        return conn, after, rev
 
     async def _greet(self, conn: Connection, after: int | None, rev: int | None) -> bool:
         """Register, send hello, then the replay or a reset; False when the database is down."""
@@ -161,50 +185,45 @@ class ChatSocket(web.View):
         for message in changes:
             await conn.ws.send_str(encode(message.to_json("change")))
 
-    async def _serve(self, conn: Connection) -> None:
-        """Read client frames until the socket closes; every frame spends a token."""
-        settings = self.request.app[SETTINGS_KEY]
-        messages = TokenBucket(settings.message_burst, settings.message_per_minute / 60)
-        signals = TokenBucket(SIGNAL_BURST, SIGNAL_PER_SECOND)
-        refused = 0
-        async for msg in conn.ws:
-            if msg.type == WSMsgType.TEXT:
-                frame: ClientFrame | None = None
-                error: FrameError | None = None
-                try:
-                    frame = parse_client_frame(msg.data)
-                except FrameError as exc:
-                    error = exc
-                bucket = signals if isinstance(frame, Typing | Read) else messages
-                if wait := bucket.take():
-                    refused += 1
-                    if refused >= ABUSE_FACTOR * settings.message_burst:
-                        log.info("socket closed for flooding user=%s", conn.user)
-                        await conn.close(CLOSE_SESSION_ENDED, "rate limit exceeded again and again")
-                        break
-                    client_id = getattr(frame, "client_id", None) or getattr(
-                        error, "client_id", None
-                    )
-                    retry = math.ceil(wait * 10) / 10
-                    conn.send_text(
-                        error_frame("rate_limited", RATE_LIMITED, client_id, retry_after=retry)
-                    )
-                    continue
-                refused = 0
-                if error is not None:
-                    conn.send_text(error.to_frame())
-                elif isinstance(frame, PostMessage):
-                    await self._post(conn, frame.text, frame.client_id)
-                elif isinstance(frame, ChangeMessage):
-                    await self._change(conn, frame)
-                elif isinstance(frame, Typing):
-                    await self._typing(conn)
-                elif isinstance(frame, Read):
-                    self._read(conn, frame.seq)
-            elif msg.type == WSMsgType.BINARY:
-                conn.send_text(error_frame("bad_frame", "Frames must be JSON text."))
-            elif msg.type == WSMsgType.ERROR:
-                log.info("socket error user=%s: %s", conn.user, conn.ws.exception())
+    async def _receive(self, conn: Connection, msg: WSMessage, allowance: Allowance) -> bool:
+        """Handle one client frame, spending a token; False when the socket must close."""
+        if msg.type == WSMsgType.TEXT:
+            frame: ClientFrame | None = None
+            error: FrameError | None = None
+            try:
+                frame = parse_client_frame(msg.data)
+            except FrameError as exc:
+                error = exc
+            signal = isinstance(frame, Typing | Read)
+            if wait := (allowance.signals if signal else allowance.messages).take():
+                allowance.refused += 1
+                burst = self.request.app[SETTINGS_KEY].message_burst
+                if allowance.refused >= ABUSE_FACTOR * burst:
+                    log.info("socket closed for flooding user=%s", conn.user)
+                    await conn.close(CLOSE_SESSION_ENDED, "rate limit exceeded again and again")
+                    return False
+                client_id = getattr(frame, "client_id", None) or getattr(error, "client_id", None)
+                retry = math.ceil(wait * 10) / 10
+                conn.send_text(
+                    error_frame("rate_limited", RATE_LIMITED, client_id, retry_after=retry)
+                )
+                return True
+            allowance.refused = 0
+            if error is not None:
+                conn.send_text(error.to_frame())
+            elif isinstance(frame, PostMessage):
+                await self._post(conn, frame.text, frame.client_id)
+            elif isinstance(frame, ChangeMessage):
+                await self._change(conn, frame)
+            elif isinstance(frame, Typing):
+                await self._typing(conn)
+            elif isinstance(frame, Read):
+                self._read(conn, frame.seq)
+        elif msg.type == WSMsgType.BINARY:
+            conn.send_text(error_frame("bad_frame", "Frames must be JSON text."))
+        elif msg.type == WSMsgType.ERROR:
+            log.info("socket error user=%s: %s", conn.user, conn.ws.exception())
+        return True
 
     async def _post(self, conn: Connection, text: str, client_id: str) -> None:
         """Store a message, then send it to the room; the sender's copy is its acknowledgement."""

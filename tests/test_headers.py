@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from conftest import PASSWORD, Auth
+from conftest import PASSWORD, UPGRADE, Auth, origin
 
 EXPECTED_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; "
@@ -35,6 +35,19 @@ async def test_logged_in_pages_are_not_stored(client: TestClient[Any, Any], auth
     await auth.signup("alice")
     for path in ("/", "/rooms/general/messages"):
         assert (await client.get(path)).headers["Cache-Control"] == "no-store"
+
+
+async def test_websocket_upgrade_carries_only_the_server_header(
+    client: TestClient[Any, Any], auth: Auth
+) -> None:
+    # Page headers guard documents; a 101 has none, and its headers live as long as the socket.
+    await auth.signup("alice")
+    resp = await client.get("/ws", headers={**UPGRADE, "Origin": origin(client)})
+    assert resp.status == 101
+    assert resp.headers["Server"] == "chat"
+    for name in ("Content-Security-Policy", "X-Frame-Options", "Cache-Control"):
+        assert name not in resp.headers
+    resp.close()
 
 
 async def test_forwarded_headers_ignored_without_trusted_proxy(
