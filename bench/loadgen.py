@@ -3,7 +3,8 @@
 Speaks just enough of RFC 6455: the upgrade, masked text frames out, unmasked frames in, pong.
 Senders post `message` frames whose text carries the send time; every receiver measures the time
 to receipt. Prints `connected` when all sockets are open, waits for a line on stdin, runs the
-load, and prints one JSON report.
+load, prints one JSON report, then closes its sockets on the next line (or end) of stdin: the
+caller reads the server's CPU time in between, so connecting and closing are not counted.
 """
 
 from __future__ import annotations
@@ -230,6 +231,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         "lost": stats.lost,
         "stalled_closed_with": stalled.closed_with if stalled else None,
     }
+    print(json.dumps(report), flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
     for client in clients + ([stalled] if stalled else []):
         if client.transport is not None:
             client.transport.abort()
@@ -249,8 +252,7 @@ def main() -> None:
     parser.add_argument("--grace", type=float, default=3.0)
     parser.add_argument("--stall", action="store_true", help="add one client that stops reading")
     args = parser.parse_args()
-    report = asyncio.run(run(args))
-    print(json.dumps(report), flush=True)
+    asyncio.run(run(args))
 
 
 if __name__ == "__main__":

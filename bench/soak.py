@@ -100,7 +100,7 @@ def main() -> int:
         started = time.monotonic()
         samples.append({"t": 0.0, **sample(server)})
         gen.stdin.write("go\n")
-        gen.stdin.flush()
+        gen.stdin.close()  # no pause between the report and closing the sockets
         deadline = started + duration + 60
         next_at = started + args.interval
         while gen.poll() is None and time.monotonic() < deadline:

@@ -220,6 +220,7 @@ def run_load(
         machine_busy_seconds(),
         time.monotonic(),
     )
+    gen.stdin.close()  # now the load generator closes its sockets
     gen.wait(30)
     report = json.loads(out)
     server_cpu = cpu1 - cpu0
