@@ -22,3 +22,13 @@ async def render_page(
         **context,
     }
     return aiohttp_jinja2.render_template(template, request, full, status=status)
+
+
+class Page(web.View):
+    """A view whose GET also answers HEAD: same status and headers, no body (RFC 9110, 9.3.2)."""
+
+    async def get(self) -> web.StreamResponse:
+        raise NotImplementedError
+
+    async def head(self) -> web.StreamResponse:
+        return await self.get()

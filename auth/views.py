@@ -9,7 +9,7 @@ from aiohttp import web
 from auth import SESSION_KEY
 from auth.forms import field, safe_next, validate_signup
 from auth.limits import LIMITS_KEY, too_many
-from auth.pages import render_page
+from auth.pages import Page, render_page
 from auth.passwords import PASSWORDS_KEY
 from auth.sessions import end_session, start_session
 from chat.broker import BROKER_KEY
@@ -33,7 +33,7 @@ def redirect(request: web.Request, name: str, **query: str) -> web.HTTPFound:
     return web.HTTPFound(url.with_query(query) if query else url)
 
 
-class SignUp(web.View):
+class SignUp(Page):
     """Registration: create an account and log it in."""
 
     async def get(self) -> web.Response:
@@ -69,7 +69,7 @@ class SignUp(web.View):
         raise redirect(request, "index")
 
 
-class Login(web.View):
+class Login(Page):
     """Logging in with login and password."""
 
     async def get(self) -> web.Response:

@@ -13,7 +13,7 @@ from aiohttp import web
 from auth import SESSION_KEY, require_login
 from auth.forms import field
 from auth.limits import LIMITS_KEY, too_many
-from auth.pages import render_page
+from auth.pages import Page, render_page
 from chat.broker import BROKER_KEY
 from chat.reads import READS_KEY
 from settings import SETTINGS_KEY
@@ -69,7 +69,7 @@ async def render_rooms(
     return await render_page(request, "rooms.html", context, status)
 
 
-class RoomList(web.View):
+class RoomList(Page):
     """The home page: every room, most recently active first, and a form to create one."""
 
     async def get(self) -> web.Response:
@@ -101,7 +101,7 @@ class RoomCreate(web.View):
         raise web.HTTPFound(request.app.router["room"].url_for(slug=room.slug))
 
 
-class ChatPage(web.View):
+class ChatPage(Page):
     """A room's chat: the latest messages, a divider before the unread ones, who is online."""
 
     async def get(self) -> web.Response:
@@ -130,7 +130,7 @@ class ChatPage(web.View):
         return await render_page(request, "chat.html", context)
 
 
-class History(web.View):
+class History(Page):
     """`GET /rooms/{slug}/messages?before=&limit=`: older messages as JSON, oldest first."""
 
     async def get(self) -> web.Response:
@@ -156,7 +156,7 @@ class History(web.View):
         return web.json_response({"messages": [m.to_json() for m in rows], "has_more": has_more})
 
 
-class Healthz(web.View):
+class Healthz(Page):
     """Liveness: the process answers; the database is not consulted. Reports event-loop lag."""
 
     async def get(self) -> web.Response:
@@ -171,7 +171,7 @@ class Healthz(web.View):
         return web.json_response({"status": "ok", "loop_lag_ms": lag})
 
 
-class Readyz(web.View):
+class Readyz(Page):
     """Readiness: the database answers a ping (and Redis is connected, when used), else 503."""
 
     async def get(self) -> web.Response:

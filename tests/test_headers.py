@@ -101,3 +101,24 @@ async def test_trusted_proxy_gives_client_scheme_and_address(
         headers={**behind_proxy, "X-Forwarded-For": "198.51.100.9"},
     )
     assert other.status == 401
+
+
+async def test_head_answers_like_get_without_a_body(
+    client: TestClient[Any, Any], auth: Auth
+) -> None:
+    for path in ("/login", "/signup", "/healthz", "/readyz"):
+        get = await client.get(path)
+        head = await client.head(path)
+        assert head.status == get.status == 200, path
+        assert head.content_type == get.content_type, path
+        assert await head.read() == b"", path
+        assert head.headers["Content-Security-Policy"], path
+    resp = await client.head("/", allow_redirects=False)
+    assert resp.status == 302 and resp.headers["Location"].startswith("/login")
+    await auth.signup("alice")
+    for path in ("/", "/rooms/general", "/rooms/general/messages"):
+        resp = await client.head(path)
+        assert resp.status == 200 and await resp.read() == b"", path
+    # A form-only endpoint has no GET, so no HEAD either.
+    resp = await client.head("/logout")
+    assert resp.status == 405 and "HEAD" not in resp.headers["Allow"]
