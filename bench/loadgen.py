@@ -170,7 +170,7 @@ async def connect(
     return client
 
 
-async def run(args: argparse.Namespace) -> dict[str, object]:
+async def run(args: argparse.Namespace) -> None:
     cookies = json.loads(args.cookies) if args.cookies else [""]
     stats = Stats()
     idle = Stats()  # the stalled client's frames are not counted
@@ -236,7 +236,6 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     for client in clients + ([stalled] if stalled else []):
         if client.transport is not None:
             client.transport.abort()
-    return report
 
 
 def main() -> None:

@@ -29,7 +29,7 @@ from chat.frames import (
 )
 from chat.hub import CLOSE_SESSION_ENDED, CLOSE_TOO_SLOW, HUB_KEY, Connection
 from chat.reads import READS_KEY
-from settings import SETTINGS_KEY
+from settings import SETTINGS_KEY, Settings
 from storage import STORE_KEY
 from storage.base import ChangeRefused, Message, StorageUnavailable, now
 
@@ -67,12 +67,13 @@ def _whole_number(request: web.Request, name: str) -> int | None:
 class Allowance:
     """A socket's rate limits: messages and signals (typing, read) spend separate tokens."""
 
-    __slots__ = ("messages", "signals", "refused")
+    __slots__ = ("messages", "signals", "refused", "abuse")
 
-    def __init__(self, burst: int, per_second: float) -> None:
-        self.messages = TokenBucket(burst, per_second)
+    def __init__(self, settings: Settings) -> None:
+        self.messages = TokenBucket(settings.message_burst, settings.message_per_minute / 60)
         self.signals = TokenBucket(SIGNAL_BURST, SIGNAL_PER_SECOND)
         self.refused = 0  # frames refused in a row
+        self.abuse = ABUSE_FACTOR * settings.message_burst  # refused in a row: the socket closes
 
 
 class ChatSocket(web.View):
@@ -80,7 +81,6 @@ class ChatSocket(web.View):
 
     async def get(self) -> web.StreamResponse:
         conn, after, rev = await self._accept()
-        settings = self.request.app[SETTINGS_KEY]
         log.info("socket open user=%s room=%s after=%s", conn.user, conn.room, after)
         joined = False
         try:
@@ -89,7 +89,7 @@ class ChatSocket(web.View):
                 conn.start()
                 # The read loop runs in this frame rather than a helper's: every coroutine frame
                 # a socket holds for its whole life costs memory on each of thousands of sockets.
-                allowance = Allowance(settings.message_burst, settings.message_per_minute / 60)
+                allowance = Allowance(self.request.app[SETTINGS_KEY])
                 async for msg in conn.ws:
                     if not await self._receive(conn, msg, allowance):
                         break
@@ -197,8 +197,7 @@ class ChatSocket(web.View):
             signal = isinstance(frame, Typing | Read)
             if wait := (allowance.signals if signal else allowance.messages).take():
                 allowance.refused += 1
-                burst = self.request.app[SETTINGS_KEY].message_burst
-                if allowance.refused >= ABUSE_FACTOR * burst:
+                if allowance.refused >= allowance.abuse:
                     log.info("socket closed for flooding user=%s", conn.user)
                     await conn.close(CLOSE_SESSION_ENDED, "rate limit exceeded again and again")
                     return False

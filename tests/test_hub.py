@@ -33,7 +33,8 @@ class FakeSocket:
 
 
 def connection(transport: FakeTransport, limit: int = 8) -> Connection:
-    return Connection(FakeSocket(), transport, "alice", "general", Any, limit)  # type: ignore[arg-type]
+    session: Any = None  # a Connection only carries its session, for closing by session
+    return Connection(FakeSocket(), transport, "alice", "general", session, limit)  # type: ignore[arg-type]
 
 
 async def test_lagging_socket_queues_in_order_then_gives_the_queue_back() -> None:
