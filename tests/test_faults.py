@@ -44,12 +44,15 @@ async def writes_failing(client: TestClient[Any, Any], settings: Settings) -> As
         with mongo_failing(settings.mongodb_uri, ["insert", "update", "find"]):
             yield
         return
-    writer = client.app[STORE_KEY].db._writer  # type: ignore[attr-defined]
-    await writer.execute("PRAGMA query_only = ON")
+    # Both writing connections: the event loop's (single statements) and the transactions'.
+    db = client.app[STORE_KEY].db  # type: ignore[attr-defined]
+    db._inline.execute("PRAGMA query_only = ON")
+    await db._writer.execute("PRAGMA query_only = ON")
     try:
         yield
     finally:
-        await writer.execute("PRAGMA query_only = OFF")
+        db._inline.execute("PRAGMA query_only = OFF")
+        await db._writer.execute("PRAGMA query_only = OFF")
 
 
 async def test_message_not_stored_gets_unavailable_and_socket_recovers(

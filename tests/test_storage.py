@@ -279,3 +279,40 @@ async def test_sqlite_file_from_the_first_release_is_migrated(tmp_path: Path) ->
     await again.close()
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_sqlite_write_waits_off_the_loop_for_another_process(
+    store: Store, settings: Settings
+) -> None:
+    # A raw connection holding the write lock stands for another process mid-transaction.
+    other = sqlite3.connect(settings.data_dir / "chat.sqlite3", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        adding = asyncio.create_task(store.messages.add("general", "alice", "waits", "c1"))
+        # The event loop still runs while the write waits (a blocked loop would not get here
+        # before the write's 5-second busy timeout gave up).
+        await asyncio.sleep(0.3)
+        assert not adding.done()
+    finally:
+        other.execute("COMMIT")
+        other.close()
+    message, created = await adding
+    assert created and message.seq == 1
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_sqlite_wal_is_checkpointed_as_messages_are_written(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The event loop's connection never checkpoints; without these the WAL would only grow.
+    monkeypatch.setattr("storage.sqlite.CHECKPOINT_EVERY", 10)
+    db = store.db  # type: ignore[attr-defined]
+    for i in range(200):
+        await store.messages.add("general", "alice", f"m{i}", f"c{i}")
+        while db._checkpoint is not None:  # as when messages come spaced out
+            await asyncio.sleep(0.001)
+    # Frames now in the WAL: a few writes' worth, where 200 writes make ~700 frames.
+    (_, frames, _) = (await db.fetch("PRAGMA wal_checkpoint(PASSIVE)"))[0]
+    assert 0 <= frames < 150
+    assert len(await store.messages.after("general", 0, 500)) == 200
