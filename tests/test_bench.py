@@ -68,3 +68,9 @@ def test_soak_smoke() -> None:
     for key in ("rss_mib_start", "rss_mib_end", "fds_start", "loop_lag_p99_ms_worst"):
         value = summary[key]
         assert isinstance(value, float) and value == value and value >= 0, key
+
+
+def test_sqlite_write_smoke() -> None:
+    summary = run_smoke("sqlite_write.py")
+    assert set(summary) == {"add_busy_us", "control_busy_us", "add_idle_us", "control_idle_us"}
+    assert all(isinstance(v, float) and v > 0 for v in summary.values()), summary
