@@ -7,6 +7,8 @@ import json
 import struct
 from typing import Any
 
+from storage.base import Message
+
 TEXT_MAX = 2000
 CLIENT_ID_MAX = 64
 
@@ -113,6 +115,11 @@ def parse_client_frame(data: str) -> ClientFrame:
 def encode(frame: dict[str, Any]) -> str:
     """Encode a server frame."""
     return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
+
+
+def message_frame(message: Message, kind: str = "message") -> str:
+    """Encode a stored message as a `message` frame, or as a `change` frame (an edit, a delete)."""
+    return encode(message.to_json(kind))
 
 
 def error_frame(

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 from aiohttp import web
 
-from chat.frames import encode, ws_text_frame
+from chat.frames import message_frame, ws_text_frame
 from storage.base import MAX_PAGE, Messages, Session, StorageUnavailable, now
 
 log = logging.getLogger(__name__)
@@ -252,7 +252,7 @@ class Hub:
         for message in missing:
             if upto is not None and message.seq >= upto:
                 break
-            self.broadcast(room, encode(message.to_json()), message.seq)
+            self.broadcast(room, message_frame(message), message.seq)
             self.delivered[room] = message.seq
 
     def broadcast(self, room: str, frame: str, seq: int = 0, skip_user: str | None = None) -> None:

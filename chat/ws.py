@@ -20,9 +20,9 @@ from chat.frames import (
     PostMessage,
     Read,
     Typing,
-    encode,
     error_frame,
     hello_frame,
+    message_frame,
     parse_client_frame,
     reset_frame,
     typing_frame,
@@ -31,7 +31,7 @@ from chat.hub import CLOSE_SESSION_ENDED, CLOSE_TOO_SLOW, HUB_KEY, Connection
 from chat.reads import READS_KEY
 from settings import SETTINGS_KEY, Settings
 from storage import STORE_KEY
-from storage.base import ChangeRefused, Message, StorageUnavailable, now
+from storage.base import ChangeRefused, StorageUnavailable, now
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +44,6 @@ RATE_LIMITED = "Slow down: too many messages. Try again shortly."
 SIGNAL_BURST = 30
 SIGNAL_PER_SECOND = 2.0
 TYPING_INTERVAL = 3.0  # seconds: a person's typing is announced at most this often per room
-
-
-def message_frame(message: Message) -> str:
-    """Encode a stored message as a `message` frame."""
-    return encode(message.to_json())
 
 
 def _whole_number(request: web.Request, name: str) -> int | None:
@@ -183,7 +178,7 @@ class ChatSocket(web.View):
             await conn.ws.send_str(reset_frame(last_seq))
             return
         for message in changes:
-            await conn.ws.send_str(encode(message.to_json("change")))
+            await conn.ws.send_str(message_frame(message, "change"))
 
     async def _receive(self, conn: Connection, msg: WSMessage, allowance: Allowance) -> bool:
         """Handle one client frame, spending a token; False when the socket must close."""
@@ -256,7 +251,7 @@ class ChatSocket(web.View):
                 message = await store.messages.change(
                     conn.room, change.seq, conn.user, change.text, since
                 )
-                frame = encode(message.to_json("change"))
+                frame = message_frame(message, "change")
                 hub.broadcast(conn.room, frame)
         except ChangeRefused as exc:
             conn.send_text(error_frame(exc.code, exc.message, change.client_id, seq=change.seq))
