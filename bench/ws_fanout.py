@@ -69,12 +69,6 @@ def cpu_seconds(pid: int) -> float:
     return time.clock_gettime(clock.value)
 
 
-def cpu_ticks_seconds(pid: int) -> float:
-    """User + system CPU time in 10 ms ticks: still readable once the process has exited."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
 def ratio(a: float, b: float) -> float:
     """a / b, or NaN when b measured nothing (a run too short to register any CPU)."""
     return a / b if b > 0 else float("nan")
@@ -207,7 +201,7 @@ def run_load(
     rss_per_socket = (rss_bytes(server.pid) - rss_before) / sockets
     cpu0, gen0, busy0, wall0 = (
         cpu_seconds(server.pid),
-        cpu_ticks_seconds(gen.pid),
+        cpu_seconds(gen.pid),
         machine_busy_seconds(),
         time.monotonic(),
     )
@@ -216,7 +210,7 @@ def run_load(
     out = gen.stdout.readline()
     cpu1, gen1, busy1, wall1 = (
         cpu_seconds(server.pid),
-        cpu_ticks_seconds(gen.pid),
+        cpu_seconds(gen.pid),
         machine_busy_seconds(),
         time.monotonic(),
     )
