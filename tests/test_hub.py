@@ -1,11 +1,13 @@
-"""Connection: frames go straight to a socket that keeps up, and queue only while it lags."""
+"""Connection and Hub: frames go straight to a socket that keeps up and queue only while it lags;
+a burst of broadcasts reaches each socket in one write, in order."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
-from chat.hub import CLOSE_TOO_SLOW, WRITE_BUFFER_HIGH, Connection
+from chat.frames import ws_text_frame
+from chat.hub import CLOSE_GOING_AWAY, CLOSE_TOO_SLOW, WRITE_BUFFER_HIGH, Connection, Hub
 
 
 class FakeTransport:
@@ -32,9 +34,35 @@ class FakeSocket:
         self.closed, self.close_code = True, code
 
 
-def connection(transport: FakeTransport, limit: int = 8) -> Connection:
+def connection(transport: FakeTransport, limit: int = 8, user: str = "alice") -> Connection:
     session: Any = None  # a Connection only carries its session, for closing by session
-    return Connection(FakeSocket(), transport, "alice", "general", session, limit)  # type: ignore[arg-type]
+    return Connection(FakeSocket(), transport, user, "general", session, limit)  # type: ignore[arg-type]
+
+
+class FakeMessages:
+    """The one thing a Hub asks storage for here: the room's last seq as a socket joins."""
+
+    async def last_seq(self, room: str) -> int:
+        return 0
+
+
+def burst_hub() -> Hub:
+    messages: Any = FakeMessages()
+    # Every broadcast but a room's first counts as part of a burst, however slow the machine.
+    return Hub(messages, burst_gap=60.0)
+
+
+async def joined(
+    hub: Hub, transport: FakeTransport, user: str = "alice", limit: int = 8
+) -> Connection:
+    conn = connection(transport, limit, user)
+    await hub.register(conn)
+    conn.start()
+    return conn
+
+
+def frame(text: str) -> bytes:
+    return ws_text_frame(text)
 
 
 async def test_lagging_socket_queues_in_order_then_gives_the_queue_back() -> None:
@@ -70,3 +98,77 @@ async def test_socket_that_never_catches_up_is_closed_with_1013() -> None:
     assert conn.ws.close_code == CLOSE_TOO_SLOW  # type: ignore[attr-defined]
     assert conn.queue is None and transport.written == []
     await conn.stop()
+
+
+async def test_burst_reaches_each_socket_in_one_write_in_order() -> None:
+    hub = burst_hub()
+    alice, bob = FakeTransport(), FakeTransport()
+    await joined(hub, alice)
+    await joined(hub, bob, "bob")
+    hub.broadcast("general", "m1", 1)
+    assert alice.written == [frame("m1")]  # after a quiet spell: written at once
+    hub.broadcast("general", "m2", 2)
+    hub.broadcast("general", "change", 0)
+    hub.broadcast("general", "m3", 3)
+    assert alice.written == [frame("m1")]  # the burst waits for the end of the iteration
+    await asyncio.sleep(0)
+    for transport in (alice, bob):
+        assert transport.written == [frame("m1"), frame("m2") + frame("change") + frame("m3")]
+
+
+async def test_burst_skips_what_a_resume_already_sent_and_queues_for_a_lagging_socket() -> None:
+    hub = burst_hub()
+    keeps_up, resumed, lagging = FakeTransport(), FakeTransport(), FakeTransport()
+    await joined(hub, keeps_up)
+    resumed_conn = await joined(hub, resumed, "bob")
+    resumed_conn.skip_through = 2  # its resume replayed messages 1 and 2 from storage
+    lagging_conn = await joined(hub, lagging, "carol")
+    lagging.buffered = WRITE_BUFFER_HIGH + 1
+    for seq in (1, 2, 3):
+        hub.broadcast("general", f"m{seq}", seq)
+    await asyncio.sleep(0)
+    assert keeps_up.written == [frame("m1"), frame("m2") + frame("m3")]
+    assert resumed.written == [frame("m3")]
+    assert lagging.written == [] and lagging_conn.queue is not None and len(lagging_conn.queue) == 3
+    lagging.buffered = 0
+    for _ in range(100):
+        if lagging_conn.queue is None:
+            break
+        await asyncio.sleep(0.01)
+    assert lagging.written == [frame("m1"), frame("m2"), frame("m3")]
+    await lagging_conn.stop()
+
+
+async def test_burst_with_a_frame_for_others_keeps_the_order_and_skips_its_sender() -> None:
+    hub = burst_hub()
+    alice, bob = FakeTransport(), FakeTransport()
+    await joined(hub, alice)
+    await joined(hub, bob, "bob")
+    hub.broadcast("general", "m1", 1)
+    hub.broadcast("general", "alice is typing", skip_user="alice")
+    hub.broadcast("general", "m2", 2)
+    await asyncio.sleep(0)
+    assert b"".join(alice.written) == frame("m1") + frame("m2")
+    assert b"".join(bob.written) == frame("m1") + frame("alice is typing") + frame("m2")
+
+
+async def test_closing_sends_the_waiting_burst_before_the_close_frame() -> None:
+    hub = burst_hub()
+    transport = FakeTransport()
+    conn = await joined(hub, transport)
+    hub.broadcast("general", "m1", 1)
+    hub.broadcast("general", "m2", 2)  # waits for the end of the iteration
+    await hub.close_all()  # the closes run as tasks, so after the waiting burst
+    assert conn.ws.close_code == CLOSE_GOING_AWAY  # type: ignore[attr-defined]
+    assert transport.written == [frame("m1"), frame("m2")]
+
+
+async def test_burst_for_a_room_left_empty_is_dropped() -> None:
+    hub = burst_hub()
+    transport = FakeTransport()
+    conn = await joined(hub, transport)
+    hub.broadcast("general", "m1", 1)
+    hub.broadcast("general", "m2", 2)
+    hub.unregister(conn)
+    await asyncio.sleep(0)
+    assert transport.written == [frame("m1")] and "general" not in hub.rooms
