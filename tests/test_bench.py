@@ -44,6 +44,9 @@ def test_ws_fanout_smoke() -> None:
     assert all(value == value and value > 0 for value in ratios.values()), ratios
     stall = summary["stall"]
     assert isinstance(stall, dict) and stall["delivery"] == 1.0
+    for server in ("product", "baseline"):  # the tiny ramp: 10 and 20 messages/s into 20 sockets
+        saturation = summary[f"saturation_{server}"]
+        assert isinstance(saturation, dict) and saturation["rate"] == 20, saturation
 
 
 def test_history_smoke() -> None:
