@@ -46,7 +46,7 @@ BENCH_LIMITS = {
 
 
 STALL_REPS = 2  # A/B/B/A pairs of calm and stalled runs; more would pass the 4-minute bound
-RAMP_RATES = (40, 60, 80, 100, 120, 150, 200, 250, 300, 400)  # messages/s into 1000 sockets
+RAMP_RATES = (40, 60, 80, 100, 120, 150, 200, 250, 300, 400, 500, 600)  # msg/s, 1000 sockets
 # A process that used this much CPU in a run was out of its core: when only the load generator
 # was, the saturation found is the generator's, a lower bound for the server's.
 BUSY_CORES = 0.9
