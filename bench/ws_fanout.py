@@ -359,17 +359,24 @@ def main() -> int:
             for server in (product, baseline):
                 best, limit = 0.0, "none"
                 for rate in rates:
-                    result = run_load(server, ramp_sockets, rate, ramp_duration)
-                    ok = result.report["p99_ms"] < 100 and result.report["delivery"] >= 0.999
-                    print(
-                        f"  ramp {server.name:9} R={rate:<4} "
-                        f"p99={result.report['p99_ms']:8.2f}ms "
-                        f"delivery={result.report['delivery']:7.2%} "
-                        f"cpu/frame={result.cpu_us_per_frame:5.2f}us "
-                        f"cores: server {result.server_cores:4.2f}, "
-                        f"load generator {result.loadgen_cores:4.2f} "
-                        + ("ok" if ok else "saturated")
-                    )
+                    # A step fails only when it fails twice in a row: one full garbage
+                    # collection (50-120 ms with 1000 sockets) or a stall of the VM inside a
+                    # 3-second run is enough to lift its p99 past 100 ms once.
+                    for attempt in range(2):
+                        result = run_load(server, ramp_sockets, rate, ramp_duration)
+                        ok = result.report["p99_ms"] < 100 and result.report["delivery"] >= 0.999
+                        print(
+                            f"  ramp {server.name:9} R={rate:<4} "
+                            f"p99={result.report['p99_ms']:8.2f}ms "
+                            f"delivery={result.report['delivery']:7.2%} "
+                            f"cpu/frame={result.cpu_us_per_frame:5.2f}us "
+                            f"cores: server {result.server_cores:4.2f}, "
+                            f"load generator {result.loadgen_cores:4.2f}, "
+                            f"rest {result.rest_cores:4.2f} "
+                            + ("ok" if ok else "missed" if attempt == 0 else "saturated")
+                        )
+                        if ok:
+                            break
                     if not ok:
                         busy_generator = result.server_cores < BUSY_CORES <= result.loadgen_cores
                         limit = "load generator" if busy_generator else "server"
