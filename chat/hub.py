@@ -72,7 +72,7 @@ class Connection:
         """Send a frame now if the socket keeps up, else queue it; 1013 when it cannot keep up."""
         if self.closing:
             return
-        if self.started and not self.queue and self._writable():
+        if self._keeps_up():
             self._write(seq, frame)
             return
         if self.queue is None:
@@ -90,20 +90,18 @@ class Connection:
         first_seq is the first message seq among them (0 for none): a socket whose resume
         already sent it takes the frames one by one instead, so it can skip those.
         """
-        if (
-            self.started
-            and not self.closing
-            and not self.queue
-            and not (first_seq and first_seq <= self.skip_through)
-            and self._writable()
-        ):
-            self.transport.write(data)  # type: ignore[union-attr]
-            return True
-        return False
+        if self.closing or (first_seq and first_seq <= self.skip_through) or not self._keeps_up():
+            return False
+        self.transport.write(data)  # type: ignore[union-attr]
+        return True
 
     def send_text(self, text: str) -> None:
         """Send one text frame to this socket alone (errors, acknowledgements, presence)."""
         self.push(ws_text_frame(text))
+
+    def _keeps_up(self) -> bool:
+        """Say whether a frame may go straight out: sending started, nothing queued, room left."""
+        return self.started and not self.queue and self._writable()
 
     def _writable(self) -> bool:
         t = self.transport

@@ -65,6 +65,21 @@ def frame(text: str) -> bytes:
     return ws_text_frame(text)
 
 
+async def alice_and_bob(hub: Hub) -> tuple[FakeTransport, FakeTransport]:
+    alice, bob = FakeTransport(), FakeTransport()
+    await joined(hub, alice)
+    await joined(hub, bob, "bob")
+    return alice, bob
+
+
+async def caught_up(conn: Connection) -> None:
+    """Wait (a second at most) until a lagging socket has sent its queue."""
+    for _ in range(100):
+        if conn.queue is None:
+            return
+        await asyncio.sleep(0.01)
+
+
 async def test_lagging_socket_queues_in_order_then_gives_the_queue_back() -> None:
     transport = FakeTransport()
     conn = connection(transport)
@@ -76,10 +91,7 @@ async def test_lagging_socket_queues_in_order_then_gives_the_queue_back() -> Non
     conn.push(b"3", 3)
     assert transport.written == [b"1"] and conn.queue is not None and len(conn.queue) == 2
     transport.buffered = 0
-    for _ in range(100):
-        if conn.queue is None:
-            break
-        await asyncio.sleep(0.01)
+    await caught_up(conn)
     assert transport.written == [b"1", b"2", b"3"]
     assert conn.queue is None  # caught up: the memory is given back
     conn.push(b"4", 4)
@@ -102,9 +114,7 @@ async def test_socket_that_never_catches_up_is_closed_with_1013() -> None:
 
 async def test_burst_reaches_each_socket_in_one_write_in_order() -> None:
     hub = burst_hub()
-    alice, bob = FakeTransport(), FakeTransport()
-    await joined(hub, alice)
-    await joined(hub, bob, "bob")
+    alice, bob = await alice_and_bob(hub)
     hub.broadcast("general", "m1", 1)
     assert alice.written == [frame("m1")]  # after a quiet spell: written at once
     hub.broadcast("general", "m2", 2)
@@ -131,19 +141,14 @@ async def test_burst_skips_what_a_resume_already_sent_and_queues_for_a_lagging_s
     assert resumed.written == [frame("m3")]
     assert lagging.written == [] and lagging_conn.queue is not None and len(lagging_conn.queue) == 3
     lagging.buffered = 0
-    for _ in range(100):
-        if lagging_conn.queue is None:
-            break
-        await asyncio.sleep(0.01)
+    await caught_up(lagging_conn)
     assert lagging.written == [frame("m1"), frame("m2"), frame("m3")]
     await lagging_conn.stop()
 
 
 async def test_burst_with_a_frame_for_others_keeps_the_order_and_skips_its_sender() -> None:
     hub = burst_hub()
-    alice, bob = FakeTransport(), FakeTransport()
-    await joined(hub, alice)
-    await joined(hub, bob, "bob")
+    alice, bob = await alice_and_bob(hub)
     hub.broadcast("general", "m1", 1)
     hub.broadcast("general", "alice is typing", skip_user="alice")
     hub.broadcast("general", "m2", 2)
