@@ -26,12 +26,14 @@ class ReadMarks:
     def __init__(self, reads: Reads) -> None:
         self.reads = reads
         self.pending: dict[str, dict[str, int]] = {}  # user -> room -> seq
+        self.noted = asyncio.Event()  # set while marks are pending: an idle server never wakes
 
     def note(self, user: str, room: str, seq: int) -> None:
         """Remember a read mark until the next flush (never moving one back)."""
         rooms = self.pending.setdefault(user, {})
         if seq > rooms.get(room, 0):
             rooms[room] = seq
+        self.noted.set()
 
     async def of_user(self, user: str) -> dict[str, int]:
         """Return the person's read marks, stored and pending."""
@@ -44,6 +46,7 @@ class ReadMarks:
     async def flush(self) -> None:
         """Store the pending marks; on failure they stay pending for the next try."""
         if not self.pending:
+            self.noted.clear()
             return
         batch = [
             (user, room, seq) for user, rooms in self.pending.items() for room, seq in rooms.items()
@@ -55,17 +58,20 @@ class ReadMarks:
             log.warning("%d read mark(s) not stored yet: %s", len(batch), exc)
             for user, room, seq in batch:
                 self.note(user, room, seq)
+        if not self.pending:
+            self.noted.clear()
 
 
 READS_KEY = web.AppKey("reads", ReadMarks)
 
 
 async def reads_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Flush read marks every few seconds, and once more at shutdown."""
+    """Flush read marks a few seconds after one is noted, and once more at shutdown."""
     marks = app[READS_KEY]
 
     async def run() -> None:
         while True:
+            await marks.noted.wait()
             await asyncio.sleep(FLUSH_EVERY)
             await marks.flush()
 

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from app import create_app
 from conftest import ROOT, Auth
+from settings import Settings
 from storage import STORE_KEY
 
 XSS = '<img src=x onerror=alert(1)><script>alert("x")</script>'
@@ -121,6 +127,20 @@ async def test_healthz_and_readyz(client: TestClient[Any, Any]) -> None:
     resp = await client.get("/readyz")
     assert resp.status == 200
     assert (await resp.json())["database"] == "ok"
+
+
+async def test_healthz_reports_a_stalled_event_loop(
+    aiohttp_client: Callable[[web.Application], Awaitable[TestClient[Any, Any]]],
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("app.LAG_PROBE", 0.01)
+    client = await aiohttp_client(create_app(settings))
+    await asyncio.sleep(0.05)
+    time.sleep(0.3)  # blocks the loop: the probe that was sleeping wakes ~0.3 s late
+    await asyncio.sleep(0.05)
+    lag = (await (await client.get("/healthz")).json())["loop_lag_ms"]
+    assert lag["max"] >= 250
 
 
 async def test_friendly_404_page(client: TestClient[Any, Any]) -> None:

@@ -447,6 +447,39 @@ async def test_too_many_changes_while_away_get_a_reset(user_factory: Any) -> Non
     await a.close()
 
 
+async def test_read_marks_are_flushed_in_the_background_only_once_noted(
+    user_factory: Any, client: TestClient[Any, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("chat.reads.FLUSH_EVERY", 0.01)
+    alice = await user_factory("alice")
+    a = await alice.ws()
+    await hello(a)
+    for i in range(3):
+        await post_message(a, f"m{i}", f"c{i}")
+    marks = client.app[READS_KEY]
+    store = client.app[STORE_KEY]
+    flushes = 0
+    real_flush = marks.flush
+
+    async def counted() -> None:
+        nonlocal flushes
+        flushes += 1
+        await real_flush()
+
+    marks.flush = counted  # type: ignore[method-assign]
+    await asyncio.sleep(0.1)
+    assert flushes == 0  # nothing to store: the flusher sleeps until a mark comes
+    await send(a, type="read", seq=2)
+    await post_message(a, "sync", "s1")
+    for _ in range(500):
+        if not marks.noted.is_set() and await store.reads.of_user("alice") == {"general": 2}:
+            break
+        await asyncio.sleep(0.01)
+    assert await store.reads.of_user("alice") == {"general": 2}
+    assert flushes == 1 and not marks.pending and not marks.noted.is_set()
+    await a.close()
+
+
 async def test_read_marks_are_stored_in_batches_and_at_shutdown(
     user_factory: Any, client: TestClient[Any, Any], settings: Settings
 ) -> None:
