@@ -134,7 +134,8 @@ def now() -> dt.datetime:
 
 def iso(t: dt.datetime) -> str:
     """Format a UTC time as ISO 8601 with milliseconds and a Z."""
-    return t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+    # isoformat ends "+00:00" for UTC; it costs half what strftime does (once per message sent).
+    return t.astimezone(dt.UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def login_key(login: str) -> str:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import re
 from typing import Any
 
 from hypothesis import given, settings
@@ -18,6 +20,7 @@ from chat.frames import (
     Typing,
     parse_client_frame,
 )
+from storage.base import iso
 
 CODES = {"bad_frame", "empty", "too_long"}
 
@@ -92,3 +95,17 @@ def test_any_text(raw: str) -> None:
 
 def test_deeply_nested_json_is_a_bad_frame() -> None:
     check("[" * 100_000 + "]" * 100_000)
+
+
+@given(
+    st.datetimes(
+        min_value=dt.datetime(1970, 1, 1),
+        max_value=dt.datetime(2200, 1, 1),
+        timezones=st.sampled_from([dt.UTC, dt.timezone(dt.timedelta(hours=-9.5))]),
+    )
+)
+def test_times_are_utc_iso_with_milliseconds(t: dt.datetime) -> None:
+    text = iso(t)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", text)
+    back = dt.datetime.fromisoformat(text)
+    assert back == t.replace(microsecond=t.microsecond // 1000 * 1000)
