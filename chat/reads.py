@@ -17,7 +17,7 @@ from storage.base import Reads, StorageUnavailable
 
 log = logging.getLogger(__name__)
 
-FLUSH_EVERY = 2.0  # seconds between batches
+FLUSH_EVERY = 2.0  # seconds from the first mark noted to its batch being stored
 
 
 class ReadMarks:
@@ -45,20 +45,20 @@ class ReadMarks:
 
     async def flush(self) -> None:
         """Store the pending marks; on failure they stay pending for the next try."""
-        if not self.pending:
-            self.noted.clear()
-            return
-        batch = [
-            (user, room, seq) for user, rooms in self.pending.items() for room, seq in rooms.items()
-        ]
-        self.pending = {}
-        try:
-            await self.reads.mark_many(batch)
-        except StorageUnavailable as exc:
-            log.warning("%d read mark(s) not stored yet: %s", len(batch), exc)
-            for user, room, seq in batch:
-                self.note(user, room, seq)
-        if not self.pending:
+        if self.pending:
+            batch = [
+                (user, room, seq)
+                for user, rooms in self.pending.items()
+                for room, seq in rooms.items()
+            ]
+            self.pending = {}
+            try:
+                await self.reads.mark_many(batch)
+            except StorageUnavailable as exc:
+                log.warning("%d read mark(s) not stored yet: %s", len(batch), exc)
+                for user, room, seq in batch:
+                    self.note(user, room, seq)
+        if not self.pending:  # marks noted meanwhile keep the flag for the next batch
             self.noted.clear()
 
 
