@@ -3,15 +3,19 @@
     python bench/history.py           # 1,000 vs 1,000,000 stored messages
     python bench/history.py --smoke   # 1,000 vs 5,000: checks the harness, not the numbers
 
-Fills the SQLite store with N messages (the product's own schema), starts the product on it and
-times, from a client on 127.0.0.1: the chat page, the history endpoint (first page and a deep
-page), a resume of 500 messages over /ws, and message writes with concurrent senders.
+Fills two SQLite stores, with 1,000 and with N messages (the product's own schema), starts the
+product on each and times them in turn, A/B/B/A, from a client on 127.0.0.1: the chat page, the
+history endpoint (first page and a deep page), a resume of 500 messages over /ws, and message
+writes with concurrent senders. Timed in turn rather than one store after the other, so that the
+machine's pace, which drifts on a VM, weighs on both alike.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
+import contextlib
 import json
 import re
 import shutil
@@ -57,7 +61,7 @@ def fill(path: Path, count: int) -> None:
     db.close()
 
 
-async def p50_ms(session: aiohttp.ClientSession, url: str, times: int) -> float:
+async def timed_ms(session: aiohttp.ClientSession, url: str, times: int) -> list[float]:
     samples = []
     for _ in range(times):
         started = time.perf_counter()
@@ -65,90 +69,113 @@ async def p50_ms(session: aiohttp.ClientSession, url: str, times: int) -> float:
             await resp.read()
             assert resp.status == 200, (url, resp.status)
         samples.append((time.perf_counter() - started) * 1000)
-    return statistics.median(samples)
+    return samples
+
+
+async def sign_up(session: aiohttp.ClientSession, url: str) -> None:
+    async with session.get(url + "/signup") as resp:
+        token = re.search(r'name="csrf_token" value="([^"]+)"', await resp.text())
+        assert token
+    form = {"login": "reader", "email": "reader@example.com", "password": PASSWORD,
+            "password_confirm": PASSWORD, "csrf_token": token.group(1)}  # fmt: skip
+    async with session.post(url + "/signup", data=form, headers={"Origin": url}) as resp:
+        assert resp.status == 200
+
+
+async def time_reads(
+    session: aiohttp.ClientSession, url: str, count: int, times: int
+) -> dict[str, list[float]]:
+    """Time each read `times` times, and one resume of the last 500 messages."""
+    samples = {
+        "chat page": await timed_ms(session, url + "/rooms/general", times),
+        "history, first page": await timed_ms(session, url + "/rooms/general/messages", times),
+        "history, deep page": await timed_ms(
+            session, url + "/rooms/general/messages?before=100&limit=50", times
+        ),
+    }
+    started = time.perf_counter()
+    async with session.ws_connect(url + f"/ws?after={count - 500}", headers={"Origin": url}) as ws:
+        got = 0
+        while got < 500:
+            if (await ws.receive_json(timeout=10))["type"] == "message":
+                got += 1
+    samples["resume of 500"] = [(time.perf_counter() - started) * 1000]
+    return samples
+
+
+async def writes_per_s(
+    session: aiohttp.ClientSession, url: str, senders: int, per_sender: int, run: int
+) -> float:
+    """Stored messages per second, `senders` sockets sending as fast as they can."""
+    sockets = [
+        await session.ws_connect(url + "/ws", headers={"Origin": url}) for _ in range(senders)
+    ]
+    for ws in sockets:
+        await ws.receive_json(timeout=10)
+    started = time.perf_counter()
+
+    async def send_all(n: int, ws: aiohttp.ClientWebSocketResponse) -> None:
+        for i in range(per_sender):
+            await ws.send_str(
+                json.dumps({"type": "message", "text": f"w{i}", "client_id": f"{run}-{n}-{i}"})
+            )
+
+    async def drain(ws: aiohttp.ClientWebSocketResponse) -> None:
+        got = 0
+        while got < senders * per_sender:  # every socket sees every message
+            if (await ws.receive_json(timeout=30))["type"] == "message":
+                got += 1
+
+    await asyncio.gather(*(send_all(n, ws) for n, ws in enumerate(sockets)))
+    await drain(sockets[0])
+    rate = senders * per_sender / (time.perf_counter() - started)
+    for ws in sockets:
+        await ws.close()
+    return rate
 
 
 async def measure(
-    url: str, count: int, reps: int, senders: int, per_sender: int
-) -> dict[str, float]:
-    """Time the reads and writes against a running product holding `count` messages."""
-    jar = aiohttp.CookieJar(unsafe=True)
-    async with aiohttp.ClientSession(cookie_jar=jar) as s:
-        async with s.get(url + "/signup") as resp:
-            token = re.search(r'name="csrf_token" value="([^"]+)"', await resp.text())
-            assert token
-        form = {"login": "reader", "email": "reader@example.com", "password": PASSWORD,
-                "password_confirm": PASSWORD, "csrf_token": token.group(1)}  # fmt: skip
-        async with s.post(url + "/signup", data=form, headers={"Origin": url}) as resp:
-            assert resp.status == 200
-        result = {
-            "chat page": await p50_ms(s, url + "/rooms/general", reps),
-            "history, first page": await p50_ms(s, url + "/rooms/general/messages", reps),
-            "history, deep page": await p50_ms(
-                s, url + "/rooms/general/messages?before=100&limit=50", reps
-            ),
-        }
-        resumes = []
-        for _ in range(max(3, reps // 5)):
-            started = time.perf_counter()
-            async with s.ws_connect(
-                url + f"/ws?after={count - 500}", headers={"Origin": url}
-            ) as ws:
-                got = 0
-                while got < 500:
-                    if (await ws.receive_json(timeout=10))["type"] == "message":
-                        got += 1
-            resumes.append((time.perf_counter() - started) * 1000)
-        result["resume of 500"] = statistics.median(resumes)
-        sockets = [await s.ws_connect(url + "/ws", headers={"Origin": url}) for _ in range(senders)]
-        for ws in sockets:
-            await ws.receive_json(timeout=10)
-        started = time.perf_counter()
-
-        async def send_all(n: int, ws: aiohttp.ClientWebSocketResponse) -> None:
-            for i in range(per_sender):
-                await ws.send_str(
-                    json.dumps({"type": "message", "text": f"w{i}", "client_id": f"{n}-{i}"})
-                )
-
-        async def drain(ws: aiohttp.ClientWebSocketResponse) -> None:
-            got = 0
-            while got < senders * per_sender:  # every socket sees every message
-                if (await ws.receive_json(timeout=30))["type"] == "message":
-                    got += 1
-
-        await asyncio.gather(*(send_all(n, ws) for n, ws in enumerate(sockets)))
-        await drain(sockets[0])
-        result["writes per s"] = senders * per_sender / (time.perf_counter() - started)
-        for ws in sockets:
-            await ws.close()
-    return result
+    urls: list[str], counts: list[int], rounds: int, times: int, senders: int, per_sender: int
+) -> list[dict[str, float]]:
+    """Time both stores in turn, A/B/B/A, so a change in the machine's pace hits both alike."""
+    jars = [aiohttp.CookieJar(unsafe=True) for _ in urls]
+    async with contextlib.AsyncExitStack() as stack:
+        sessions = [
+            await stack.enter_async_context(aiohttp.ClientSession(cookie_jar=jar)) for jar in jars
+        ]
+        for session, url in zip(sessions, urls, strict=True):
+            await sign_up(session, url)
+        samples: list[dict[str, list[float]]] = [collections.defaultdict(list) for _ in urls]
+        for _ in range(rounds):
+            for i in (0, 1, 1, 0):
+                for key, values in (
+                    await time_reads(sessions[i], urls[i], counts[i], times)
+                ).items():
+                    samples[i][key] += values
+        # Writes last: they add messages. Each store twice, A/B/B/A, half the messages each time.
+        for run, i in enumerate((0, 1, 1, 0)):
+            rate = await writes_per_s(sessions[i], urls[i], senders, per_sender // 2, run)
+            samples[i]["writes per s"].append(rate)
+    return [{key: statistics.median(values) for key, values in s.items()} for s in samples]
 
 
-def run(count: int, reps: int, senders: int, per_sender: int) -> dict[str, float]:
-    work = Path(tempfile.mkdtemp(prefix="chat-history-"))
-    try:
-        started = time.monotonic()
-        fill(work / "data" / "chat.sqlite3", count)
-        print(f"  filled {count:,} messages in {time.monotonic() - started:.1f} s", flush=True)
-        env = {
-            "DATA_DIR": str(work / "data"),
-            "LOG_LEVEL": "WARNING",
-            "ARGON2_TIME_COST": "1",
-            "ARGON2_MEMORY_KIB": "1024",
-            # The senders send as fast as they can from one address: limits raised, not bypassed.
-            "MESSAGE_BURST": "100000",
-            "MESSAGE_PER_MINUTE": "10000000",
-        }
-        server = Server("product", [sys.executable, str(ROOT / "app.py")], env, work)
-        server.start()
-        try:
-            url = f"http://127.0.0.1:{server.port}"
-            return asyncio.run(measure(url, count, reps, senders, per_sender))
-        finally:
-            server.stop()
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+def start(work: Path, count: int) -> Server:
+    """Fill a store with `count` messages and start the product on it."""
+    started = time.monotonic()
+    fill(work / "data" / "chat.sqlite3", count)
+    print(f"  filled {count:,} messages in {time.monotonic() - started:.1f} s", flush=True)
+    env = {
+        "DATA_DIR": str(work / "data"),
+        "LOG_LEVEL": "WARNING",
+        "ARGON2_TIME_COST": "1",
+        "ARGON2_MEMORY_KIB": "1024",
+        # The senders send as fast as they can from one address: limits raised, not bypassed.
+        "MESSAGE_BURST": "100000",
+        "MESSAGE_PER_MINUTE": "10000000",
+    }
+    server = Server("product", [sys.executable, str(ROOT / "app.py")], env, work)
+    server.start()
+    return server
 
 
 def main() -> int:
@@ -157,12 +184,26 @@ def main() -> int:
     )
     parser.add_argument("--smoke", action="store_true", help="small and quick: check the harness")
     args = parser.parse_args()
-    small, large, reps, senders, per_sender = 1_000, 1_000_000, 50, 20, 100
+    small, large, rounds, times, senders, per_sender = 1_000, 1_000_000, 10, 10, 20, 100
     if args.smoke:
-        large, reps, senders, per_sender = 5_000, 5, 4, 10
-    print(f"history benchmark: {small:,} vs {large:,} stored messages, p50 of {reps} requests")
-    a = run(small, reps, senders, per_sender)
-    b = run(large, reps, senders, per_sender)
+        large, rounds, times, senders, per_sender = 5_000, 1, 3, 4, 10
+    print(
+        f"history benchmark: {small:,} vs {large:,} stored messages, both served at once and timed "
+        f"in turn (A/B/B/A x{rounds}); p50 of {2 * rounds * times} requests and {2 * rounds} "
+        "resumes each, writes the median of 2 runs"
+    )
+    works = [Path(tempfile.mkdtemp(prefix="chat-history-")) for _ in range(2)]
+    servers: list[Server] = []
+    try:
+        for work, count in zip(works, (small, large), strict=True):
+            servers.append(start(work, count))
+        urls = [f"http://127.0.0.1:{server.port}" for server in servers]
+        a, b = asyncio.run(measure(urls, [small, large], rounds, times, senders, per_sender))
+    finally:
+        for server in servers:
+            server.stop()
+        for work in works:
+            shutil.rmtree(work, ignore_errors=True)
     print(f"  {'':22} {small:>12,} {large:>12,}   ratio  target")
     for key in a:
         ratio = b[key] / a[key]
