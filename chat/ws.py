@@ -7,6 +7,7 @@ import logging
 import math
 import time
 
+import aiohttp_session
 from aiohttp import WSMessage, WSMsgType, web
 
 from auth import SESSION_KEY
@@ -131,6 +132,9 @@ class ChatSocket(web.View):
             raise too_many(SOCKETS_RETRY_AFTER)
         transport = request.transport
         await ws.prepare(request)
+        # The cookie session was needed for the handshake only: the session middleware never saves
+        # it for an upgraded response, and the request it hangs on lives as long as the socket.
+        request.pop(aiohttp_session.SESSION_KEY, None)
         conn = Connection(ws, transport, user, slug, session, settings.ws_queue_size, address)
         return conn, after, rev
 

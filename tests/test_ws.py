@@ -9,6 +9,7 @@ import json
 import socket
 from typing import Any
 
+import aiohttp_session
 import pytest
 from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
@@ -325,6 +326,21 @@ async def test_stalled_client_is_closed_and_others_get_everything(
                 await asyncio.sleep(0.05)
     finally:
         sock.close()
+
+
+async def test_open_socket_keeps_no_cookie_session(
+    client: TestClient[Any, Any], user_factory: Any
+) -> None:
+    """After the upgrade the cookie session is dropped: its request lives as long as the socket."""
+    alice = await user_factory("alice")
+    a = await alice.ws()
+    await hello(a)
+    (conn,) = client.app[HUB_KEY].connections()
+    request = conn.ws._req  # aiohttp keeps the upgrade's request for the socket's whole life
+    assert request is not None and aiohttp_session.SESSION_KEY not in request
+    await send_message(a, "still works", "c1")
+    assert (await receive_until(a, "message"))["text"] == "still works"
+    await a.close()
 
 
 async def test_logout_closes_sockets_with_1008(auth: Auth) -> None:
