@@ -7,12 +7,12 @@ import logging
 import math
 import time
 
-import aiohttp_session
 from aiohttp import WSMessage, WSMsgType, web
 
 from auth import SESSION_KEY
 from auth.limits import TokenBucket, too_many
 from auth.origin import same_origin
+from auth.sessions import drop_cookie_session
 from chat.broker import BROKER_KEY
 from chat.frames import (
     ChangeMessage,
@@ -132,9 +132,7 @@ class ChatSocket(web.View):
             raise too_many(SOCKETS_RETRY_AFTER)
         transport = request.transport
         await ws.prepare(request)
-        # The cookie session was needed for the handshake only: the session middleware never saves
-        # it for an upgraded response, and the request it hangs on lives as long as the socket.
-        request.pop(aiohttp_session.SESSION_KEY, None)
+        drop_cookie_session(request)  # needed for the handshake only
         conn = Connection(ws, transport, user, slug, session, settings.ws_queue_size, address)
         return conn, after, rev
 
