@@ -17,7 +17,6 @@ import asyncio
 import collections
 import contextlib
 import json
-import re
 import shutil
 import sqlite3
 import statistics
@@ -31,11 +30,9 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-from ws_fanout import Server  # noqa: E402
+from ws_fanout import Server, sign_up  # noqa: E402
 
 from storage.sqlite import SCHEMA  # noqa: E402
-
-PASSWORD = "bench password 123"
 
 
 def fill(path: Path, count: int) -> None:
@@ -70,16 +67,6 @@ async def timed_ms(session: aiohttp.ClientSession, url: str, times: int) -> list
             assert resp.status == 200, (url, resp.status)
         samples.append((time.perf_counter() - started) * 1000)
     return samples
-
-
-async def sign_up(session: aiohttp.ClientSession, url: str) -> None:
-    async with session.get(url + "/signup") as resp:
-        token = re.search(r'name="csrf_token" value="([^"]+)"', await resp.text())
-        assert token
-    form = {"login": "reader", "email": "reader@example.com", "password": PASSWORD,
-            "password_confirm": PASSWORD, "csrf_token": token.group(1)}  # fmt: skip
-    async with session.post(url + "/signup", data=form, headers={"Origin": url}) as resp:
-        assert resp.status == 200
 
 
 async def time_reads(
@@ -144,7 +131,7 @@ async def measure(
             await stack.enter_async_context(aiohttp.ClientSession(cookie_jar=jar)) for jar in jars
         ]
         for session, url in zip(sessions, urls, strict=True):
-            await sign_up(session, url)
+            await sign_up(session, url, "reader")
         samples: list[dict[str, list[float]]] = [collections.defaultdict(list) for _ in urls]
         for _ in range(rounds):
             for i in (0, 1, 1, 0):

@@ -139,26 +139,31 @@ class Server:
         return self.proc.pid
 
 
+async def sign_up(session: aiohttp.ClientSession, url: str, login: str) -> None:
+    """Create an account through the real sign-up form; the session is then logged in."""
+    async with session.get(url + "/signup") as resp:
+        match = re.search(r'name="csrf_token" value="([^"]+)"', await resp.text())
+        assert match, "no CSRF token"
+    form = {
+        "login": login,
+        "email": f"{login}@example.com",
+        "password": PASSWORD,
+        "password_confirm": PASSWORD,
+        "csrf_token": match.group(1),
+    }
+    async with session.post(
+        url + "/signup", data=form, headers={"Origin": url}, allow_redirects=False
+    ) as resp:
+        assert resp.status == 302, f"sign-up failed: {resp.status}"
+
+
 async def sign_up_users(server: Server, users: int) -> None:
     """Create accounts through the real form and keep one session cookie per user."""
     url = f"http://127.0.0.1:{server.port}"
 
     async def one(i: int) -> str:
         async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
-            async with s.get(url + "/signup") as resp:
-                match = re.search(r'name="csrf_token" value="([^"]+)"', await resp.text())
-                assert match, "no CSRF token"
-            form = {
-                "login": f"bench{i}",
-                "email": f"bench{i}@example.com",
-                "password": PASSWORD,
-                "password_confirm": PASSWORD,
-                "csrf_token": match.group(1),
-            }
-            async with s.post(
-                url + "/signup", data=form, headers={"Origin": url}, allow_redirects=False
-            ) as resp:
-                assert resp.status == 302, f"sign-up failed: {resp.status}"
+            await sign_up(s, url, f"bench{i}")
             value = s.cookie_jar.filter_cookies(URL(url))["chat_session"].value
             return f'chat_session="{value}"'
 
