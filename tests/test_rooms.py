@@ -447,15 +447,21 @@ async def test_too_many_changes_while_away_get_a_reset(user_factory: Any) -> Non
     await a.close()
 
 
-async def test_read_marks_are_flushed_in_the_background_only_once_noted(
-    user_factory: Any, client: TestClient[Any, Any], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr("chat.reads.FLUSH_EVERY", 0.01)
+async def alice_after_three_messages(user_factory: Any) -> Any:
+    """Alice's open socket in a room where she has posted messages 1 to 3."""
     alice = await user_factory("alice")
     a = await alice.ws()
     await hello(a)
     for i in range(3):
         await post_message(a, f"m{i}", f"c{i}")
+    return a
+
+
+async def test_read_marks_are_flushed_in_the_background_only_once_noted(
+    user_factory: Any, client: TestClient[Any, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("chat.reads.FLUSH_EVERY", 0.01)
+    a = await alice_after_three_messages(user_factory)
     marks = client.app[READS_KEY]
     store = client.app[STORE_KEY]
     flushes = 0
@@ -483,11 +489,7 @@ async def test_read_marks_are_flushed_in_the_background_only_once_noted(
 async def test_read_marks_are_stored_in_batches_and_at_shutdown(
     user_factory: Any, client: TestClient[Any, Any], settings: Settings
 ) -> None:
-    alice = await user_factory("alice")
-    a = await alice.ws()
-    await hello(a)
-    for i in range(3):
-        await post_message(a, f"m{i}", f"c{i}")
+    a = await alice_after_three_messages(user_factory)
     marks = client.app[READS_KEY]
     store = client.app[STORE_KEY]
     await send(a, type="read", seq=2)
