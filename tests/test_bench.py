@@ -6,6 +6,7 @@ delivered and every figure was produced.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -44,6 +45,8 @@ def test_ws_fanout_smoke() -> None:
     assert all(value == value and value > 0 for value in ratios.values()), ratios
     stall = summary["stall"]
     assert isinstance(stall, dict) and stall["delivery"] == 1.0
+    for key in ("p99_change", "calm_vs_calm"):
+        assert stall[key] == stall[key] and stall[key] > -1, key  # a number, not NaN
     for server in ("product", "baseline"):  # the tiny ramp: 10 and 20 messages/s into 20 sockets
         saturation = summary[f"saturation_{server}"]
         assert isinstance(saturation, dict) and saturation["rate"] == 20, saturation
@@ -77,3 +80,28 @@ def test_sqlite_write_smoke() -> None:
     summary = run_smoke("sqlite_write.py")
     assert set(summary) == {"add_busy_us", "control_busy_us", "add_idle_us", "control_idle_us"}
     assert all(isinstance(v, float) and v > 0 for v in summary.values()), summary
+
+
+def test_flagged_runs_are_run_again_while_the_budget_lasts(monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = importlib.util.spec_from_file_location("ws_fanout", ROOT / "bench" / "ws_fanout.py")
+    assert spec is not None and spec.loader is not None
+    ws_fanout = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "ws_fanout", ws_fanout)  # dataclasses look it up there
+    spec.loader.exec_module(ws_fanout)
+    rest = iter([0.5, 0.5, 0.5, 0.0, 0.5, 0.5, 0.5, 0.5])  # cores used elsewhere, run by run
+    calls = []
+
+    def fake_run_load(server, sockets, rate, duration, stall=False):  # type: ignore[no-untyped-def]
+        calls.append(stall)
+        busy = next(rest)
+        return ws_fanout.Result("product", sockets, rate, {}, 1.0, 0.0, busy, busy, 0.5, 0.5)
+
+    monkeypatch.setattr(ws_fanout, "run_load", fake_run_load)
+    runner = ws_fanout.Runner(duration=1.0, budget=1.0)
+    # Flagged, then flagged again twice: given up after two re-runs, still flagged.
+    assert runner.run(None, 10, 1.0).flagged and runner.reruns == 2
+    # Calm at once: no re-run.
+    assert not runner.run(None, 10, 1.0).flagged and runner.reruns == 2
+    runner.budget = 0.0  # spent: a flagged run is kept as it is
+    assert runner.run(None, 10, 1.0, stall=True).flagged and runner.reruns == 2
+    assert calls == [False, False, False, False, True]
