@@ -222,20 +222,20 @@ class Hub:
         """Return the lock a process holds from storing a room's message to delivering it."""
         return self._post_locks[room]
 
-    async def register(self, conn: Connection) -> int:
-        """Add a socket to its room and return the room's last seq, read under the delivery lock.
+    async def register(self, conn: Connection) -> tuple[int, int]:
+        """Add a socket to its room; return the room's last seq and rev, read under the lock.
 
         Messages up to that seq are in storage (replayed on resume); later ones are delivered to
         the socket's queue, so nothing falls between the two.
         """
         async with self._delivery_locks[conn.room]:
-            last_seq = await self.messages.last_seq(conn.room)
+            last_seq, last_rev = await self.messages.heads(conn.room)
             self.rooms[conn.room][conn] = None
             self.per_user[conn.user] += 1
             self.per_address[conn.address] += 1
             self.delivered.setdefault(conn.room, last_seq)
             conn.skip_through = last_seq
-        return last_seq
+        return last_seq, last_rev
 
     def unregister(self, conn: Connection) -> None:
         """Remove a socket; a room without sockets here is no longer tracked."""

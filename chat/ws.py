@@ -143,8 +143,7 @@ class ChatSocket(web.View):
             # Registered as last_seq is read: later messages reach the socket's queue, earlier
             # ones are in storage, so a resume has no gap (overlaps are skipped by seq).
             # Edits and deletes likewise: later ones are queued, earlier ones have a rev.
-            last_seq = await self.request.app[HUB_KEY].register(conn)
-            last_rev = await store.messages.last_rev(conn.room)
+            last_seq, last_rev = await self.request.app[HUB_KEY].register(conn)
             online = await self.request.app[BROKER_KEY].join(conn)
         except StorageUnavailable as exc:
             log.warning("socket refused, database unavailable: %s", exc)

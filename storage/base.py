@@ -177,15 +177,27 @@ class Sessions(abc.ABC):
 
 
 class Rooms(abc.ABC):
-    """Chat rooms."""
+    """Chat rooms. A room is never renamed or removed, so a room once found is kept here."""
+
+    def __init__(self) -> None:
+        self._known: dict[str, Room] = {}  # at most MAX_ROOMS, the most rooms there can be
 
     @abc.abstractmethod
     async def ensure(self, slug: str, name: str) -> Room:
         """Return the room, creating it first when it does not exist."""
 
-    @abc.abstractmethod
     async def find(self, slug: str) -> Room | None:
-        """Return the room with this slug."""
+        """Return the room with this slug (from memory once found: every socket asks)."""
+        room = self._known.get(slug)
+        if room is None:
+            room = await self._load(slug)
+            if room is not None:
+                self._known[slug] = room
+        return room
+
+    @abc.abstractmethod
+    async def _load(self, slug: str) -> Room | None:
+        """Read the room with this slug from the database."""
 
     @abc.abstractmethod
     async def create(self, slug: str, name: str) -> Room:
@@ -217,6 +229,10 @@ class Messages(abc.ABC):
     @abc.abstractmethod
     async def last_seq(self, room: str) -> int:
         """Return the room's highest seq, 0 when it has no messages."""
+
+    async def heads(self, room: str) -> tuple[int, int]:
+        """Return the room's highest seq and highest rev (what a socket is greeted with)."""
+        return await self.last_seq(room), await self.last_rev(room)
 
     @abc.abstractmethod
     async def change(

@@ -144,6 +144,7 @@ class MongoRooms(Rooms):
     """Rooms in the rooms collection, keyed by slug."""
 
     def __init__(self, db: AsyncDatabase[Doc]) -> None:
+        super().__init__()
         self.col = db["rooms"]
         self.messages = db["messages"]
 
@@ -158,7 +159,7 @@ class MongoRooms(Rooms):
         assert room is not None
         return room
 
-    async def find(self, slug: str) -> Room | None:
+    async def _load(self, slug: str) -> Room | None:
         async with _unavailable():
             doc = await self.col.find_one({"_id": slug})
         return _room(doc) if doc else None

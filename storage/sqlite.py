@@ -112,6 +112,11 @@ UPDATE messages SET text = ?4, deleted = ?5, edited_at = ?6,
 WHERE room = ?1 AND seq = ?2 AND user = ?3 AND deleted = 0 AND created_at >= ?7
 RETURNING *
 """
+# One read for a socket's greeting: the room's last seq and last rev.
+HEADS = """
+SELECT (SELECT COALESCE(MAX(seq), 0) FROM messages WHERE room = ?1),
+    (SELECT COALESCE(MAX(rev), 0) FROM messages WHERE room = ?1 AND rev > 0)
+"""
 MARK_READ = """
 INSERT INTO reads (user, room, seq) VALUES (?, ?, ?)
 ON CONFLICT (user, room) DO UPDATE SET seq = MAX(seq, excluded.seq)
@@ -400,6 +405,7 @@ class SqliteRooms(Rooms):
     """Rooms in the rooms table."""
 
     def __init__(self, db: SqliteDb) -> None:
+        super().__init__()
         self.db = db
 
     async def ensure(self, slug: str, name: str) -> Room:
@@ -412,7 +418,7 @@ class SqliteRooms(Rooms):
         assert room is not None
         return room
 
-    async def find(self, slug: str) -> Room | None:
+    async def _load(self, slug: str) -> Room | None:
         row = await self.db.fetch_one("SELECT * FROM rooms WHERE slug = ?", (slug,))
         return _room(row) if row else None
 
@@ -476,6 +482,10 @@ class SqliteMessages(Messages):
             "SELECT COALESCE(MAX(seq), 0) AS seq FROM messages WHERE room = ?", (room,)
         )
         return int(row["seq"])
+
+    async def heads(self, room: str) -> tuple[int, int]:
+        row = await self.db.fetch_one(HEADS, (room,))
+        return int(row[0]), int(row[1])
 
     async def change(
         self, room: str, seq: int, user: str, text: str | None, since: dt.datetime

@@ -40,10 +40,10 @@ def connection(transport: FakeTransport, limit: int = 8, user: str = "alice") ->
 
 
 class FakeMessages:
-    """The one thing a Hub asks storage for here: the room's last seq as a socket joins."""
+    """The one thing a Hub asks storage for here: the room's last seq and rev as a socket joins."""
 
-    async def last_seq(self, room: str) -> int:
-        return 0
+    async def heads(self, room: str) -> tuple[int, int]:
+        return 0, 0
 
 
 def burst_hub() -> Hub:

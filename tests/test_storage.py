@@ -73,6 +73,28 @@ async def test_room_ensure_is_idempotent(store: Store) -> None:
     assert await store.rooms.find("nope") is None
 
 
+async def test_a_room_once_found_is_not_read_again(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await store.rooms.create("dev", "Dev")
+    reads: list[str] = []
+    load = store.rooms._load
+
+    async def counted(slug: str) -> Any:
+        reads.append(slug)
+        return await load(slug)
+
+    monkeypatch.setattr(store.rooms, "_load", counted)
+    assert await store.rooms.find("late") is None
+    for _ in range(3):
+        assert (await store.rooms.find("dev")).name == "Dev"  # type: ignore[union-attr]
+    assert reads == ["late", "dev"]
+    # A room that did not exist is looked for again: it may have been made since.
+    await store.rooms.create("late", "Late")
+    assert (await store.rooms.find("late")).name == "Late"  # type: ignore[union-attr]
+    assert reads == ["late", "dev", "late"]
+
+
 async def test_messages_numbered_per_room(store: Store) -> None:
     await store.rooms.ensure("dev", "Dev")
     seqs = [
@@ -194,6 +216,8 @@ async def test_edit_and_delete_own_message_take_the_next_rev(store: Store) -> No
     assert (deleted.text, deleted.deleted) == ("", True)
     assert deleted.rev > edited.rev
     assert await store.messages.last_rev("general") == deleted.rev
+    assert await store.messages.heads("general") == (2, deleted.rev)
+    assert await store.messages.heads("other") == (0, 0)
     # History shows the change, under the same seq; nothing new is numbered.
     stored = await store.messages.after("general", 0, 10)
     assert [(m.seq, m.text, m.deleted) for m in stored] == [
