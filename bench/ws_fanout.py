@@ -193,6 +193,7 @@ class Result:
     report: dict[str, float]
     cpu_us_per_frame: float
     rss_per_socket: float
+    open_cpu_us: float  # server CPU per socket opened (upgrade, and for the product, greeting)
     rest_cores: float
     steal_cores: float
     server_cores: float
@@ -209,7 +210,7 @@ def run_load(
 ) -> Result:
     """Connect, measure idle RSS, send for `duration`, and account CPU time."""
     cookies = json.dumps(server.cookies) if server.cookies else ""
-    rss_before = rss_bytes(server.pid)
+    rss_before, open_cpu0 = rss_bytes(server.pid), cpu_seconds(server.pid)
     gen = subprocess.Popen(
         [sys.executable, str(ROOT / "bench" / "loadgen.py"), "--port", str(server.port),
          "--sockets", str(sockets), "--rate", str(rate), "--duration", str(duration),
@@ -221,6 +222,7 @@ def run_load(
     )  # fmt: skip
     assert gen.stdin is not None and gen.stdout is not None
     line = gen.stdout.readline()
+    open_cpu = cpu_seconds(server.pid) - open_cpu0
     if line.strip() != "connected":
         gen.kill()
         raise RuntimeError(f"load generator failed to connect: {line!r}")
@@ -255,6 +257,7 @@ def run_load(
         report,
         server_cpu / frames * 1e6,
         rss_per_socket,
+        open_cpu / sockets * 1e6,
         max(0.0, rest / (wall1 - wall0)),
         (steal1 - steal0) / (wall1 - wall0),
         server_cpu / (wall1 - wall0),
@@ -277,12 +280,14 @@ def show(results: list[Result]) -> dict[str, float]:
         "p99_ms": median([x.report["p99_ms"] for x in results]),
         "cpu_us_per_frame": median([x.cpu_us_per_frame for x in results]),
         "rss_kib_per_socket": median([x.rss_per_socket for x in results]) / 1024,
+        "open_cpu_us_per_socket": median([x.open_cpu_us for x in results]),
     }
     print(
         f"  {r.server:9} N={r.sockets:<5} R={r.rate:<4g} frames/s={row['frames_per_s']:9.0f} "
         f"delivery={row['delivery']:7.2%} p50={row['p50_ms']:6.2f}ms p95={row['p95_ms']:6.2f}ms "
         f"p99={row['p99_ms']:6.2f}ms cpu/frame={row['cpu_us_per_frame']:5.2f}us "
-        f"rss/socket={row['rss_kib_per_socket']:5.1f}KiB"
+        f"rss/socket={row['rss_kib_per_socket']:5.1f}KiB "
+        f"cpu/socket opened={row['open_cpu_us_per_socket']:5.0f}us"
     )
     return row
 

@@ -38,7 +38,8 @@ def test_ws_fanout_smoke() -> None:
     for server in ("product", "baseline"):
         row = point[server]
         assert row["delivery"] == 1.0
-        for key in ("frames_per_s", "p50_ms", "p99_ms", "cpu_us_per_frame", "rss_kib_per_socket"):
+        figures = ("frames_per_s", "p50_ms", "p99_ms", "cpu_us_per_frame", "rss_kib_per_socket")
+        for key in (*figures, "open_cpu_us_per_socket"):
             assert row[key] == row[key] and row[key] >= 0, (server, key)  # a number, not NaN
         assert row["cpu_us_per_frame"] > 0, server  # the CPU clock registers even a short run
     ratios = point["ratios"]
@@ -94,7 +95,7 @@ def test_flagged_runs_are_run_again_while_the_budget_lasts(monkeypatch: pytest.M
     def fake_run_load(server, sockets, rate, duration, stall=False):  # type: ignore[no-untyped-def]
         calls.append(stall)
         busy = next(rest)
-        return ws_fanout.Result("product", sockets, rate, {}, 1.0, 0.0, busy, busy, 0.5, 0.5)
+        return ws_fanout.Result("product", sockets, rate, {}, 1.0, 0.0, 1.0, busy, busy, 0.5, 0.5)
 
     monkeypatch.setattr(ws_fanout, "run_load", fake_run_load)
     runner = ws_fanout.Runner(duration=1.0, budget=1.0)
