@@ -9,6 +9,7 @@ import secrets
 
 MAX_PAGE = 500  # no query returns more rows than this
 MAX_ROOMS = MAX_PAGE  # the room list and a person's read marks are bounded by this too
+ROOMS_KEPT = 10_000  # rooms kept in memory once found (the oldest found goes first)
 
 
 class StorageError(Exception):
@@ -180,7 +181,7 @@ class Rooms(abc.ABC):
     """Chat rooms. A room is never renamed or removed, so a room once found is kept here."""
 
     def __init__(self) -> None:
-        self._known: dict[str, Room] = {}  # at most MAX_ROOMS, the most rooms there can be
+        self._known: dict[str, Room] = {}  # at most ROOMS_KEPT, in the order they were found
 
     @abc.abstractmethod
     async def ensure(self, slug: str, name: str) -> Room:
@@ -192,6 +193,8 @@ class Rooms(abc.ABC):
         if room is None:
             room = await self._load(slug)
             if room is not None:
+                while len(self._known) >= ROOMS_KEPT:
+                    del self._known[next(iter(self._known))]
                 self._known[slug] = room
         return room
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+import storage.base
 from settings import Settings
 from storage import open_store
 from storage.base import ChangeRefused, LoginTaken, RoomTaken, StorageUnavailable, Store, now
@@ -93,6 +94,12 @@ async def test_a_room_once_found_is_not_read_again(
     await store.rooms.create("late", "Late")
     assert (await store.rooms.find("late")).name == "Late"  # type: ignore[union-attr]
     assert reads == ["late", "dev", "late"]
+    # Memory holds a bounded number of rooms: past it, the first found is read again.
+    monkeypatch.setattr(storage.base, "ROOMS_KEPT", 2)
+    await store.rooms.create("third", "Third")
+    assert await store.rooms.find("third") is not None
+    assert await store.rooms.find("dev") is not None
+    assert reads == ["late", "dev", "late", "third", "dev"]
 
 
 async def test_messages_numbered_per_room(store: Store) -> None:
