@@ -49,8 +49,8 @@ BENCH_LIMITS = {
 
 
 FLAG_CORES = 0.3  # a run is flagged when the rest of the machine used more than this
-# A flagged run is run again, up to twice, while this many seconds of re-runs are left: enough
-# for a few at N=1000 within the 4-minute bound.
+# A flagged run is run again, up to twice, while this many seconds of re-runs are left (the last
+# may overrun it by one run, ~9 s): the default command takes ~200 s, so it stays under 4 minutes.
 RERUNS, RERUN_BUDGET = 2, 20.0
 RAMP_RATES = (40, 60, 80, 100, 120, 150, 200, 250, 300, 400, 500, 600)  # msg/s, 1000 sockets
 # A process that used this much CPU in a run was out of its core: when only the load generator
@@ -201,7 +201,7 @@ class Result:
 
     @property
     def flagged(self) -> bool:
-        """The rest of the machine (other processes, the hypervisor's steal) used > 0.3 core."""
+        """The rest of the machine (other processes, the hypervisor's steal) used > FLAG_CORES."""
         return self.rest_cores > FLAG_CORES
 
 
