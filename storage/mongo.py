@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -256,10 +255,6 @@ class MongoMessages(Messages):
             )
             docs = await cursor.to_list()
         return [_message(d) for d in docs]
-
-    async def heads(self, room: str) -> tuple[int, int]:
-        seq, rev = await asyncio.gather(self.last_seq(room), self.last_rev(room))  # both at once
-        return seq, rev
 
     async def last_seq(self, room: str) -> int:
         async with _unavailable():
