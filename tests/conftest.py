@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import ClientResponse, ClientWebSocketResponse, web
+from aiohttp import ClientResponse, ClientSession, ClientWebSocketResponse, web
 from aiohttp.test_utils import TestClient
 from cryptography.fernet import Fernet
 from pymongo import MongoClient
@@ -294,6 +294,24 @@ class AppProcess:
             self.proc.wait(5)
         if self.proc is not None and self.proc.stdout:
             self.proc.stdout.close()
+
+
+async def sign_up(session: ClientSession, url: str, login: str) -> None:
+    """Sign up on a running process (`AppProcess.url`) through the real form; then logged in."""
+    async with session.get(url + "/signup") as resp:
+        match = CSRF_RE.search(await resp.text())
+        assert match
+    form = {
+        "login": login,
+        "email": f"{login}@example.com",
+        "password": PASSWORD,
+        "password_confirm": PASSWORD,
+        "csrf_token": match.group(1),
+    }
+    async with session.post(
+        url + "/signup", data=form, headers={"Origin": url}, allow_redirects=False
+    ) as resp:
+        assert resp.status == 302, await resp.text()
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

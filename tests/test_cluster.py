@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import shutil
 import signal
 import socket
@@ -18,7 +17,7 @@ import aiohttp
 import pytest
 from cryptography.fernet import Fernet
 
-from conftest import PASSWORD, AppProcess, free_port
+from conftest import CSRF_RE, AppProcess, free_port, sign_up
 
 pytestmark = pytest.mark.cluster
 
@@ -102,20 +101,7 @@ class Person:
         self.session = session
 
     async def sign_up(self, app: AppProcess, login: str) -> None:
-        async with self.session.get(app.url + "/signup") as resp:
-            match = re.search(r'name="csrf_token" value="([^"]+)"', await resp.text())
-            assert match
-        form = {
-            "login": login,
-            "email": f"{login}@example.com",
-            "password": PASSWORD,
-            "password_confirm": PASSWORD,
-            "csrf_token": match.group(1),
-        }
-        async with self.session.post(
-            app.url + "/signup", data=form, headers={"Origin": app.url}, allow_redirects=False
-        ) as resp:
-            assert resp.status == 302, await resp.text()
+        await sign_up(self.session, app.url, login)
 
     async def ws(self, app: AppProcess, query: str = "") -> aiohttp.ClientWebSocketResponse:
         ws = await self.session.ws_connect(app.url + "/ws" + query, headers={"Origin": app.url})
@@ -349,7 +335,7 @@ async def test_logout_on_one_process_closes_that_sessions_sockets_on_the_other(
     a2 = await alice.ws(p2)
     await frame(a2, "hello")
     async with alice.session.get(p1.url + "/") as resp:
-        token = re.search(r'name="csrf_token" value="([^"]+)"', await resp.text())
+        token = CSRF_RE.search(await resp.text())
         assert token
     async with alice.session.post(
         p1.url + "/logout",

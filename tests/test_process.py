@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import sqlite3
 import subprocess
 import sys
@@ -17,9 +16,7 @@ import pytest
 from aiohttp import WSMsgType
 from yarl import URL
 
-from conftest import PASSWORD, ROOT, AppProcess, app_env, free_port
-
-CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
+from conftest import PASSWORD, ROOT, AppProcess, app_env, free_port, sign_up
 
 
 @pytest.fixture
@@ -34,24 +31,6 @@ def server(tmp_path: Path) -> Iterator[AppProcess]:
 async def session() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
         yield s
-
-
-async def sign_up(session: aiohttp.ClientSession, url: str, login: str) -> None:
-    """Sign up through the real form."""
-    async with session.get(url + "/signup") as resp:
-        match = CSRF_RE.search(await resp.text())
-        assert match
-    data = {
-        "login": login,
-        "email": f"{login}@example.com",
-        "password": PASSWORD,
-        "password_confirm": PASSWORD,
-        "csrf_token": match.group(1),
-    }
-    async with session.post(
-        url + "/signup", data=data, headers={"Origin": url}, allow_redirects=False
-    ) as resp:
-        assert resp.status == 302
 
 
 async def test_first_start_needs_no_configuration_and_sigterm_closes_with_1001(
