@@ -121,6 +121,8 @@ MARK_READ = """
 INSERT INTO reads (user, room, seq) VALUES (?, ?, ?)
 ON CONFLICT (user, room) DO UPDATE SET seq = MAX(seq, excluded.seq)
 """
+# A small write of no consequence: readiness checks make it, and so does the WAL's restart.
+MARK_HEALTH = "INSERT OR REPLACE INTO health (id, checked_at) VALUES (1, ?)"
 ROOM_ACTIVITY = """
 SELECT r.*, COALESCE(m.seq, 0) AS last_seq, m.created_at AS last_at
 FROM rooms r LEFT JOIN messages m
@@ -184,9 +186,12 @@ class SqliteDb:
     hot path (a message, an edit), run on the event loop's own connection: in WAL mode without
     fsync such a write costs ~40 us of CPU, less than the two thread wake-ups of a hop to a worker
     (~65 us). That connection never waits for a lock (busy timeout 0): a write that meets another
-    process's lock is handed to the transaction thread, which may wait. It never checkpoints
-    either: the WAL is checkpointed on the reading thread every CHECKPOINT_EVERY writes, so the
-    event loop never waits for the fsync a checkpoint does.
+    process's lock is handed to the transaction thread, which may wait. No connection checkpoints
+    by itself (wal_autocheckpoint off): the WAL is checkpointed on the reading thread every
+    CHECKPOINT_EVERY writes, so the event loop never waits for the fsync a checkpoint does. Nor
+    for the other fsync of WAL mode: the first write after a complete checkpoint restarts the WAL
+    and syncs its header. The checkpoint task makes that write itself, on the transaction
+    thread, and while it runs the writes that would have run on the event loop go there too.
     """
 
     def __init__(self, path: Path) -> None:
@@ -204,6 +209,7 @@ class SqliteDb:
         # executescript runs each PRAGMA to completion; a half-read PRAGMA cursor keeps a lock.
         await conn.executescript(
             "PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;"
+            " PRAGMA wal_autocheckpoint = 0;"
         )
         return conn
 
@@ -261,8 +267,9 @@ class SqliteDb:
     async def write_one(self, sql: str, params: Iterable[Any]) -> list[Any]:
         """Run one writing statement on its own (atomic) and return the rows it returns.
 
-        It runs on the event loop's connection unless another process holds the write lock;
-        then it is handed to the transaction thread, which waits for the lock.
+        It runs on the event loop's connection unless another process holds the write lock, or
+        a checkpoint is under way (the write after it restarts the WAL, with an fsync); then it
+        is handed to the transaction thread, which waits for the lock.
         """
         params = tuple(params)
         async with self._write_lock:
@@ -270,7 +277,10 @@ class SqliteDb:
             if conn is None:
                 raise StorageUnavailable("the database is closed")
             try:
-                rows = conn.execute(sql, params).fetchall()
+                if self._checkpoint is not None:
+                    rows = await self._write_waiting(sql, params)
+                else:
+                    rows = conn.execute(sql, params).fetchall()
             except sqlite3.OperationalError as exc:
                 if not _busy(exc):
                     raise StorageUnavailable(f"database write failed: {exc}") from exc
@@ -307,7 +317,7 @@ class SqliteDb:
         raise StorageUnavailable("the database stayed busy; try again")
 
     def _wrote(self) -> None:
-        """Count a write; start a WAL checkpoint on the reading thread every CHECKPOINT_EVERY."""
+        """Count a write (or transaction); start a WAL checkpoint every CHECKPOINT_EVERY."""
         self._writes_since_checkpoint += 1
         if self._writes_since_checkpoint >= CHECKPOINT_EVERY and self._checkpoint is None:
             self._writes_since_checkpoint = 0
@@ -315,10 +325,17 @@ class SqliteDb:
 
     async def _run_checkpoint(self) -> None:
         try:
-            if self._reader is not None:
-                # PASSIVE: copies what it can without taking the write lock or waiting for readers.
-                await self._reader.execute_fetchall("PRAGMA wal_checkpoint(PASSIVE)")
-        except sqlite3.Error as exc:
+            if self._reader is None:
+                return
+            # PASSIVE: copies what it can without taking the write lock or waiting for readers.
+            rows = await self._reader.execute_fetchall("PRAGMA wal_checkpoint(PASSIVE)")
+            busy, frames, copied = next(iter(rows), (1, 0, 0))
+            if not busy and frames and frames == copied:
+                # Complete: the next write restarts the WAL and syncs its header to disk (the
+                # fsync can take long on a slow disk). Make it here, off the event loop.
+                async with self._write_lock:
+                    await self._write_waiting(MARK_HEALTH, (_ms(now()),))
+        except (sqlite3.Error, StorageUnavailable) as exc:
             log.warning("WAL checkpoint failed: %s", exc)
         finally:
             self._checkpoint = None
@@ -337,6 +354,7 @@ class SqliteDb:
             try:
                 yield conn
                 await conn.execute("COMMIT")
+                self._wrote()
             except BaseException as exc:
                 with contextlib.suppress(sqlite3.Error):
                     await conn.execute("ROLLBACK")
@@ -563,9 +581,7 @@ class SqliteStore(Store):
 
     async def ping(self) -> None:
         # A write, not just a read: a file that can be read but not written is not ready.
-        await self.db.write_one(
-            "INSERT OR REPLACE INTO health (id, checked_at) VALUES (1, ?)", (_ms(now()),)
-        )
+        await self.db.write_one(MARK_HEALTH, (_ms(now()),))
 
     async def close(self) -> None:
         await self.db.close()

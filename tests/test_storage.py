@@ -347,3 +347,72 @@ async def test_sqlite_wal_is_checkpointed_as_messages_are_written(
     (_, frames, _) = (await db.fetch("PRAGMA wal_checkpoint(PASSIVE)"))[0]
     assert 0 <= frames < 150
     assert len(await store.messages.after("general", 0, 500)) == 200
+
+
+def _wal_salts(db: Any) -> bytes:
+    """The WAL header's salts: SQLite draws new ones each time it restarts the WAL."""
+    with open(f"{db.path}-wal", "rb") as wal:
+        return wal.read(32)[16:24]
+
+
+async def _write_until_a_checkpoint_starts(store: Store) -> None:
+    """Add messages until the writes counted since the last checkpoint start one (<= 10)."""
+    db = store.db  # type: ignore[attr-defined]
+    for i in range(10):
+        await store.messages.add("general", "alice", f"m{i}", f"c{i}")
+        if db._checkpoint is not None:
+            return
+    raise AssertionError("no checkpoint after 10 writes")
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_sqlite_wal_restarts_off_the_event_loop(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first write after a complete checkpoint restarts the WAL and syncs its header to
+    # disk (an fdatasync, 80 ms once on this CI machine): it must not be a message's write,
+    # which runs on the event loop, but a write on the writing thread right after the checkpoint.
+    monkeypatch.setattr("storage.sqlite.CHECKPOINT_EVERY", 10)
+    db = store.db  # type: ignore[attr-defined]
+    for conn in (db._reader, db._writer):  # only the checkpoint task checkpoints
+        rows = await conn.execute_fetchall("PRAGMA wal_autocheckpoint")
+        assert [tuple(r) for r in rows] == [(0,)]
+    await _write_until_a_checkpoint_starts(store)
+    before = _wal_salts(db)
+    await db._checkpoint
+    restarted = _wal_salts(db)
+    assert restarted != before  # the checkpoint was complete and the WAL restarted already
+    await store.messages.add("general", "alice", "next", "c-next")
+    assert _wal_salts(db) == restarted  # the message was appended: no restart on the loop
+    assert (await store.messages.last_seq("general")) == len(
+        await store.messages.after("general", 0, 50)
+    )
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_sqlite_writes_during_a_checkpoint_go_to_the_writing_thread(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Until the checkpoint task has restarted the WAL, a message write on the event loop could
+    # be the one that restarts it: such writes go to the writing thread meanwhile.
+    monkeypatch.setattr("storage.sqlite.CHECKPOINT_EVERY", 10)
+    db = store.db  # type: ignore[attr-defined]
+    on_thread: list[str] = []
+    write_waiting = db._write_waiting
+
+    async def spy(sql: str, params: tuple[Any, ...]) -> list[Any]:
+        on_thread.append(sql)
+        return await write_waiting(sql, params)
+
+    monkeypatch.setattr(db, "_write_waiting", spy)
+    await _write_until_a_checkpoint_starts(store)
+    assert on_thread == []
+    last = await store.messages.last_seq("general")
+    message, created = await store.messages.add("general", "alice", "during", "c-during")
+    assert created and message.seq == last + 1
+    assert on_thread and "INSERT INTO messages" in on_thread[0]
+    while db._checkpoint is not None:
+        await asyncio.sleep(0.001)
+    seen = len(on_thread)
+    await store.messages.add("general", "alice", "after", "c-after")
+    assert len(on_thread) == seen  # back on the event loop's connection
