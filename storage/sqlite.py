@@ -130,9 +130,10 @@ FROM rooms r LEFT JOIN messages m
 ORDER BY COALESCE(m.created_at, r.created_at) DESC LIMIT ?
 """
 WRITE_ATTEMPTS = 50
-# Writes on the event loop's connection between WAL checkpoints: a message writes 3-4 pages, so
-# about SQLite's own default of 1000 pages.
-CHECKPOINT_EVERY = 250
+# Writes between WAL checkpoints. A message writes 3-4 pages, so the WAL holds up to ~3,500 (14
+# MiB); the writes that come during a checkpoint pay a trip to a thread (see SqliteDb), and at
+# thousands of messages a second checkpoints every 250 writes halved the rate.
+CHECKPOINT_EVERY = 1000
 
 
 def _busy(exc: sqlite3.OperationalError) -> bool:
@@ -324,16 +325,24 @@ class SqliteDb:
             self._checkpoint = asyncio.create_task(self._run_checkpoint())
 
     async def _run_checkpoint(self) -> None:
+        """Checkpoint the WAL in two passes, then make the write that restarts it.
+
+        The first pass copies the bulk while writes go on. Writes made meanwhile leave it
+        incomplete, and the WAL only starts over after a complete one: under steady load it would
+        grow without end. So the second pass, short, holds this process's writes back (they wait;
+        the event loop does not), and so does the write that restarts the WAL and syncs its
+        header, which is then never a message's write on the event loop.
+        """
         try:
-            if self._reader is None:
+            reader = self._reader
+            if reader is None:
                 return
             # PASSIVE: copies what it can without taking the write lock or waiting for readers.
-            rows = await self._reader.execute_fetchall("PRAGMA wal_checkpoint(PASSIVE)")
-            busy, frames, copied = next(iter(rows), (1, 0, 0))
-            if not busy and frames and frames == copied:
-                # Complete: the next write restarts the WAL and syncs its header to disk (the
-                # fsync can take long on a slow disk). Make it here, off the event loop.
-                async with self._write_lock:
+            await reader.execute_fetchall("PRAGMA wal_checkpoint(PASSIVE)")
+            async with self._write_lock:
+                rows = await reader.execute_fetchall("PRAGMA wal_checkpoint(PASSIVE)")
+                busy, frames, copied = next(iter(rows), (1, 0, 0))
+                if not busy and frames and frames == copied:  # else readers or another process
                     await self._write_waiting(MARK_HEALTH, (_ms(now()),))
         except (sqlite3.Error, StorageUnavailable) as exc:
             log.warning("WAL checkpoint failed: %s", exc)
