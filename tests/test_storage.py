@@ -332,6 +332,12 @@ async def test_sqlite_write_waits_off_the_loop_for_another_process(
     assert created and message.seq == 1
 
 
+async def _checkpoint_finished(db: Any) -> None:
+    """Wait (10 s at most) for the checkpoint task, if one is running, to finish."""
+    if db._checkpoint is not None:
+        await asyncio.wait_for(db._checkpoint, 10)
+
+
 @pytest.mark.parametrize("backend", ["sqlite"])
 async def test_sqlite_wal_is_checkpointed_as_messages_are_written(
     store: Store, monkeypatch: pytest.MonkeyPatch
@@ -341,8 +347,7 @@ async def test_sqlite_wal_is_checkpointed_as_messages_are_written(
     db = store.db  # type: ignore[attr-defined]
     for i in range(200):
         await store.messages.add("general", "alice", f"m{i}", f"c{i}")
-        while db._checkpoint is not None:  # as when messages come spaced out
-            await asyncio.sleep(0.001)
+        await _checkpoint_finished(db)  # as when messages come spaced out
     # Frames now in the WAL: a few writes' worth, where 200 writes make ~700 frames.
     (_, frames, _) = (await db.fetch("PRAGMA wal_checkpoint(PASSIVE)"))[0]
     assert 0 <= frames < 150
@@ -379,7 +384,7 @@ async def test_sqlite_wal_restarts_off_the_event_loop(
         assert [tuple(r) for r in rows] == [(0,)]
     await _write_until_a_checkpoint_starts(store)
     before = _wal_salts(db)
-    await db._checkpoint
+    await _checkpoint_finished(db)
     restarted = _wal_salts(db)
     assert restarted != before  # the checkpoint was complete and the WAL restarted already
     await store.messages.add("general", "alice", "next", "c-next")
@@ -411,8 +416,7 @@ async def test_sqlite_writes_during_a_checkpoint_go_to_the_writing_thread(
     message, created = await store.messages.add("general", "alice", "during", "c-during")
     assert created and message.seq == last + 1
     assert on_thread and "INSERT INTO messages" in on_thread[0]
-    while db._checkpoint is not None:
-        await asyncio.sleep(0.001)
+    await _checkpoint_finished(db)
     seen = len(on_thread)
     await store.messages.add("general", "alice", "after", "c-after")
     assert len(on_thread) == seen  # back on the event loop's connection
@@ -433,8 +437,7 @@ async def test_sqlite_wal_restarts_while_messages_keep_coming(
             await store.messages.add("general", name, f"m{i}", f"c{i}")
 
     await asyncio.gather(*(sender(name) for name in ("alice", "bob", "carol")))
-    while db._checkpoint is not None:
-        await asyncio.sleep(0.001)
+    await _checkpoint_finished(db)
     # 300 writes make ~1000 frames; only those since the last restart are left.
     (_, frames, _) = (await db.fetch("PRAGMA wal_checkpoint(PASSIVE)"))[0]
     assert 0 <= frames < 150
