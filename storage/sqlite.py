@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import mmap
 import sqlite3
+import struct
 import time
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
@@ -130,6 +132,9 @@ FROM rooms r LEFT JOIN messages m
 ORDER BY COALESCE(m.created_at, r.created_at) DESC LIMIT ?
 """
 WRITE_ATTEMPTS = 50
+# In the WAL index (the `-shm` file, in native byte order; sqlite.org/walformat.html): the frames
+# in the WAL, and those copied back to the database by checkpoints.
+WAL_INDEX_MX_FRAME, WAL_INDEX_N_BACKFILL, WAL_INDEX_SIZE = 16, 96, 136
 # Writes between WAL checkpoints. A message writes 3-4 pages, so the WAL holds up to ~3,500 (14
 # MiB); the writes that come during a checkpoint pay a trip to a thread (see SqliteDb), and at
 # thousands of messages a second checkpoints every 250 writes halved the rate.
@@ -192,7 +197,8 @@ class SqliteDb:
     CHECKPOINT_EVERY writes, so the event loop never waits for the fsync a checkpoint does. Nor
     for the other fsync of WAL mode: the first write after a complete checkpoint restarts the WAL
     and syncs its header. The checkpoint task makes that write itself, on the transaction
-    thread, and while it runs the writes that would have run on the event loop go there too.
+    thread, and while it runs the writes that would have run on the event loop go there too. A
+    write that finds the WAL awaiting its restart (another process checkpointed) goes there too.
     """
 
     def __init__(self, path: Path) -> None:
@@ -203,6 +209,7 @@ class SqliteDb:
         self._write_lock = asyncio.Lock()
         self._writes_since_checkpoint = 0
         self._checkpoint: asyncio.Task[None] | None = None
+        self._wal_index: mmap.mmap | None = None
 
     async def _open(self) -> aiosqlite.Connection:
         conn = await aiosqlite.connect(self.path, isolation_level=None, timeout=5.0)
@@ -240,6 +247,9 @@ class SqliteDb:
         """Close the connections."""
         if self._checkpoint is not None:
             await self._checkpoint
+        if self._wal_index is not None:
+            self._wal_index.close()  # before the last connection, which may remove the file
+            self._wal_index = None
         if self._inline is not None:
             with contextlib.suppress(sqlite3.Error):
                 self._inline.close()
@@ -278,7 +288,7 @@ class SqliteDb:
             if conn is None:
                 raise StorageUnavailable("the database is closed")
             try:
-                if self._checkpoint is not None:
+                if self._checkpoint is not None or self._wal_restart_pending():
                     rows = await self._write_waiting(sql, params)
                 else:
                     rows = conn.execute(sql, params).fetchall()
@@ -316,6 +326,25 @@ class SqliteDb:
             except sqlite3.Error as exc:
                 raise StorageUnavailable(f"database write failed: {exc}") from exc
         raise StorageUnavailable("the database stayed busy; try again")
+
+    def _wal_restart_pending(self) -> bool:
+        """Say whether the WAL is wholly checkpointed, so that the next write restarts it.
+
+        Read from the WAL index that every connection to the file shares, mapped once. Without
+        it (not mapped yet, or it cannot be), say no: the write runs on the event loop as before.
+        """
+        index = self._wal_index
+        if index is None:
+            try:
+                with open(f"{self.path}-shm", "rb") as file:
+                    index = self._wal_index = mmap.mmap(
+                        file.fileno(), WAL_INDEX_SIZE, access=mmap.ACCESS_READ
+                    )
+            except (OSError, ValueError):
+                return False
+        (frames,) = struct.unpack_from("=I", index, WAL_INDEX_MX_FRAME)
+        (copied,) = struct.unpack_from("=I", index, WAL_INDEX_N_BACKFILL)
+        return 0 < frames == copied
 
     def _wrote(self) -> None:
         """Count a write (or transaction); start a WAL checkpoint every CHECKPOINT_EVERY."""

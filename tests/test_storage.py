@@ -442,3 +442,36 @@ async def test_sqlite_wal_restarts_while_messages_keep_coming(
     (_, frames, _) = (await db.fetch("PRAGMA wal_checkpoint(PASSIVE)"))[0]
     assert 0 <= frames < 150
     assert await store.messages.last_seq("general") == 300
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_sqlite_wal_restart_after_another_process_checkpoint_is_off_the_loop(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Several processes may share the file: when another one's checkpoint has completed, the
+    # next write restarts the WAL (and syncs its header) whoever makes it. This process sees
+    # that in the shared WAL index and makes that write on the writing thread.
+    db = store.db  # type: ignore[attr-defined]
+    on_thread: list[str] = []
+    write_waiting = db._write_waiting
+
+    async def spy(sql: str, params: tuple[Any, ...]) -> list[Any]:
+        on_thread.append(sql)
+        return await write_waiting(sql, params)
+
+    monkeypatch.setattr(db, "_write_waiting", spy)
+    await store.messages.add("general", "alice", "m1", "c1")
+    assert on_thread == []
+    other = sqlite3.connect(db.path, isolation_level=None)  # as another process would
+    try:
+        (_, frames, copied) = other.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    finally:
+        other.close()
+    assert frames and frames == copied  # complete: the next write restarts the WAL
+    before = _wal_salts(db)
+    await store.messages.add("general", "alice", "m2", "c2")
+    assert len(on_thread) == 1 and "INSERT INTO messages" in on_thread[0]
+    assert _wal_salts(db) != before  # restarted, by that write on the thread
+    await store.messages.add("general", "alice", "m3", "c3")
+    assert len(on_thread) == 1  # then back on the event loop's connection
+    assert await store.messages.last_seq("general") == 3
