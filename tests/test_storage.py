@@ -360,6 +360,19 @@ def _wal_salts(db: Any) -> bytes:
         return wal.read(32)[16:24]
 
 
+def _writes_on_the_thread(db: Any, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Note the SQL of every write handed to the writing thread, in the list returned."""
+    on_thread: list[str] = []
+    write_waiting = db._write_waiting
+
+    async def spy(sql: str, params: tuple[Any, ...]) -> list[Any]:
+        on_thread.append(sql)
+        return await write_waiting(sql, params)
+
+    monkeypatch.setattr(db, "_write_waiting", spy)
+    return on_thread
+
+
 async def _write_until_a_checkpoint_starts(store: Store) -> None:
     """Add messages until the writes counted since the last checkpoint start one (<= 10)."""
     db = store.db  # type: ignore[attr-defined]
@@ -402,14 +415,7 @@ async def test_sqlite_writes_during_a_checkpoint_go_to_the_writing_thread(
     # be the one that restarts it: such writes go to the writing thread meanwhile.
     monkeypatch.setattr("storage.sqlite.CHECKPOINT_EVERY", 10)
     db = store.db  # type: ignore[attr-defined]
-    on_thread: list[str] = []
-    write_waiting = db._write_waiting
-
-    async def spy(sql: str, params: tuple[Any, ...]) -> list[Any]:
-        on_thread.append(sql)
-        return await write_waiting(sql, params)
-
-    monkeypatch.setattr(db, "_write_waiting", spy)
+    on_thread = _writes_on_the_thread(db, monkeypatch)
     await _write_until_a_checkpoint_starts(store)
     assert on_thread == []
     last = await store.messages.last_seq("general")
@@ -452,14 +458,7 @@ async def test_sqlite_wal_restart_after_another_process_checkpoint_is_off_the_lo
     # next write restarts the WAL (and syncs its header) whoever makes it. This process sees
     # that in the shared WAL index and makes that write on the writing thread.
     db = store.db  # type: ignore[attr-defined]
-    on_thread: list[str] = []
-    write_waiting = db._write_waiting
-
-    async def spy(sql: str, params: tuple[Any, ...]) -> list[Any]:
-        on_thread.append(sql)
-        return await write_waiting(sql, params)
-
-    monkeypatch.setattr(db, "_write_waiting", spy)
+    on_thread = _writes_on_the_thread(db, monkeypatch)
     await store.messages.add("general", "alice", "m1", "c1")
     assert on_thread == []
     other = sqlite3.connect(db.path, isolation_level=None)  # as another process would
