@@ -81,6 +81,22 @@ async def expiry_ctx(app: web.Application) -> AsyncIterator[None]:
         await task
 
 
+async def heartbeat_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Ping quiet sockets every WS_HEARTBEAT seconds and drop those that stopped answering."""
+    interval = app[SETTINGS_KEY].ws_heartbeat
+
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(interval / 4)
+            app[HUB_KEY].ping_or_drop(interval)
+
+    task = asyncio.create_task(beat())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 async def loop_lag_ctx(app: web.Application) -> AsyncIterator[None]:
     """Measure how late the event loop wakes up, for /healthz (a stalled loop stalls everyone)."""
     lags = app[LOOP_LAG_KEY]
@@ -183,6 +199,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(broker_ctx)
     app.cleanup_ctx.append(reads_ctx)  # after the store's: the last flush runs before it closes
     app.cleanup_ctx.append(expiry_ctx)
+    app.cleanup_ctx.append(heartbeat_ctx)
     app.cleanup_ctx.append(loop_lag_ctx)
     app.on_shutdown.append(close_sockets)
     app.on_response_prepare.append(security_headers)

@@ -169,6 +169,11 @@ def reset_frame(last_seq: int) -> str:
     return encode({"type": "reset", "last_seq": last_seq})
 
 
+def ws_pong_frame(payload: bytes) -> bytes:
+    """Encode the answer to a client's ping (its payload is at most 125 bytes, RFC 6455 5.5)."""
+    return bytes((0x8A, len(payload))) + payload
+
+
 def ws_text_frame(payload: str) -> bytes:
     """Encode a server-to-client WebSocket text frame (final, unmasked, uncompressed)."""
     data = payload.encode()

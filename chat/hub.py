@@ -23,6 +23,7 @@ CLOSE_TIMEOUT = 2.0  # seconds a close handshake may take before the connection 
 WRITE_BUFFER_HIGH = 64 * 1024  # bytes buffered for a socket before its frames are queued
 DRAIN_POLL = 0.01  # seconds between checks of a backed-up socket's transport
 TYPING_KEYS = 10_000  # typing times kept before stale ones are swept
+PING_FRAME = b"\x89\x00"  # a WebSocket ping, empty
 # A broadcast this soon (seconds) after the room's previous one waits for the end of the event
 # loop iteration, so that a burst leaves in one write per socket instead of one per message; a
 # broadcast after a quiet spell goes at once, without that extra iteration.
@@ -40,7 +41,7 @@ class Connection:
 
     __slots__ = (
         "ws", "transport", "user", "room", "session", "limit", "queue", "skip_through",
-        "closing", "started", "_pump", "address",
+        "closing", "started", "_pump", "address", "heard_at", "pinged_at",
     )  # fmt: skip
 
     def __init__(
@@ -56,6 +57,8 @@ class Connection:
         self.ws = ws
         self.address = address
         self.transport = transport
+        self.heard_at = time.monotonic()  # when the client last sent anything (a pong counts)
+        self.pinged_at: float | None = None  # a ping not answered yet was sent then
         self.user = user
         self.room = room
         self.session = session
@@ -126,6 +129,28 @@ class Connection:
         self.started = True
         if self.queue:
             self._start_pump()
+
+    def heard(self) -> None:
+        """Note that the client sent something: it is alive, no ping is awaited."""
+        self.heard_at = time.monotonic()
+        self.pinged_at = None
+
+    def ping_or_drop(self, clock: float, interval: float) -> None:
+        """Ping a client quiet for `interval` seconds; drop one that left a ping unanswered.
+
+        A client gets interval / 2 seconds to answer, as with aiohttp's own heartbeat (which
+        the socket does not use: its pings would reach the transport behind this class's back).
+        """
+        if self.closing or not self.started:
+            return
+        if self.pinged_at is not None:
+            if clock - self.pinged_at >= interval / 2:
+                log.info("socket dropped: no answer to a ping user=%s", self.user)
+                self.closing = True
+                self._abort()
+        elif clock - self.heard_at >= interval:
+            self.pinged_at = clock
+            self.push(PING_FRAME)
 
     async def _run_pump(self) -> None:
         """Send the queue as the transport drains; ends when the queue is empty."""
@@ -321,6 +346,12 @@ class Hub:
                     if conn.user != skip_user:
                         conn.push(frame, seq)
         self._sent_at[room] = time.monotonic()
+
+    def ping_or_drop(self, interval: float) -> None:
+        """Ping each socket quiet for `interval` seconds; drop those that left a ping unanswered."""
+        clock = time.monotonic()
+        for conn in self.connections():
+            conn.ping_or_drop(clock, interval)
 
     def connections(self) -> Iterator[Connection]:
         """Iterate over every open socket."""

@@ -27,6 +27,7 @@ from chat.frames import (
     parse_client_frame,
     reset_frame,
     typing_frame,
+    ws_pong_frame,
 )
 from chat.hub import CLOSE_SESSION_ENDED, CLOSE_TOO_SLOW, HUB_KEY, Connection
 from chat.reads import READS_KEY
@@ -87,6 +88,7 @@ class ChatSocket(web.View):
                 # a socket holds for its whole life costs memory on each of thousands of sockets.
                 allowance = Allowance(self.request.app[SETTINGS_KEY])
                 async for msg in conn.ws:
+                    conn.heard()
                     if not await self._receive(conn, msg, allowance):
                         break
         finally:
@@ -116,8 +118,15 @@ class ChatSocket(web.View):
         rev = _whole_number(request, "rev")
 
         settings = request.app[SETTINGS_KEY]
+        # Every frame to the client goes through its Connection, so that the hub knows what the
+        # transport holds: the hub pings (heartbeat), the view answers pings, and closes once
+        # the socket has left the hub (autoclose off).
         ws = web.WebSocketResponse(
-            heartbeat=settings.ws_heartbeat, max_msg_size=MAX_FRAME, compress=False
+            heartbeat=None,
+            autoping=False,
+            autoclose=False,
+            max_msg_size=MAX_FRAME,
+            compress=False,
         )
         if not ws.can_prepare(request).ok:
             raise web.HTTPBadRequest(text="Expected a WebSocket upgrade.")
@@ -216,6 +225,8 @@ class ChatSocket(web.View):
                 self._read(conn, frame.seq)
         elif msg.type == WSMsgType.BINARY:
             conn.send_text(error_frame("bad_frame", "Frames must be JSON text."))
+        elif msg.type == WSMsgType.PING:
+            conn.push(ws_pong_frame(msg.data))
         elif msg.type == WSMsgType.ERROR:
             log.info("socket error user=%s: %s", conn.user, conn.ws.exception())
         return True

@@ -384,6 +384,59 @@ async def test_server_pings(auth: Auth) -> None:
     await ws.close()
 
 
+@pytest.mark.parametrize("settings_overrides", [{"ws_heartbeat": 0.2}])
+async def test_a_client_that_leaves_a_ping_unanswered_is_dropped(auth: Auth) -> None:
+    await auth.signup("alice")
+    ws = await auth.ws(autoping=False)
+    await hello(ws)
+    msg = await ws.receive(timeout=5)
+    assert msg.type == WSMsgType.PING  # and no answer: the server drops the connection
+    msg = await ws.receive(timeout=5)
+    assert msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.ERROR)
+    for _ in range(100):
+        if not list(auth.client.app[HUB_KEY].connections()):
+            break
+        await asyncio.sleep(0.01)
+    assert not list(auth.client.app[HUB_KEY].connections())
+
+
+@pytest.mark.parametrize("settings_overrides", [{"ws_heartbeat": 0.2}])
+async def test_a_client_that_answers_pings_stays(auth: Auth) -> None:
+    await auth.signup("alice")
+    ws = await auth.ws()  # answers pings while it reads, as a browser does
+    await hello(ws)
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(1.0):  # five heartbeats pass, with nothing else to read
+            await ws.receive()
+    await send_message(ws, "still here", "c1")
+    frame = await receive_until(ws, "message")
+    assert frame["text"] == "still here"
+    await ws.close()
+
+
+async def test_a_client_ping_gets_its_pong(auth: Auth) -> None:
+    await auth.signup("alice")
+    ws = await auth.ws(autoping=False)
+    await hello(ws)
+    await ws.ping(b"are you there")
+    msg = await ws.receive(timeout=5)
+    assert (msg.type, msg.data) == (WSMsgType.PONG, b"are you there")
+    await ws.close()
+
+
+async def test_a_client_that_closes_gets_the_close_answered(auth: Auth) -> None:
+    await auth.signup("alice")
+    ws = await auth.ws()
+    await hello(ws)
+    assert await ws.close(code=1000)
+    assert ws.close_code == 1000
+    for _ in range(100):
+        if not list(auth.client.app[HUB_KEY].connections()):
+            break
+        await asyncio.sleep(0.01)
+    assert not list(auth.client.app[HUB_KEY].connections())
+
+
 def test_default_heartbeat_is_25s() -> None:
     from settings import Settings
 
