@@ -29,7 +29,7 @@ from chat.frames import (
     typing_frame,
     ws_pong_frame,
 )
-from chat.hub import CLOSE_SESSION_ENDED, CLOSE_TOO_SLOW, HUB_KEY, Connection
+from chat.hub import CLOSE_SESSION_ENDED, CLOSE_TOO_SLOW, HUB_KEY, Connection, direct_socket
 from chat.reads import READS_KEY
 from settings import SETTINGS_KEY, Settings
 from storage import STORE_KEY
@@ -118,9 +118,9 @@ class ChatSocket(web.View):
         rev = _whole_number(request, "rev")
 
         settings = request.app[SETTINGS_KEY]
-        # Every frame to the client goes through its Connection, so that the hub knows what the
-        # transport holds: the hub pings (heartbeat), the view answers pings, and closes once
-        # the socket has left the hub (autoclose off).
+        # Every frame to the client goes through its Connection, so that the hub may write to
+        # the socket itself while the transport holds nothing back: the hub pings (heartbeat),
+        # the view answers pings, and closes once the socket has left the hub (autoclose off).
         ws = web.WebSocketResponse(
             heartbeat=None,
             autoping=False,
@@ -142,7 +142,16 @@ class ChatSocket(web.View):
         transport = request.transport
         await ws.prepare(request)
         drop_cookie_session(request)  # needed for the handshake only
-        conn = Connection(ws, transport, user, slug, session, settings.ws_queue_size, address)
+        conn = Connection(
+            ws,
+            transport,
+            user,
+            slug,
+            session,
+            settings.ws_queue_size,
+            address,
+            direct_socket(transport),
+        )
         return conn, after, rev
 
     async def _greet(self, conn: Connection, after: int | None, rev: int | None) -> bool:

@@ -4,10 +4,20 @@ a burst of broadcasts reaches each socket in one write, in order."""
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Any
 
+import pytest
+
 from chat.frames import ws_text_frame
-from chat.hub import CLOSE_GOING_AWAY, CLOSE_TOO_SLOW, WRITE_BUFFER_HIGH, Connection, Hub
+from chat.hub import (
+    CLOSE_GOING_AWAY,
+    CLOSE_TOO_SLOW,
+    WRITE_BUFFER_HIGH,
+    Connection,
+    Hub,
+    direct_socket,
+)
 
 
 class FakeTransport:
@@ -177,3 +187,153 @@ async def test_burst_for_a_room_left_empty_is_dropped() -> None:
     hub.unregister(conn)
     await asyncio.sleep(0)
     assert transport.written == [frame("m1")] and "general" not in hub.rooms
+
+
+class _Accepted(asyncio.Protocol):
+    def __init__(self, accepted: asyncio.Future[asyncio.Transport]) -> None:
+        self.accepted = accepted
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.accepted.set_result(transport)  # type: ignore[arg-type]
+
+
+async def tcp_pair(small: bool = False) -> tuple[asyncio.Transport, socket.socket]:
+    """Return a real server-side transport on 127.0.0.1 and its client's non-blocking socket.
+
+    small: the client's receive buffer is small, so it fills up while the client does not read.
+    """
+    loop = asyncio.get_running_loop()
+    accepted: asyncio.Future[asyncio.Transport] = loop.create_future()
+    server = await loop.create_server(lambda: _Accepted(accepted), "127.0.0.1", 0)
+    client = socket.socket()
+    if small:
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    client.connect(server.sockets[0].getsockname())
+    client.setblocking(False)
+    transport = await asyncio.wait_for(accepted, 5)
+    server.close()
+    return transport, client
+
+
+async def read_exactly(client: socket.socket, size: int) -> bytes:
+    loop = asyncio.get_running_loop()
+    data = b""
+    while len(data) < size:
+        chunk = await asyncio.wait_for(loop.sock_recv(client, size - len(data)), 5)
+        assert chunk, "the connection closed early"
+        data += chunk
+    return data
+
+
+async def joined_tcp(hub: Hub, transport: asyncio.Transport, user: str = "alice") -> Connection:
+    session: Any = None
+    conn = Connection(
+        FakeSocket(),  # type: ignore[arg-type]
+        transport,
+        user,
+        "general",
+        session,
+        8,
+        sock=direct_socket(transport),
+    )
+    await hub.register(conn)
+    conn.start()
+    return conn
+
+
+class WriteSpy:
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self.transport_write = transport.write
+        self.calls: list[bytes] = []
+
+    def __call__(self, data: bytes) -> None:
+        self.calls.append(bytes(data))
+        self.transport_write(data)
+
+
+async def test_broadcast_writes_to_the_socket_itself_not_through_the_transport(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    hub = Hub(FakeMessages())  # type: ignore[arg-type]
+    (alice, alice_client), (bob, bob_client) = await tcp_pair(), await tcp_pair()
+    alice_conn = await joined_tcp(hub, alice)
+    await joined_tcp(hub, bob, "bob")
+    assert alice_conn.direct
+    spies = [WriteSpy(t) for t in (alice, bob)]
+    for transport, spy in zip((alice, bob), spies, strict=True):
+        monkeypatch.setattr(transport, "write", spy)
+    hub.broadcast("general", "m1", 1)
+    hub.broadcast("general", "alice is typing", skip_user="alice")
+    expected = frame("m1")
+    assert await read_exactly(alice_client, len(expected)) == expected
+    expected += frame("alice is typing")
+    assert await read_exactly(bob_client, len(expected)) == expected
+    assert [spy.calls for spy in spies] == [[], []]
+    for t, c in ((alice, alice_client), (bob, bob_client)):
+        t.close()
+        c.close()
+
+
+async def test_a_write_the_socket_takes_only_part_of_goes_on_through_the_transport_in_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    hub = Hub(FakeMessages())  # type: ignore[arg-type]
+    transport, client = await tcp_pair(small=True)
+    transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    conn = await joined_tcp(hub, transport)
+    spy = WriteSpy(transport)
+    monkeypatch.setattr(transport, "write", spy)
+    texts = [f"{n:03d}" + "x" * 8000 for n in range(200)]
+    frames = [frame(text) for text in texts]
+    seq = 0
+    while not spy.calls:  # the client does not read: the socket fills up
+        seq += 1
+        assert seq <= len(frames), "the socket never filled up"
+        hub.broadcast("general", texts[seq - 1], seq)
+    assert not conn.direct  # until a write through the transport leaves it holding nothing
+    written_directly = b"".join(frames[: seq - 1])
+    assert spy.calls[0] != frames[seq - 1]  # the rest of a frame, not a whole one
+    hub.broadcast("general", texts[seq], seq + 1)  # queued behind, in order
+    data = await read_exactly(client, len(written_directly) + 2 * len(frames[0]))
+    assert data == written_directly + frames[seq - 1] + frames[seq]
+    await asyncio.sleep(0.05)  # the transport sends what it held
+    assert transport.get_write_buffer_size() == 0
+    calls = len(spy.calls)
+    hub.broadcast("general", "m", seq + 2)  # through the transport, which now holds nothing
+    hub.broadcast("general", "n", seq + 3)  # so this one goes to the socket again
+    assert conn.direct and len(spy.calls) == calls + 1
+    tail = frame("m") + frame("n")
+    assert await read_exactly(client, len(tail)) == tail
+    await conn.stop()
+    transport.close()
+    client.close()
+
+
+async def test_a_socket_closed_under_a_connection_never_gets_its_frames_on_another() -> None:
+    hub = Hub(FakeMessages())  # type: ignore[arg-type]
+    transport, client = await tcp_pair()
+    conn = await joined_tcp(hub, transport)
+    fd = transport.get_extra_info("socket").fileno()
+    transport.abort()  # the connection is gone; the hub has not heard yet
+    await asyncio.sleep(0.01)
+    assert transport.get_extra_info("socket").fileno() == -1
+    a, b = socket.socketpair()  # takes the lowest free descriptors: the one just closed
+    assert fd in (a.fileno(), b.fileno())
+    a.setblocking(False)
+    b.setblocking(False)
+    hub.broadcast("general", "m1", 1)  # no exception, and nothing lands on the new sockets
+    for s in (a, b):
+        with pytest.raises(BlockingIOError):
+            s.recv(100)
+    assert not conn.direct
+    for s in (a, b, client):
+        s.close()
+
+
+async def test_no_writes_to_the_socket_itself_under_tls() -> None:
+    class TlsTransport(FakeTransport):
+        def get_extra_info(self, name: str) -> object:
+            return {"sslcontext": object(), "socket": object()}.get(name)
+
+    assert direct_socket(TlsTransport()) is None  # type: ignore[arg-type]
+    assert direct_socket(None) is None
