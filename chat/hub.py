@@ -160,7 +160,11 @@ class Connection:
         if not (seq and seq <= self.skip_through):
             transport = self.transport
             transport.write(frame)  # type: ignore[union-attr]
-            self.direct = self.sock is not None and not transport.get_write_buffer_size()  # type: ignore[union-attr]
+            self.direct = (
+                self.sock is not None
+                and not self.queue  # the sender task writes the queue's frames one by one
+                and not transport.get_write_buffer_size()  # type: ignore[union-attr]
+            )
 
     def wrote_part(self, data: bytes, sent: int) -> None:
         """Finish a write to the socket itself that did not take all of data (-1: it failed).
