@@ -384,6 +384,14 @@ async def test_server_pings(auth: Auth) -> None:
     await ws.close()
 
 
+async def hub_emptied(auth: Auth) -> None:
+    """Wait (a second at most) until the server has let go of every socket."""
+    for _ in range(100):
+        if not list(auth.client.app[HUB_KEY].connections()):
+            return
+        await asyncio.sleep(0.01)
+
+
 @pytest.mark.parametrize("settings_overrides", [{"ws_heartbeat": 0.2}])
 async def test_a_client_that_leaves_a_ping_unanswered_is_dropped(auth: Auth) -> None:
     await auth.signup("alice")
@@ -393,10 +401,7 @@ async def test_a_client_that_leaves_a_ping_unanswered_is_dropped(auth: Auth) -> 
     assert msg.type == WSMsgType.PING  # and no answer: the server drops the connection
     msg = await ws.receive(timeout=5)
     assert msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.ERROR)
-    for _ in range(100):
-        if not list(auth.client.app[HUB_KEY].connections()):
-            break
-        await asyncio.sleep(0.01)
+    await hub_emptied(auth)
     assert not list(auth.client.app[HUB_KEY].connections())
 
 
@@ -430,10 +435,7 @@ async def test_a_client_that_closes_gets_the_close_answered(auth: Auth) -> None:
     await hello(ws)
     assert await ws.close(code=1000)
     assert ws.close_code == 1000
-    for _ in range(100):
-        if not list(auth.client.app[HUB_KEY].connections()):
-            break
-        await asyncio.sleep(0.01)
+    await hub_emptied(auth)
     assert not list(auth.client.app[HUB_KEY].connections())
 
 
