@@ -158,13 +158,17 @@ class Connection:
     def _write(self, seq: int, frame: bytes) -> None:
         """Write a frame through the transport, unless it is a message the resume already sent."""
         if not (seq and seq <= self.skip_through):
-            transport = self.transport
-            transport.write(frame)  # type: ignore[union-attr]
-            self.direct = (
-                self.sock is not None
-                and not self.queue  # the sender task writes the queue's frames one by one
-                and not transport.get_write_buffer_size()  # type: ignore[union-attr]
-            )
+            self.transport.write(frame)  # type: ignore[union-attr]
+            self._note_direct()
+
+    def _note_direct(self) -> None:
+        """Say whether the hub may write to the socket itself now (see `direct` above)."""
+        self.direct = (
+            self.sock is not None
+            and not self.queue  # the sender task writes the queue's frames one by one
+            and self._writable()
+            and not self.transport.get_write_buffer_size()  # type: ignore[union-attr]
+        )
 
     def wrote_part(self, data: bytes, sent: int) -> None:
         """Finish a write to the socket itself that did not take all of data (-1: it failed).
@@ -185,11 +189,7 @@ class Connection:
         if self.queue:
             self._start_pump()
         else:
-            self.direct = (
-                self.sock is not None
-                and self._writable()
-                and not self.transport.get_write_buffer_size()  # type: ignore[union-attr]
-            )
+            self._note_direct()
 
     def heard(self) -> None:
         """Note that the client sent something: it is alive, no ping is awaited."""
