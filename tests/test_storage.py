@@ -343,7 +343,7 @@ async def test_sqlite_wal_is_checkpointed_as_messages_are_written(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The event loop's connection never checkpoints; without these the WAL would only grow.
-    monkeypatch.setattr("storage.sqlite.CHECKPOINT_EVERY", 10)
+    monkeypatch.setattr("storage.sqlite_engine.CHECKPOINT_EVERY", 10)
     db = store.db  # type: ignore[attr-defined]
     for i in range(200):
         await store.messages.add("general", "alice", f"m{i}", f"c{i}")
@@ -390,7 +390,7 @@ async def test_sqlite_wal_restarts_off_the_event_loop(
     # The first write after a complete checkpoint restarts the WAL and syncs its header to
     # disk (an fdatasync, 80 ms once on this CI machine): it must not be a message's write,
     # which runs on the event loop, but a write on the writing thread right after the checkpoint.
-    monkeypatch.setattr("storage.sqlite.CHECKPOINT_EVERY", 10)
+    monkeypatch.setattr("storage.sqlite_engine.CHECKPOINT_EVERY", 10)
     db = store.db  # type: ignore[attr-defined]
     for conn in (db._reader, db._writer):  # only the checkpoint task checkpoints
         rows = await conn.execute_fetchall("PRAGMA wal_autocheckpoint")
@@ -413,7 +413,7 @@ async def test_sqlite_writes_during_a_checkpoint_go_to_the_writing_thread(
 ) -> None:
     # Until the checkpoint task has restarted the WAL, a message write on the event loop could
     # be the one that restarts it: such writes go to the writing thread meanwhile.
-    monkeypatch.setattr("storage.sqlite.CHECKPOINT_EVERY", 10)
+    monkeypatch.setattr("storage.sqlite_engine.CHECKPOINT_EVERY", 10)
     db = store.db  # type: ignore[attr-defined]
     on_thread = _writes_on_the_thread(db, monkeypatch)
     await _write_until_a_checkpoint_starts(store)
@@ -435,7 +435,7 @@ async def test_sqlite_wal_restarts_while_messages_keep_coming(
     # Writes made during a checkpoint leave it incomplete, and only a complete one lets the WAL
     # start over: under steady load the file would grow without end (gigabytes an hour at a few
     # hundred messages a second). The checkpoint's second pass holds this process's writes back.
-    monkeypatch.setattr("storage.sqlite.CHECKPOINT_EVERY", 10)
+    monkeypatch.setattr("storage.sqlite_engine.CHECKPOINT_EVERY", 10)
     db = store.db  # type: ignore[attr-defined]
 
     async def sender(name: str) -> None:
