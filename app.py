@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-import collections
-import contextlib
+import functools
 import logging
 import sys
 import warnings
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,16 +18,14 @@ from aiohttp_session import session_middleware
 from aiohttp_session.cookie_storage import EncryptedCookieStorage
 
 import middlewares
-from auth import SESSION_KEY
-from auth.limits import LIMITS_KEY, Limits
-from auth.passwords import PASSWORDS_KEY, Passwords
-from chat.broker import BROKER_KEY, LocalBroker, RedisBroker
-from chat.hub import HUB_KEY, Hub
-from chat.reads import READS_KEY, ReadMarks, reads_ctx
-from chat.views import LOOP_LAG_KEY
+from auth import setup_auth
+from chat import setup_chat
+from common.headers import security_headers
+from common.health import READY_CHECKS_KEY, setup_health
+from common.limits import LIMITS_KEY, Limits
 from routes import setup_routes
 from settings import SETTINGS_KEY, Settings, SettingsError, load_settings
-from storage import STORE_KEY, open_store
+from storage import STORE_KEY, open_store, store_ctx, store_ready
 from storage.base import StorageUnavailable, iso
 
 log = logging.getLogger("chat")
@@ -40,110 +35,6 @@ warnings.filterwarnings("ignore", category=NotAppKeyWarning, module="aiohttp_ses
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 SHUTDOWN_TIMEOUT = 5.0  # seconds for in-flight requests after sockets got 1001
-EXPIRY_SWEEP = 30.0  # seconds between checks for sockets whose session expired
-# Seconds between event-loop lag probes; the last minute of them is kept. Each probe wakes an
-# otherwise idle loop, and on a VM such a wake-up runs cold: ~0.3 ms of CPU here, so ten a second
-# were 2.5% of the server's CPU at 200 sockets and 40 messages/s (bench/ws_fanout.py).
-LAG_PROBE = 1.0
-
-
-async def store_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Open the database (creating indexes) for the app's lifetime."""
-    store = app[STORE_KEY]
-    try:
-        await store.setup()
-    except StorageUnavailable:
-        await store.close()
-        raise
-    yield
-    await store.close()
-
-
-async def broker_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Connect to the broker (Redis, when configured) for the app's lifetime."""
-    await app[BROKER_KEY].start()
-    yield
-    await app[BROKER_KEY].close()
-
-
-async def expiry_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Close sockets whose login session expired, in the background."""
-
-    async def sweep() -> None:
-        while True:
-            await asyncio.sleep(EXPIRY_SWEEP)
-            await app[HUB_KEY].close_expired()
-
-    task = asyncio.create_task(sweep())
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-
-
-async def heartbeat_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Ping quiet sockets every WS_HEARTBEAT seconds and drop those that stopped answering."""
-    interval = app[SETTINGS_KEY].ws_heartbeat
-
-    async def beat() -> None:
-        while True:
-            await asyncio.sleep(interval / 4)
-            app[HUB_KEY].ping_or_drop(interval)
-
-    task = asyncio.create_task(beat())
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-
-
-async def loop_lag_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Measure how late the event loop wakes up, for /healthz (a stalled loop stalls everyone)."""
-    lags = app[LOOP_LAG_KEY]
-
-    async def measure() -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            started = loop.time()
-            await asyncio.sleep(LAG_PROBE)
-            lags.append(max(0.0, loop.time() - started - LAG_PROBE))
-
-    task = asyncio.create_task(measure())
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-
-
-async def close_sockets(app: web.Application) -> None:
-    """Tell every socket the server is going away (1001) before the process stops."""
-    await app[HUB_KEY].close_all()
-
-
-async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """Set the security headers of every response but a WebSocket upgrade.
-
-    A 101 response has no document for these headers to guard, and its headers are held for
-    the socket's whole life: on a thousand idle sockets they would cost about 1.5 KiB each.
-    """
-    h = response.headers
-    h["Server"] = "chat"
-    if response.status == 101:
-        return
-    host = request.host
-    h["Content-Security-Policy"] = (
-        "default-src 'none'; script-src 'self'; style-src 'self'; "
-        f"connect-src 'self' ws://{host} wss://{host}; img-src 'self' data:; "
-        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-    )
-    h["X-Content-Type-Options"] = "nosniff"
-    h["Referrer-Policy"] = "same-origin"
-    h["X-Frame-Options"] = "DENY"
-    h["Permissions-Policy"] = "camera=(), microphone=(), geolocation=(), payment=(), usb=()"
-    if SESSION_KEY in request and "Cache-Control" not in h:
-        h["Cache-Control"] = "no-store"
-    if request.app[SETTINGS_KEY].cookie_secure:
-        h["Strict-Transport-Security"] = "max-age=31536000"
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -168,25 +59,13 @@ def create_app(settings: Settings) -> web.Application:
         chain.insert(0, XForwardedRelaxed().middleware)
     app = web.Application(middlewares=chain, client_max_size=64 * 1024)
     app[SETTINGS_KEY] = settings
-    app[STORE_KEY] = open_store(settings)
-    app[LOOP_LAG_KEY] = collections.deque(maxlen=round(60 / LAG_PROBE))
-    app[HUB_KEY] = Hub(app[STORE_KEY].messages)
-    app[READS_KEY] = ReadMarks(app[STORE_KEY].reads)
-    app[BROKER_KEY] = (
-        RedisBroker(app[HUB_KEY], settings.redis_url, settings.presence_ttl)
-        if settings.redis_url
-        else LocalBroker(app[HUB_KEY])
-    )
-    app[PASSWORDS_KEY] = Passwords(settings.argon2_time_cost, settings.argon2_memory_kib)
-    app[LIMITS_KEY] = Limits(
-        settings.login_limit_account,
-        settings.login_limit_address,
-        settings.login_window,
-        settings.signup_limit_address,
-        settings.signup_window,
-        settings.room_limit_user,
-        settings.room_window,
-    )
+    store = app[STORE_KEY] = open_store(settings)
+    app.cleanup_ctx.append(store_ctx)  # first: what the others start may use the store
+    setup_health(app)
+    app[READY_CHECKS_KEY].append(functools.partial(store_ready, store))
+    app[LIMITS_KEY] = Limits.from_settings(settings)
+    setup_auth(app, settings)
+    setup_chat(app, settings, store)
     aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
@@ -195,13 +74,6 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[aiohttp_jinja2.static_root_key] = "/static"
     setup_routes(app)
-    app.cleanup_ctx.append(store_ctx)
-    app.cleanup_ctx.append(broker_ctx)
-    app.cleanup_ctx.append(reads_ctx)  # after the store's: the last flush runs before it closes
-    app.cleanup_ctx.append(expiry_ctx)
-    app.cleanup_ctx.append(heartbeat_ctx)
-    app.cleanup_ctx.append(loop_lag_ctx)
-    app.on_shutdown.append(close_sockets)
     app.on_response_prepare.append(security_headers)
     return app
 

@@ -9,11 +9,12 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from aiohttp_session import get_session
 
-from auth import SESSION_KEY
-from auth.forms import field
 from auth.origin import same_origin
-from auth.pages import render_page
-from auth.sessions import SID, csrf_valid, session_id
+from auth.sessions import SID, session_id
+from common import SESSION_KEY
+from common.csrf import csrf_valid
+from common.forms import field
+from common.pages import render_page
 from storage import STORE_KEY
 from storage.base import StorageUnavailable
 

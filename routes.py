@@ -7,8 +7,9 @@ from pathlib import Path
 from aiohttp import web
 
 from auth.views import Login, Logout, SignUp
-from chat.views import ChatPage, Healthz, History, Readyz, RoomCreate, RoomList
+from chat.views import ChatPage, History, RoomCreate, RoomList
 from chat.ws import ChatSocket
+from common.health import Healthz, Readyz
 
 STATIC_DIR = Path(__file__).parent / "static"
 

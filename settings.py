@@ -44,6 +44,7 @@ class Settings:
     history_page_size: int = 50
     ws_queue_size: int = 1024
     ws_heartbeat: float = 25.0
+    ws_direct_writes: bool = True
     trust_proxy: bool = False
     redis_url: str = ""
     login_limit_account: int = 5
@@ -228,6 +229,7 @@ def load_settings(env_file: str | os.PathLike[str] | None = ".env", **overrides:
         "ws_heartbeat": _read(
             env, "WS_HEARTBEAT", _float_in(1, 3600), d["ws_heartbeat"].default, "give seconds"
         ),
+        "ws_direct_writes": _read(env, "WS_DIRECT_WRITES", _bool, True, "use true or false"),
         "trust_proxy": _read(env, "TRUST_PROXY", _bool, False, "use true or false"),
         **{
             name: _read(env, name.upper(), _int_in(1, 10_000_000), d[name].default, "give a count")

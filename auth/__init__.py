@@ -1,12 +1,14 @@
-"""Accounts and sessions: sign-up, login, logout, CSRF, and the request's current user."""
+"""Accounts and sessions: sign-up, login, logout, passwords, origin checks."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
+from auth.passwords import PASSWORDS_KEY, Passwords
+from auth.sessions import SESSION_ENDED_KEY
+from common import SESSION_KEY
+from settings import Settings
 from storage.base import Session
-
-SESSION_KEY = web.RequestKey("session", Session)
 
 
 def require_login(request: web.Request) -> Session:
@@ -16,3 +18,9 @@ def require_login(request: web.Request) -> Session:
         login = request.app.router["login"].url_for().with_query(next=request.path_qs)
         raise web.HTTPFound(login)
     return session
+
+
+def setup_auth(app: web.Application, settings: Settings) -> None:
+    """Add password hashing, and the list of those told when a login session ends."""
+    app[PASSWORDS_KEY] = Passwords(settings.argon2_time_cost, settings.argon2_memory_kib)
+    app[SESSION_ENDED_KEY] = []

@@ -7,18 +7,14 @@ from collections.abc import Mapping
 
 from yarl import URL
 
+from common.forms import field
+
 LOGIN_RE = re.compile(r"[A-Za-z0-9_.-]{3,32}")
 EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 PASSWORD_MAX = 256
 EMAIL_MAX = 254
 
 Errors = dict[str, str]
-
-
-def field(form: Mapping[str, object], name: str) -> str:
-    """Return a posted text field, '' when missing or not text."""
-    value = form.get(name, "")
-    return value if isinstance(value, str) else ""
 
 
 def validate_signup(form: Mapping[str, object], min_password: int) -> tuple[dict[str, str], Errors]:

@@ -1,37 +1,23 @@
-"""Cookie session helpers: the login session id and the CSRF token it carries."""
+"""Login sessions: the cookie that names one, starting and ending it, and who hears of the end."""
 
 from __future__ import annotations
 
-import hmac
-import secrets
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from aiohttp_session import SESSION_KEY as COOKIE_SESSION_KEY
 from aiohttp_session import get_session, new_session
 
+from common.csrf import CSRF, new_csrf_token
 from settings import SETTINGS_KEY
 from storage import STORE_KEY
 from storage.base import Session, User
 
 SID = "sid"
-CSRF = "csrf"
 
-
-async def csrf_token(request: web.Request) -> str:
-    """Return the session's CSRF token, creating one on first use."""
-    session = await get_session(request)
-    token = session.get(CSRF)
-    if not isinstance(token, str):
-        token = secrets.token_urlsafe(32)
-        session[CSRF] = token
-    return token
-
-
-async def csrf_valid(request: web.Request, submitted: str) -> bool:
-    """Say whether a submitted token is the session's."""
-    session = await get_session(request)
-    token = session.get(CSRF)
-    return isinstance(token, str) and hmac.compare_digest(token.encode(), submitted.encode())
+SessionEnded = Callable[[str], Awaitable[None]]
+# Called with the id of every login session that ends (logout, ...): `chat` closes its sockets.
+SESSION_ENDED_KEY = web.AppKey("session_ended", list[SessionEnded])
 
 
 async def session_id(request: web.Request) -> str | None:
@@ -48,18 +34,24 @@ async def start_session(request: web.Request, user: User) -> Session:
     # A new cookie session on every login: whatever session id an attacker planted is dropped.
     cookie = await new_session(request)
     cookie[SID] = server_session.id
-    cookie[CSRF] = secrets.token_urlsafe(32)
+    cookie[CSRF] = new_csrf_token()
     return server_session
 
 
-async def end_session(request: web.Request) -> str | None:
+async def end_session(request: web.Request) -> None:
     """Log out: delete the server-side session (so copied cookies stop working) and the cookie."""
     sid = await session_id(request)
     if sid is not None:
         await request.app[STORE_KEY].sessions.delete(sid)
+        await session_ended(request.app, sid)
     cookie = await get_session(request)
     cookie.invalidate()
-    return sid
+
+
+async def session_ended(app: web.Application, sid: str) -> None:
+    """Tell whoever registered for it that a login session has ended."""
+    for hook in app[SESSION_ENDED_KEY]:
+        await hook(sid)
 
 
 def drop_cookie_session(request: web.Request) -> None:

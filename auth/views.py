@@ -2,35 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
-from auth import SESSION_KEY
-from auth.forms import field, safe_next, validate_signup
-from auth.limits import LIMITS_KEY, too_many
-from auth.pages import Page, render_page
+from auth.forms import safe_next, validate_signup
 from auth.passwords import PASSWORDS_KEY
 from auth.sessions import end_session, start_session
-from chat.broker import BROKER_KEY
+from common import SESSION_KEY
+from common.forms import field
+from common.limits import LIMITS_KEY, too_many
+from common.pages import Page, redirect, render_form
 from settings import SETTINGS_KEY
 from storage import STORE_KEY
 from storage.base import LoginTaken, login_key
 
 LOGIN_FAILED = "Wrong login or password."
-
-
-async def render_form(
-    request: web.Request, template: str, context: dict[str, Any], status: int = 200
-) -> web.Response:
-    """Render a form page, empty unless the context gives values and errors."""
-    return await render_page(request, template, {"errors": {}, "form": {}, **context}, status)
-
-
-def redirect(request: web.Request, name: str, **query: str) -> web.HTTPFound:
-    """Return a redirect to a named route."""
-    url = request.app.router[name].url_for()
-    return web.HTTPFound(url.with_query(query) if query else url)
 
 
 class SignUp(Page):
@@ -110,7 +95,5 @@ class Logout(web.View):
     """Logging out (POST only): ends the session everywhere, sockets included."""
 
     async def post(self) -> web.Response:
-        sid = await end_session(self.request)
-        if sid is not None:
-            await self.request.app[BROKER_KEY].end_session(sid)  # its sockets, on every process
+        await end_session(self.request)  # its sockets close too, on every process
         raise redirect(self.request, "login")

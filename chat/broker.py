@@ -18,8 +18,9 @@ from typing import Any
 from aiohttp import web
 from redis.exceptions import RedisError
 
+from chat.connection import CLOSE_SESSION_ENDED, Connection
 from chat.frames import presence_frame
-from chat.hub import CLOSE_SESSION_ENDED, Connection, Hub
+from chat.hub import Hub
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The WebSocket protocol's frames (PROTOCOL.md): decoding client frames, encoding server ones."""
+"""The WebSocket frames of docs/PROTOCOL.md: decoding client frames, encoding server ones."""
 
 from __future__ import annotations
 

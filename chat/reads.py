@@ -7,12 +7,12 @@ write per reader and room per flush, however many messages they read meanwhile.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from common.tasks import running
 from storage.base import Reads, StorageUnavailable
 
 log = logging.getLogger(__name__)
@@ -75,9 +75,6 @@ async def reads_ctx(app: web.Application) -> AsyncIterator[None]:
             await asyncio.sleep(FLUSH_EVERY)
             await marks.flush()
 
-    task = asyncio.create_task(run())
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    async with running(run()):
+        yield
     await marks.flush()

@@ -1,8 +1,7 @@
-"""The room list, creating rooms, a room's chat page, the history endpoint and health checks."""
+"""The room list, creating rooms, a room's chat page and the history endpoint."""
 
 from __future__ import annotations
 
-import collections
 import re
 import secrets
 import unicodedata
@@ -10,18 +9,18 @@ from typing import Any
 
 from aiohttp import web
 
-from auth import SESSION_KEY, require_login
-from auth.forms import field
-from auth.limits import LIMITS_KEY, too_many
-from auth.pages import Page, render_page
+from auth import require_login
 from chat.broker import BROKER_KEY
 from chat.reads import READS_KEY
+from common import SESSION_KEY
+from common.forms import field
+from common.limits import LIMITS_KEY, too_many
+from common.pages import Page, render_page
 from settings import SETTINGS_KEY
 from storage import STORE_KEY
-from storage.base import MAX_ROOMS, RoomTaken, StorageUnavailable
+from storage.base import MAX_ROOMS, RoomTaken
 
 HISTORY_MAX = 100
-LOOP_LAG_KEY = web.AppKey("loop_lag", collections.deque)  # seconds late, last minute
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -154,33 +153,3 @@ class History(Page):
         has_more = len(rows) > limit
         rows = rows[-limit:]
         return web.json_response({"messages": [m.to_json() for m in rows], "has_more": has_more})
-
-
-class Healthz(Page):
-    """Liveness: the process answers; the database is not consulted. Reports event-loop lag."""
-
-    async def get(self) -> web.Response:
-        lags = sorted(self.request.app[LOOP_LAG_KEY])
-        lag = {
-            "p50": round(lags[len(lags) // 2] * 1000, 2) if lags else 0.0,
-            "p99": round(lags[min(len(lags) - 1, int(len(lags) * 0.99))] * 1000, 2)
-            if lags
-            else 0.0,
-            "max": round(lags[-1] * 1000, 2) if lags else 0.0,
-        }
-        return web.json_response({"status": "ok", "loop_lag_ms": lag})
-
-
-class Readyz(Page):
-    """Readiness: the database answers a ping (and Redis is connected, when used), else 503."""
-
-    async def get(self) -> web.Response:
-        report = {"status": "ready", "database": "ok"}
-        try:
-            await self.request.app[STORE_KEY].ping()
-        except StorageUnavailable:
-            report.update(status="unavailable", database="unreachable")
-        report.update(self.request.app[BROKER_KEY].status())
-        if report.get("redis", "ok") != "ok":
-            report["status"] = "unavailable"
-        return web.json_response(report, status=200 if report["status"] == "ready" else 503)

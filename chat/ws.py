@@ -9,11 +9,10 @@ import time
 
 from aiohttp import WSMessage, WSMsgType, web
 
-from auth import SESSION_KEY
-from auth.limits import TokenBucket, too_many
 from auth.origin import same_origin
 from auth.sessions import drop_cookie_session
 from chat.broker import BROKER_KEY
+from chat.connection import CLOSE_SESSION_ENDED, CLOSE_TOO_SLOW, Connection, direct_socket
 from chat.frames import (
     ChangeMessage,
     ClientFrame,
@@ -29,8 +28,10 @@ from chat.frames import (
     typing_frame,
     ws_pong_frame,
 )
-from chat.hub import CLOSE_SESSION_ENDED, CLOSE_TOO_SLOW, HUB_KEY, Connection, direct_socket
+from chat.hub import HUB_KEY
 from chat.reads import READS_KEY
+from common import SESSION_KEY
+from common.limits import TokenBucket, too_many
 from settings import SETTINGS_KEY, Settings
 from storage import STORE_KEY
 from storage.base import ChangeRefused, StorageUnavailable, now
@@ -74,7 +75,7 @@ class Allowance:
 
 
 class ChatSocket(web.View):
-    """WebSocket endpoint of a room; see PROTOCOL.md."""
+    """WebSocket endpoint of a room; see docs/PROTOCOL.md."""
 
     async def get(self) -> web.StreamResponse:
         conn, after, rev = await self._accept()
@@ -150,7 +151,7 @@ class ChatSocket(web.View):
             session,
             settings.ws_queue_size,
             address,
-            direct_socket(transport),
+            direct_socket(transport, allowed=settings.ws_direct_writes),
         )
         return conn, after, rev
 

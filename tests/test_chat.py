@@ -134,7 +134,7 @@ async def test_healthz_reports_a_stalled_event_loop(
     settings: Settings,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("app.LAG_PROBE", 0.01)
+    monkeypatch.setattr("common.health.LAG_PROBE", 0.01)
     client = await aiohttp_client(create_app(settings))
     await asyncio.sleep(0.05)
     time.sleep(0.3)  # blocks the loop: the probe that was sleeping wakes ~0.3 s late

@@ -9,15 +9,15 @@ from typing import Any
 
 import pytest
 
-from chat.frames import ws_text_frame
-from chat.hub import (
+from chat.connection import (
     CLOSE_GOING_AWAY,
     CLOSE_TOO_SLOW,
     WRITE_BUFFER_HIGH,
     Connection,
-    Hub,
     direct_socket,
 )
+from chat.frames import ws_text_frame
+from chat.hub import Hub
 
 
 class FakeTransport:
@@ -225,7 +225,9 @@ async def read_exactly(client: socket.socket, size: int) -> bytes:
     return data
 
 
-async def joined_tcp(hub: Hub, transport: asyncio.Transport, user: str = "alice") -> Connection:
+async def joined_tcp(
+    hub: Hub, transport: asyncio.Transport, user: str = "alice", allowed: bool = True
+) -> Connection:
     session: Any = None
     conn = Connection(
         FakeSocket(),  # type: ignore[arg-type]
@@ -234,7 +236,7 @@ async def joined_tcp(hub: Hub, transport: asyncio.Transport, user: str = "alice"
         "general",
         session,
         8,
-        sock=direct_socket(transport),
+        sock=direct_socket(transport, allowed=allowed),
     )
     await hub.register(conn)
     conn.start()
@@ -337,3 +339,23 @@ async def test_no_writes_to_the_socket_itself_under_tls() -> None:
 
     assert direct_socket(TlsTransport()) is None  # type: ignore[arg-type]
     assert direct_socket(None) is None
+
+
+async def test_with_direct_writes_off_every_frame_goes_through_the_transport(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    hub = Hub(FakeMessages())  # type: ignore[arg-type]
+    transport, client = await tcp_pair()
+    conn = await joined_tcp(hub, transport, allowed=False)
+    assert conn.sock is None and not conn.direct
+    spy = WriteSpy(transport)
+    monkeypatch.setattr(transport, "write", spy)
+    hub.broadcast("general", "m1", 1)
+    hub.broadcast("general", "m2", 2)
+    await asyncio.sleep(0.01)  # m2 came within the burst gap: it waits for the iteration's end
+    expected = frame("m1") + frame("m2")
+    assert await read_exactly(client, len(expected)) == expected
+    assert b"".join(spy.calls) == expected
+    await conn.stop()
+    transport.close()
+    client.close()

@@ -9,7 +9,7 @@ import pytest
 from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
 
-from auth.limits import TokenBucket, WindowLimit
+from common.limits import TokenBucket, WindowLimit
 from conftest import PASSWORD, UPGRADE, Auth, hello, origin, receive
 from settings import Settings
 

@@ -1,4 +1,4 @@
-"""The /ws socket, held to PROTOCOL.md."""
+"""The /ws socket, held to docs/PROTOCOL.md."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import dataclasses
 import datetime as dt
 import json
 import socket
+from pathlib import Path
 from typing import Any
 
 import aiohttp_session
@@ -14,8 +15,18 @@ import pytest
 from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
 
+from app import create_app
 from chat.hub import HUB_KEY
-from conftest import UPGRADE, Auth, hello, origin, raw_ws_connect, receive, receive_until
+from conftest import (
+    UPGRADE,
+    Auth,
+    base_settings,
+    hello,
+    origin,
+    raw_ws_connect,
+    receive,
+    receive_until,
+)
 from storage import STORE_KEY
 from storage.base import now
 
@@ -458,3 +469,18 @@ def test_text_frame_encoding(size: int) -> None:
     else:
         assert frame[1] == 127 and int.from_bytes(frame[2:10]) == size
     assert frame.endswith(b"x" * size)
+
+
+async def test_direct_writes_off_keeps_every_socket_on_its_transport(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    app = create_app(base_settings(tmp_path, ws_direct_writes=False))
+    alice = Auth(await aiohttp_client(app))
+    await alice.signup("alice")
+    ws = await alice.ws()
+    await hello(ws)
+    (conn,) = app[HUB_KEY].connections()
+    assert conn.sock is None and not conn.direct
+    await send_message(ws, "through the transport", "c-1")
+    assert (await receive(ws))["text"] == "through the transport"
+    await ws.close()

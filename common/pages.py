@@ -1,4 +1,4 @@
-"""Rendering pages with what every page needs: the logged-in user and the CSRF token."""
+"""Rendering pages with what every page needs (the logged-in user, the CSRF token); redirects."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any
 import aiohttp_jinja2
 from aiohttp import web
 
-from auth import SESSION_KEY
-from auth.sessions import csrf_token
+from common import SESSION_KEY
+from common.csrf import csrf_token
 
 
 async def render_page(
@@ -22,6 +22,19 @@ async def render_page(
         **context,
     }
     return aiohttp_jinja2.render_template(template, request, full, status=status)
+
+
+async def render_form(
+    request: web.Request, template: str, context: dict[str, Any], status: int = 200
+) -> web.Response:
+    """Render a form page, empty unless the context gives values and errors."""
+    return await render_page(request, template, {"errors": {}, "form": {}, **context}, status)
+
+
+def redirect(request: web.Request, name: str, **query: str) -> web.HTTPFound:
+    """Return a redirect to a named route."""
+    url = request.app.router[name].url_for()
+    return web.HTTPFound(url.with_query(query) if query else url)
 
 
 class Page(web.View):

@@ -11,6 +11,8 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from settings import Settings
+
 MAX_KEYS = 100_000  # counters kept before expired ones are swept
 
 
@@ -80,6 +82,19 @@ class TokenBucket:
 
 class Limits:
     """The app's request limits, built from settings."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Limits:
+        """Build the limits the settings configure."""
+        return cls(
+            settings.login_limit_account,
+            settings.login_limit_address,
+            settings.login_window,
+            settings.signup_limit_address,
+            settings.signup_window,
+            settings.room_limit_user,
+            settings.room_window,
+        )
 
     def __init__(
         self,

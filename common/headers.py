@@ -1,0 +1,34 @@
+"""The security headers of every response."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from common import SESSION_KEY
+from settings import SETTINGS_KEY
+
+
+async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """Set the security headers of every response but a WebSocket upgrade.
+
+    A 101 response has no document for these headers to guard, and its headers are held for
+    the socket's whole life: on a thousand idle sockets they would cost about 1.5 KiB each.
+    """
+    h = response.headers
+    h["Server"] = "chat"
+    if response.status == 101:
+        return
+    host = request.host
+    h["Content-Security-Policy"] = (
+        "default-src 'none'; script-src 'self'; style-src 'self'; "
+        f"connect-src 'self' ws://{host} wss://{host}; img-src 'self' data:; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    )
+    h["X-Content-Type-Options"] = "nosniff"
+    h["Referrer-Policy"] = "same-origin"
+    h["X-Frame-Options"] = "DENY"
+    h["Permissions-Policy"] = "camera=(), microphone=(), geolocation=(), payment=(), usb=()"
+    if SESSION_KEY in request and "Cache-Control" not in h:
+        h["Cache-Control"] = "no-store"
+    if request.app[SETTINGS_KEY].cookie_secure:
+        h["Strict-Transport-Security"] = "max-age=31536000"
