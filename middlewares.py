@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Awaitable
 
@@ -14,13 +15,14 @@ from auth.sessions import SID, session_id
 from common import SESSION_KEY
 from common.csrf import csrf_valid
 from common.forms import field
-from common.pages import render_page
+from common.pages import Refusal, render_page
 from storage import STORE_KEY
-from storage.base import StorageUnavailable
+from storage.base import StorageUnavailable, now
 
 log = logging.getLogger(__name__)
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+SEEN_EVERY = dt.timedelta(minutes=5)  # how stale a session's "last seen" may get
 NO_USER_ROUTES = frozenset({"static", "healthz", "readyz"})  # served without a database lookup
 
 ERROR_TEXT = {
@@ -39,8 +41,11 @@ def _wants_html(request: web.Request) -> bool:
     return "text/html" in request.headers.get("Accept", "")
 
 
-async def _error_response(request: web.Request, status: int) -> web.Response:
-    message = ERROR_TEXT.get(status, "Something went wrong on our side. Please try again.")
+async def _error_response(
+    request: web.Request, status: int, message: str | None = None
+) -> web.Response:
+    if message is None:
+        message = ERROR_TEXT.get(status, "Something went wrong on our side. Please try again.")
     if not _wants_html(request):
         return web.json_response({"error": message}, status=status)
     context = {"status": status, "message": message}
@@ -60,6 +65,8 @@ async def error_pages(request: web.Request, handler: Handler) -> web.StreamRespo
             if name in exc.headers:
                 response.headers[name] = exc.headers[name]
         return response
+    except Refusal as exc:
+        return await _error_response(request, exc.status, exc.message)
     except StorageUnavailable as exc:
         log.warning("database unavailable during %s %s: %s", request.method, request.path, exc)
         response = await _error_response(request, 503)
@@ -77,9 +84,14 @@ async def current_user(request: web.Request, handler: Handler) -> web.StreamResp
     if route is None or route.name not in NO_USER_ROUTES:
         sid = await session_id(request)
         if sid is not None:
-            session = await request.app[STORE_KEY].sessions.find(sid)
+            sessions = request.app[STORE_KEY].sessions
+            session = await sessions.find(sid)
             if session is not None:
                 request[SESSION_KEY] = session
+                # "Last seen" on /account and /admin, at most every SEEN_EVERY.
+                t, seen = now(), (session.last_seen_at, session.user.last_seen_at)
+                if any(s is None or t - s > SEEN_EVERY for s in seen):
+                    await sessions.seen(session, t)
             else:
                 (await get_session(request)).pop(SID, None)  # ended or expired elsewhere
     return await handler(request)

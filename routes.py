@@ -6,8 +6,27 @@ from pathlib import Path
 
 from aiohttp import web
 
-from auth.views import Login, Logout, SignUp
-from chat.views import ChatPage, History, RoomCreate, RoomList
+from auth.account import Account, ChangePassword, EndSession, LogoutEverywhere
+from auth.admin import (
+    Admin,
+    InviteCreate,
+    InviteRevoke,
+    SignupMode,
+    UserDeactivate,
+    UserReactivate,
+    UserRole,
+)
+from auth.views import Join, Login, Logout, SignUp
+from chat.views import (
+    ChatPage,
+    DirectMessage,
+    DirectMessageForm,
+    History,
+    RoomCreate,
+    RoomLeave,
+    RoomList,
+    RoomMembers,
+)
 from chat.ws import ChatSocket
 from common.health import Healthz, Readyz
 
@@ -26,6 +45,28 @@ def setup_routes(app: web.Application) -> None:
             web.view("/logout", Logout, name="logout"),
             web.view("/ws", ChatSocket, name="ws"),
             web.view("/rooms/{slug}/messages", History, name="history"),
+            web.view("/rooms/{slug}/members", RoomMembers, name="room-members"),
+            web.view("/rooms/{slug}/leave", RoomLeave, name="room-leave"),
+            web.view("/dm", DirectMessageForm, name="dm-form"),
+            web.view("/dm/{login}", DirectMessage, name="dm"),
+            web.view("/join/{token}", Join, name="join"),
+            web.view("/account", Account, name="account"),
+            web.view("/account/password", ChangePassword, name="account-password"),
+            web.view("/account/sessions/{id}/end", EndSession, name="account-session-end"),
+            web.view(
+                "/account/logout-everywhere", LogoutEverywhere, name="account-logout-everywhere"
+            ),
+            web.view("/admin", Admin, name="admin"),
+            web.view("/admin/signup-mode", SignupMode, name="admin-signup-mode"),
+            web.view("/admin/invites", InviteCreate, name="admin-invites"),
+            web.view("/admin/invites/{token}/revoke", InviteRevoke, name="admin-invite-revoke"),
+            web.view("/admin/users/{login}/role", UserRole, name="admin-user-role"),
+            web.view(
+                "/admin/users/{login}/deactivate", UserDeactivate, name="admin-user-deactivate"
+            ),
+            web.view(
+                "/admin/users/{login}/reactivate", UserReactivate, name="admin-user-reactivate"
+            ),
             web.view("/healthz", Healthz, name="healthz"),
             web.view("/readyz", Readyz, name="readyz"),
             web.static("/static", STATIC_DIR, name="static"),

@@ -55,6 +55,8 @@ class Settings:
     room_limit_user: int = 10
     room_window: int = 3600
     edit_window: int = 900
+    signup_mode: str = "invite"
+    invite_ttl: int = 7 * 24 * 3600
     message_burst: int = 10
     message_per_minute: int = 100
     sockets_per_user: int = 20
@@ -73,6 +75,7 @@ SETTINGS_KEY = web.AppKey("settings", Settings)
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 _LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
+SIGNUP_MODES = ("invite", "open", "closed")
 
 
 def _read(env: Env, name: str, parse: Callable[[str], T], default: T, fix: str) -> T:
@@ -84,6 +87,14 @@ def _read(env: Env, name: str, parse: Callable[[str], T], default: T, fix: str) 
         return parse(raw.strip())
     except (ValueError, ConfigurationError) as exc:
         raise SettingsError(f"{name}={raw!r} is not valid: {exc}; {fix}") from None
+
+
+def signup_mode(raw: str) -> str:
+    """Parse a sign-up mode: invite, open or closed."""
+    value = raw.strip().lower()
+    if value not in SIGNUP_MODES:
+        raise ValueError("expected " + ", ".join(SIGNUP_MODES))
+    return value
 
 
 def _bool(raw: str) -> bool:
@@ -252,6 +263,12 @@ def load_settings(env_file: str | os.PathLike[str] | None = ".env", **overrides:
         },
         "edit_window": _read(
             env, "EDIT_WINDOW", _int_in(0, 7 * 24 * 3600), d["edit_window"].default, "give seconds"
+        ),
+        "signup_mode": _read(
+            env, "SIGNUP_MODE", signup_mode, d["signup_mode"].default, "use invite, open or closed"
+        ),
+        "invite_ttl": _read(
+            env, "INVITE_TTL", _int_in(60, 365 * 24 * 3600), d["invite_ttl"].default, "give seconds"
         ),
         "redis_url": _read(
             env, "REDIS_URL", _redis_url, "", "leave it empty to run a single process"

@@ -27,10 +27,34 @@ async def session_id(request: web.Request) -> str | None:
     return sid if isinstance(sid, str) else None
 
 
+BROWSERS = (("Edg/", "Edge"), ("Firefox/", "Firefox"), ("Chrome/", "Chrome"), ("Safari/", "Safari"))
+SYSTEMS = (
+    ("Android", "Android"),
+    ("iPhone", "iPhone"),
+    ("iPad", "iPad"),
+    ("Windows", "Windows"),
+    ("Mac OS X", "macOS"),
+    ("Linux", "Linux"),
+)
+
+
+def device_hint(user_agent: str) -> str:
+    """Name a browser and system from a User-Agent, for people to tell their sessions apart."""
+    browser = next((name for key, name in BROWSERS if key in user_agent), "")
+    system = next((name for key, name in SYSTEMS if key in user_agent), "")
+    if browser and system:
+        return f"{browser} on {system}"
+    return browser or system or "Unknown device"
+
+
 async def start_session(request: web.Request, user: User) -> Session:
     """Log the user in with a brand-new cookie session and server-side session."""
     store = request.app[STORE_KEY]
-    server_session = await store.sessions.create(user, request.app[SETTINGS_KEY].session_max_age)
+    server_session = await store.sessions.create(
+        user,
+        request.app[SETTINGS_KEY].session_max_age,
+        device_hint(request.headers.get("User-Agent", "")),
+    )
     # A new cookie session on every login: whatever session id an attacker planted is dropped.
     cookie = await new_session(request)
     cookie[SID] = server_session.id

@@ -2,33 +2,82 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
+from auth.accounts import signup_mode
 from auth.forms import safe_next, validate_signup
 from auth.passwords import PASSWORDS_KEY
 from auth.sessions import end_session, start_session
 from common import SESSION_KEY
 from common.forms import field
 from common.limits import LIMITS_KEY, too_many
-from common.pages import Page, redirect, render_form
+from common.pages import Page, Refusal, redirect, render_form
 from settings import SETTINGS_KEY
 from storage import STORE_KEY
-from storage.base import LoginTaken, login_key
+from storage.base import Invite, LoginTaken, login_key, now
 
 LOGIN_FAILED = "Wrong login or password."
 
 
+SIGNUP_REFUSED = {
+    "invite": "Sign-up here is by invitation only. Ask an admin of this chat for an invitation "
+    "link, then open it to create your account.",
+    "closed": "Sign-up is closed: this chat takes no new accounts. Ask an admin if you need one.",
+}
+INVITE_INVALID = (
+    "This invitation link is not valid: it may have expired or been revoked. "
+    "Ask an admin of this chat for a new one."
+)
+
+
+async def allowed_signup(request: web.Request, invite: Invite | None) -> str | None:
+    """Return why a sign-up is refused now, or None when it may go ahead.
+
+    The first account of an empty store may always sign up; then the mode decides: `open`
+    lets anyone in, `invite` those with a live invitation, `closed` nobody.
+    """
+    store = request.app[STORE_KEY]
+    if not await store.users.exist():
+        return None
+    mode = await signup_mode(store, request.app[SETTINGS_KEY])
+    if mode == "open" or (mode == "invite" and invite is not None):
+        return None
+    return SIGNUP_REFUSED["closed" if mode == "closed" else "invite"]
+
+
 class SignUp(Page):
-    """Registration: create an account and log it in."""
+    """Registration: create an account and log it in (when the sign-up mode allows)."""
+
+    invite: Invite | None = None
+
+    async def form_url(self) -> str:
+        return str(self.request.app.router["signup"].url_for())
+
+    async def find_invite(self) -> Invite | None:
+        return None
+
+    async def render(self, context: dict[str, Any], status: int = 200) -> web.Response:
+        context = {"action": await self.form_url(), "invite": self.invite, **context}
+        return await render_form(self.request, "signup.html", context, status)
 
     async def get(self) -> web.Response:
         if SESSION_KEY in self.request:
             raise redirect(self.request, "index")
-        return await render_form(self.request, "signup.html", {})
+        self.invite = await self.find_invite()
+        refused = await allowed_signup(self.request, self.invite)
+        if refused:
+            return await self.render({"refused": refused})
+        return await self.render({})
 
     async def post(self) -> web.Response:
         request = self.request
         settings = request.app[SETTINGS_KEY]
+        self.invite = await self.find_invite()
+        refused = await allowed_signup(request, self.invite)
+        if refused:
+            return await self.render({"refused": refused}, status=403)
         limit = request.app[LIMITS_KEY].signup_address
         address = request.remote or ""
         if wait := limit.retry_after(address):
@@ -36,22 +85,33 @@ class SignUp(Page):
         values, errors = validate_signup(await request.post(), settings.password_min_length)
         shown = {"login": values["login"], "email": values["email"]}  # never the password
         if errors:
-            return await render_form(
-                request, "signup.html", {"form": shown, "errors": errors}, status=400
-            )
+            return await self.render({"form": shown, "errors": errors}, status=400)
         password_hash = await request.app[PASSWORDS_KEY].hash(values["password"])
+        store = request.app[STORE_KEY]
         try:
-            user = await request.app[STORE_KEY].users.create(
-                values["login"], values["email"], password_hash
-            )
+            user = await store.users.create(values["login"], values["email"], password_hash)
         except LoginTaken:
             errors = {"login": "This login is taken; choose another."}
-            return await render_form(
-                request, "signup.html", {"form": shown, "errors": errors}, status=409
-            )
+            return await self.render({"form": shown, "errors": errors}, status=409)
+        if self.invite is not None:
+            await store.invites.use(self.invite.token)
         limit.hit(address)
         await start_session(request, user)
         raise redirect(request, "index")
+
+
+class Join(SignUp):
+    """`/join/<token>`: sign up with an invitation; a token not live is a 404 page."""
+
+    async def form_url(self) -> str:
+        token = self.request.match_info["token"]
+        return str(self.request.app.router["join"].url_for(token=token))
+
+    async def find_invite(self) -> Invite | None:
+        invite = await self.request.app[STORE_KEY].invites.find(self.request.match_info["token"])
+        if invite is None or not invite.live(now()):
+            raise Refusal(404, INVITE_INVALID)
+        return invite
 
 
 class Login(Page):
@@ -81,7 +141,7 @@ class Login(Page):
         ok = await request.app[PASSWORDS_KEY].verify(
             user.password_hash if user else None, password[:1024]
         )
-        if user is None or not ok:
+        if user is None or not ok or not user.active:  # deactivated: the same failure
             limits.login_account.hit(account)
             limits.login_address.hit(address)
             context = {"form": {"login": login}, "next": nxt, "errors": {"form": LOGIN_FAILED}}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -14,7 +15,10 @@ from chat.reads import READS_KEY, ReadMarks, reads_ctx
 from common.health import READY_CHECKS_KEY
 from common.tasks import running
 from settings import SETTINGS_KEY, Settings
-from storage.base import Store
+from storage import STORE_KEY
+from storage.base import StorageUnavailable, Store
+
+log = logging.getLogger(__name__)
 
 EXPIRY_SWEEP = 30.0  # seconds between checks for sockets whose session expired
 
@@ -49,12 +53,16 @@ async def broker_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def expiry_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Close sockets whose login session expired, in the background."""
+    """Close sockets whose login session expired or was ended elsewhere, in the background."""
 
     async def sweep() -> None:
         while True:
             await asyncio.sleep(EXPIRY_SWEEP)
-            await app[HUB_KEY].close_expired()
+            try:
+                await app[HUB_KEY].close_expired()
+                await app[HUB_KEY].close_ended(app[STORE_KEY].sessions)
+            except StorageUnavailable as exc:
+                log.warning("cannot check the sockets' sessions: %s", exc)
 
     async with running(sweep()):
         yield

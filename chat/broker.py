@@ -61,6 +61,14 @@ class LocalBroker:
     async def _publish_session_end(self, session_id: str) -> None:
         """Tell other processes a session ended (nothing to tell here)."""
 
+    async def leave_room(self, room: str, user: str) -> None:
+        """Close a person's sockets in a room they left (1008), here and on other processes."""
+        await self.hub.close_member(room, user, CLOSE_SESSION_ENDED, "left the room")
+        await self._publish_room_leave(room, user)
+
+    async def _publish_room_leave(self, room: str, user: str) -> None:
+        """Tell other processes someone left a room (nothing to tell here)."""
+
     async def join(self, conn: Connection) -> list[str]:
         """Count a new socket in; announce the user when it is their first. Return who is online."""
         counts = self.local[conn.room]
@@ -180,6 +188,9 @@ class RedisBroker(LocalBroker):
     async def _publish_session_end(self, session_id: str) -> None:
         await self._publish({"kind": "session_end", "session": session_id})
 
+    async def _publish_room_leave(self, room: str, user: str) -> None:
+        await self._publish({"kind": "room_leave", "room": room, "user": user})
+
     async def _publish(self, event: dict[str, Any]) -> None:
         if not self.healthy:
             return  # the others catch up from storage when the broker is back
@@ -282,6 +293,10 @@ class RedisBroker(LocalBroker):
                 self.announce(event["room"], event["event"], event["user"], event["online"])
             elif event["kind"] == "session_end":
                 await self.hub.close_session(event["session"], CLOSE_SESSION_ENDED, "logged out")
+            elif event["kind"] == "room_leave":
+                await self.hub.close_member(
+                    event["room"], event["user"], CLOSE_SESSION_ENDED, "left the room"
+                )
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("ignored a malformed broker event: %s", exc)
 

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from chat.connection import CLOSE_GOING_AWAY, CLOSE_SESSION_ENDED, Connection, fan_out
 from chat.frames import message_frame, ws_text_frame
-from storage.base import MAX_PAGE, Messages, StorageUnavailable, now
+from storage.base import MAX_PAGE, Messages, Sessions, StorageUnavailable, now
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +178,24 @@ class Hub:
         await self._close(
             [c for c in self.connections() if c.session.id == session_id], code, reason
         )
+
+    async def close_member(self, room: str, user: str, code: int, reason: str) -> None:
+        """Close a person's sockets in one room (they left it)."""
+        members = self.rooms.get(room, {})
+        await self._close([c for c in members if c.user == user], code, reason)
+
+    async def close_ended(self, sessions: Sessions) -> None:
+        """Close with 1008 the sockets whose login session was ended without a word to us.
+
+        The command line ends sessions in the store alone (and, with Redis, says so there).
+        """
+        ids = sorted({c.session.id for c in self.connections()})
+        ended: set[str] = set()
+        for start in range(0, len(ids), MAX_PAGE):
+            batch = ids[start : start + MAX_PAGE]
+            ended.update(set(batch) - await sessions.live(batch))
+        conns = [c for c in self.connections() if c.session.id in ended]
+        await self._close(conns, CLOSE_SESSION_ENDED, "session ended")
 
     async def close_expired(self) -> None:
         """Close with 1008 the sockets whose login session has expired."""

@@ -15,10 +15,21 @@ from chat.reads import READS_KEY
 from common import SESSION_KEY
 from common.forms import field
 from common.limits import LIMITS_KEY, too_many
-from common.pages import Page, render_page
+from common.pages import Page, Refusal, render_page
 from settings import SETTINGS_KEY
 from storage import STORE_KEY
-from storage.base import MAX_ROOMS, RoomTaken
+from storage.base import (
+    DIRECT,
+    MAX_PAGE,
+    MAX_ROOMS,
+    OPEN,
+    PRIVATE,
+    Room,
+    RoomTaken,
+    Session,
+    login_key,
+    new_room_suffix,
+)
 
 HISTORY_MAX = 100
 
@@ -53,19 +64,47 @@ def validate_room_name(form: Any) -> tuple[str, str | None]:
     return name, None
 
 
+def room_title(room: Room, me: str) -> str:
+    """Name a room for a person: `#name`, or the other person of a direct conversation."""
+    if room.kind != DIRECT:
+        return f"#{room.name}"
+    others = [p for p in room.peers if login_key(p) != login_key(me)]
+    return ", ".join(others) if others else f"{me} (notes to self)"
+
+
 async def render_rooms(
     request: web.Request, form: dict[str, str], errors: dict[str, str], status: int = 200
 ) -> web.Response:
-    """Render the room list with each room's last activity and the person's unread count."""
+    """Render the person's rooms and direct conversations, with activity and unread counts."""
     session = require_login(request)
+    me = session.user.login
     store = request.app[STORE_KEY]
-    reads = await request.app[READS_KEY].of_user(session.user.login)
-    rooms = [
-        {"activity": a, "unread": max(0, a.last_seq - reads.get(a.room.slug, 0))}
-        for a in await store.rooms.activity(MAX_ROOMS)
+    reads = await request.app[READS_KEY].of_user(me)
+    entries = [
+        {
+            "activity": a,
+            "title": room_title(a.room, me),
+            "unread": max(0, a.last_seq - reads.get(a.room.slug, 0)),
+        }
+        for a in await store.rooms.activity(me, MAX_ROOMS)
     ]
-    context = {"rooms": rooms, "form": form, "errors": errors}
+    context = {
+        "rooms": [e for e in entries if e["activity"].room.kind != DIRECT],
+        "directs": [e for e in entries if e["activity"].room.kind == DIRECT],
+        "form": form,
+        "errors": errors,
+    }
     return await render_page(request, "rooms.html", context, status)
+
+
+async def visible_room(request: web.Request, session: Session) -> Room:
+    """Return the URL's room if the person may see it; else 404, exactly as for no room."""
+    room = await request.app[STORE_KEY].rooms.visible(
+        request.match_info["slug"], session.user.login
+    )
+    if room is None:
+        raise web.HTTPNotFound()
+    return room
 
 
 class RoomList(Page):
@@ -88,14 +127,20 @@ class RoomCreate(web.View):
         user = session.user.login
         if wait := limit.retry_after(user):
             raise too_many(wait)
-        name, error = validate_room_name(await request.post())
+        form = await request.post()
+        name, error = validate_room_name(form)
+        private = field(form, "private") == "on"
+        shown = {"name": name, "private": "on" if private else ""}
         if error:
-            return await render_rooms(request, {"name": name}, {"name": error}, status=400)
+            return await render_rooms(request, shown, {"name": error}, status=400)
+        # A private room's slug has a random end, so no open room's name can reveal it.
+        slug = f"{slugify(name)[: SLUG_MAX - 9]}-{new_room_suffix()}" if private else slugify(name)
+        kind = PRIVATE if private else OPEN
         try:
-            room = await request.app[STORE_KEY].rooms.create(slugify(name), name)
+            room = await request.app[STORE_KEY].rooms.create(slug, name, kind, user)
         except RoomTaken:
             error = "A room with this name exists already; choose another name."
-            return await render_rooms(request, {"name": name}, {"name": error}, status=409)
+            return await render_rooms(request, shown, {"name": error}, status=409)
         limit.hit(user)
         raise web.HTTPFound(request.app.router["room"].url_for(slug=room.slug))
 
@@ -107,9 +152,7 @@ class ChatPage(Page):
         request = self.request
         session = require_login(request)
         store = request.app[STORE_KEY]
-        room = await store.rooms.find(request.match_info["slug"])
-        if room is None:
-            raise web.HTTPNotFound()
+        room = await visible_room(request, session)
         # Read before the messages: a change made in between is replayed to the socket again.
         last_rev = await store.messages.last_rev(room.slug)
         page = request.app[SETTINGS_KEY].history_page_size
@@ -125,6 +168,9 @@ class ChatPage(Page):
             "last_read": last_read,
             "edit_window": request.app[SETTINGS_KEY].edit_window,
             "online": await request.app[BROKER_KEY].online(room.slug),
+            "title": room_title(room, session.user.login),
+            "members": await store.rooms.members(room.slug, MAX_PAGE) if room.private else [],
+            "deactivated": await store.users.deactivated(sorted({m.user for m in messages})),
         }
         return await render_page(request, "chat.html", context)
 
@@ -134,7 +180,8 @@ class History(Page):
 
     async def get(self) -> web.Response:
         request = self.request
-        if SESSION_KEY not in request:
+        session = request.get(SESSION_KEY)
+        if session is None:
             return _error(401, "Log in first.")
         try:
             before = int(request.query["before"]) if "before" in request.query else None
@@ -147,9 +194,71 @@ class History(Page):
             return _error(400, "before must be at least 1.")
         store = request.app[STORE_KEY]
         slug = request.match_info["slug"]
-        if await store.rooms.find(slug) is None:
+        if await store.rooms.visible(slug, session.user.login) is None:
             return _error(404, "No such room.")
         rows = await store.messages.before(slug, before, limit + 1)
         has_more = len(rows) > limit
         rows = rows[-limit:]
-        return web.json_response({"messages": [m.to_json() for m in rows], "has_more": has_more})
+        deactivated = await store.users.deactivated(sorted({m.user for m in rows}))
+        return web.json_response(
+            {
+                "messages": [m.to_json() for m in rows],
+                "has_more": has_more,
+                "deactivated": sorted(deactivated),
+            }
+        )
+
+
+class RoomMembers(web.View):
+    """`POST /rooms/<slug>/members` (field `login`): a member adds someone to a private room."""
+
+    async def post(self) -> web.Response:
+        request = self.request
+        session = require_login(request)
+        room = await visible_room(request, session)
+        if room.kind != PRIVATE:
+            raise Refusal(400, "Only private rooms have members to add.")
+        store = request.app[STORE_KEY]
+        user = await store.users.find_by_login(field(await request.post(), "login").strip())
+        if user is None or not user.active:
+            raise Refusal(404, "There is no active account with this login.")
+        await store.rooms.add_member(room.slug, user.login)
+        raise web.HTTPFound(request.app.router["room"].url_for(slug=room.slug))
+
+
+class RoomLeave(web.View):
+    """`POST /rooms/<slug>/leave`: leave a private room; one's sockets in it close."""
+
+    async def post(self) -> web.Response:
+        request = self.request
+        session = require_login(request)
+        room = await visible_room(request, session)
+        if room.kind != PRIVATE:
+            raise Refusal(400, "Only private rooms can be left.")
+        await request.app[STORE_KEY].rooms.remove_member(room.slug, session.user.login)
+        await request.app[BROKER_KEY].leave_room(room.slug, session.user.login)
+        raise web.HTTPFound(request.app.router["index"].url_for())
+
+
+class DirectMessage(Page):
+    """`GET /dm/<login>`: open (creating once) the direct conversation with that person."""
+
+    async def get(self) -> web.Response:
+        request = self.request
+        session = require_login(request)
+        store = request.app[STORE_KEY]
+        other = await store.users.find_by_login(request.match_info["login"])
+        if other is None:
+            raise Refusal(404, "There is no account with this login.")
+        room = await store.rooms.direct(session.user.login, other.login)
+        raise web.HTTPFound(request.app.router["room"].url_for(slug=room.slug))
+
+
+class DirectMessageForm(Page):
+    """`GET /dm?login=`: the room list's form, sent on to `/dm/<login>`."""
+
+    async def get(self) -> web.Response:
+        login = self.request.query.get("login", "").strip()
+        if not login:
+            raise web.HTTPFound(self.request.app.router["index"].url_for())
+        raise web.HTTPFound(self.request.app.router["dm"].url_for(login=login))

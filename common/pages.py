@@ -37,6 +37,15 @@ def redirect(request: web.Request, name: str, **query: str) -> web.HTTPFound:
     return web.HTTPFound(url.with_query(query) if query else url)
 
 
+class Refusal(Exception):
+    """A request refused with a message for people: answered as the error page (or JSON)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
 class Page(web.View):
     """A view whose GET also answers HEAD: same status and headers, no body (RFC 9110, 9.3.2)."""
 

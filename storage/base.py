@@ -5,11 +5,18 @@ from __future__ import annotations
 import abc
 import dataclasses
 import datetime as dt
+import hashlib
 import secrets
 
 MAX_PAGE = 500  # no query returns more rows than this
 MAX_ROOMS = MAX_PAGE  # the room list and a person's read marks are bounded by this too
 ROOMS_KEPT = 10_000  # rooms kept in memory once found (the oldest found goes first)
+
+ADMIN, MEMBER = "admin", "member"  # an account's role
+ROLES = (ADMIN, MEMBER)
+# A room's kind: open to everyone, private to its members, or a direct conversation (private,
+# between two people or with oneself, its members fixed).
+OPEN, PRIVATE, DIRECT = "open", "private", "direct"
 
 
 class StorageError(Exception):
@@ -28,6 +35,10 @@ class RoomTaken(StorageError):
     """Another room already has this slug."""
 
 
+class LastAdmin(StorageError):
+    """The change would leave the chat without an active admin."""
+
+
 class ChangeRefused(StorageError):
     """An edit or delete was refused; `code` says why (the protocol's error code)."""
 
@@ -37,10 +48,14 @@ class ChangeRefused(StorageError):
         self.message = message
 
 
-def refusal(message: Message | None, user: str, since: dt.datetime) -> ChangeRefused:
+def refusal(
+    message: Message | None, user: str, since: dt.datetime, moderator: bool = False
+) -> ChangeRefused:
     """Explain why `user` may not change `message` (None: there is no such message)."""
     if message is None:
         return ChangeRefused("not_found", "There is no such message in this room.")
+    if moderator and message.deleted:
+        return ChangeRefused("deleted", "This message was deleted.")
     if message.user != user:
         return ChangeRefused("forbidden", "You can only edit or delete your own messages.")
     if message.deleted:
@@ -59,6 +74,14 @@ class User:
     email: str
     password_hash: str
     created_at: dt.datetime
+    role: str = MEMBER
+    active: bool = True  # a deactivated account cannot log in; its messages stay
+    last_seen_at: dt.datetime | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        """Say whether this account may administer the chat."""
+        return self.role == ADMIN and self.active
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -68,15 +91,50 @@ class Session:
     id: str
     user: User
     expires_at: dt.datetime
+    created_at: dt.datetime | None = None  # None: made before sessions kept these
+    last_seen_at: dt.datetime | None = None
+    device: str = ""  # a hint for people, from the browser's User-Agent
+
+    @property
+    def public_id(self) -> str:
+        """Return a handle that names the session on pages without revealing its id."""
+        return hashlib.sha256(self.id.encode()).hexdigest()[:16]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Room:
-    """A chat room, addressed by its slug."""
+    """A chat room, addressed by its slug. A direct room's name is its people's logins."""
 
     slug: str
     name: str
     created_at: dt.datetime
+    kind: str = OPEN
+
+    @property
+    def private(self) -> bool:
+        """Say whether only the room's members may see it."""
+        return self.kind != OPEN
+
+    @property
+    def peers(self) -> list[str]:
+        """Return the logins of a direct room's people (one for notes to oneself)."""
+        return self.name.split() if self.kind == DIRECT else []
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Invite:
+    """An invitation: whoever has its link may sign up until it expires or is revoked."""
+
+    token: str
+    created_by: str
+    created_at: dt.datetime
+    expires_at: dt.datetime
+    uses: int = 0
+    revoked: bool = False
+
+    def live(self, at: dt.datetime) -> bool:
+        """Say whether the invitation may be used at `at`."""
+        return not self.revoked and at < self.expires_at
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -149,32 +207,97 @@ def new_session_id() -> str:
     return secrets.token_urlsafe(32)
 
 
+def new_invite_token() -> str:
+    """Return a fresh unguessable invitation token (192 bits)."""
+    return secrets.token_urlsafe(24)
+
+
+def new_room_suffix() -> str:
+    """Return a random slug suffix, so a private room's slug never collides with an open one's."""
+    return secrets.token_hex(4)
+
+
+def dm_key(a: str, b: str) -> str:
+    """Return the key naming the one direct room of two logins (the same login twice: notes)."""
+    return ":".join(sorted((login_key(a), login_key(b))))
+
+
+def dm_name(a: str, b: str) -> str:
+    """Return a direct room's name: its people's logins, in key order (one for notes)."""
+    if login_key(a) == login_key(b):
+        return a
+    return " ".join(sorted((a, b), key=login_key))
+
+
 class Users(abc.ABC):
     """Accounts."""
 
     @abc.abstractmethod
     async def create(self, login: str, email: str, password_hash: str) -> User:
-        """Store a new account; raise LoginTaken when the login is in use."""
+        """Store a new account; raise LoginTaken when the login is in use.
+
+        The first account of an empty store is its admin, however many are created at once.
+        """
 
     @abc.abstractmethod
     async def find_by_login(self, login: str) -> User | None:
         """Return the account with this login, compared case-insensitively."""
+
+    @abc.abstractmethod
+    async def exist(self) -> bool:
+        """Say whether any account exists."""
+
+    @abc.abstractmethod
+    async def list(self, limit: int) -> list[User]:
+        """Return up to `limit` accounts, oldest first."""
+
+    @abc.abstractmethod
+    async def set_role(self, login: str, role: str) -> User | None:
+        """Make the account an admin or a member; raise LastAdmin rather than leave none."""
+
+    @abc.abstractmethod
+    async def set_active(self, login: str, active: bool) -> User | None:
+        """Deactivate or reactivate the account; raise LastAdmin rather than leave none."""
+
+    @abc.abstractmethod
+    async def set_password(self, login: str, password_hash: str) -> User | None:
+        """Replace the account's password hash."""
+
+    @abc.abstractmethod
+    async def deactivated(self, logins: list[str]) -> set[str]:
+        """Return which of these logins belong to deactivated accounts."""
 
 
 class Sessions(abc.ABC):
     """Server-side sessions, so that logout really ends a session."""
 
     @abc.abstractmethod
-    async def create(self, user: User, max_age: int) -> Session:
+    async def create(self, user: User, max_age: int, device: str = "") -> Session:
         """Start a session for the user lasting max_age seconds."""
 
     @abc.abstractmethod
     async def find(self, session_id: str) -> Session | None:
-        """Return the live session with this id, or None when unknown or expired."""
+        """Return the live session with this id; None when unknown, expired or deactivated."""
 
     @abc.abstractmethod
     async def delete(self, session_id: str) -> None:
         """End a session."""
+
+    @abc.abstractmethod
+    async def of_user(self, user: User) -> list[Session]:
+        """Return the user's live sessions, most recently seen first (at most MAX_PAGE)."""
+
+    @abc.abstractmethod
+    async def delete_of_user(self, user: User, keep: str | None = None) -> list[str]:
+        """End every session of the user but `keep`; return the ids ended."""
+
+    @abc.abstractmethod
+    async def seen(self, session: Session, at: dt.datetime) -> None:
+        """Note that the session (and so its account) was used at `at`."""
+
+    @abc.abstractmethod
+    async def live(self, session_ids: list[str]) -> set[str]:
+        """Return which of these session ids are live sessions (at most MAX_PAGE asked)."""
 
 
 class Rooms(abc.ABC):
@@ -203,12 +326,41 @@ class Rooms(abc.ABC):
         """Read the room with this slug from the database."""
 
     @abc.abstractmethod
-    async def create(self, slug: str, name: str) -> Room:
-        """Store a new room; raise RoomTaken when the slug is in use."""
+    async def create(
+        self, slug: str, name: str, kind: str = OPEN, creator: str | None = None
+    ) -> Room:
+        """Store a new room (its creator its first member); raise RoomTaken on a used slug."""
 
     @abc.abstractmethod
-    async def activity(self, limit: int) -> list[RoomActivity]:
-        """Return up to `limit` rooms with their latest message, most recently active first."""
+    async def direct(self, a: str, b: str) -> Room:
+        """Return the direct room of two logins, creating it once (race-free) when missing."""
+
+    @abc.abstractmethod
+    async def activity(self, user: str, limit: int) -> list[RoomActivity]:
+        """Return up to `limit` rooms the user may see, most recently active first."""
+
+    @abc.abstractmethod
+    async def members(self, slug: str, limit: int) -> list[str]:
+        """Return up to `limit` logins of the room's members, first added first."""
+
+    @abc.abstractmethod
+    async def is_member(self, slug: str, login: str) -> bool:
+        """Say whether the login is a member of the room."""
+
+    @abc.abstractmethod
+    async def add_member(self, slug: str, login: str) -> bool:
+        """Make the login a member of the room; False when it was one already."""
+
+    @abc.abstractmethod
+    async def remove_member(self, slug: str, login: str) -> bool:
+        """Take the login out of the room; False when it was not a member."""
+
+    async def visible(self, slug: str, login: str) -> Room | None:
+        """Return the room when the login may see it, else None, exactly as for no room."""
+        room = await self.find(slug)
+        if room is None or (room.private and not await self.is_member(slug, login)):
+            return None
+        return room
 
 
 class Messages(abc.ABC):
@@ -239,11 +391,18 @@ class Messages(abc.ABC):
 
     @abc.abstractmethod
     async def change(
-        self, room: str, seq: int, user: str, text: str | None, since: dt.datetime
+        self,
+        room: str,
+        seq: int,
+        user: str,
+        text: str | None,
+        since: dt.datetime,
+        moderator: bool = False,
     ) -> Message:
         """Edit (new text) or delete (None) the user's own message, sent at `since` or later.
 
-        The changed message gets the room's next rev. Raise ChangeRefused (see `refusal`).
+        A moderator's delete takes anyone's message, however old. The changed message gets the
+        room's next rev. Raise ChangeRefused (see `refusal`).
         """
 
     @abc.abstractmethod
@@ -271,14 +430,52 @@ class Reads(abc.ABC):
         """Return the user's last read seq per room (rooms never opened are absent)."""
 
 
+class Config(abc.ABC):
+    """Settings an admin changes at run time; they override the environment's."""
+
+    @abc.abstractmethod
+    async def get(self, key: str) -> str | None:
+        """Return the stored value, None when never set."""
+
+    @abc.abstractmethod
+    async def set(self, key: str, value: str) -> None:
+        """Store a value."""
+
+
+class Invites(abc.ABC):
+    """Invitations to sign up."""
+
+    @abc.abstractmethod
+    async def create(self, created_by: str, ttl: int) -> Invite:
+        """Store a new invitation that expires after `ttl` seconds."""
+
+    @abc.abstractmethod
+    async def find(self, token: str) -> Invite | None:
+        """Return the invitation with this token, live or not."""
+
+    @abc.abstractmethod
+    async def live(self, limit: int) -> list[Invite]:
+        """Return up to `limit` invitations neither expired nor revoked, newest first."""
+
+    @abc.abstractmethod
+    async def revoke(self, token: str) -> bool:
+        """Revoke an invitation; False when there is none."""
+
+    @abc.abstractmethod
+    async def use(self, token: str) -> bool:
+        """Count one use of a live invitation; False when it is not live (nothing counted)."""
+
+
 class Store(abc.ABC):
-    """One database: the five collections and its life cycle."""
+    """One database: its collections and its life cycle."""
 
     users: Users
     sessions: Sessions
     rooms: Rooms
     messages: Messages
     reads: Reads
+    config: Config
+    invites: Invites
 
     @abc.abstractmethod
     async def setup(self) -> None:

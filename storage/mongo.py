@@ -13,7 +13,16 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from storage.base import (
+    ADMIN,
+    DIRECT,
+    MAX_PAGE,
     MAX_ROOMS,
+    MEMBER,
+    OPEN,
+    Config,
+    Invite,
+    Invites,
+    LastAdmin,
     LoginTaken,
     Message,
     Messages,
@@ -29,7 +38,11 @@ from storage.base import (
     User,
     Users,
     check_limit,
+    dm_key,
+    dm_name,
     login_key,
+    new_invite_token,
+    new_room_suffix,
     new_session_id,
     now,
     refusal,
@@ -39,6 +52,8 @@ Doc = dict[str, Any]
 
 APP_NAME = "aiohttp-chat"  # shown in MongoDB's logs and currentOp
 SEQ_ATTEMPTS = 100  # bound on retries when other writers take the same seq
+FIRST_ADMIN = "first_admin"  # the config document whose insertion makes one account the first
+ACTIVE_ADMINS = {"role": ADMIN, "active": {"$ne": False}}
 
 
 @asynccontextmanager
@@ -63,6 +78,31 @@ def _user(doc: Doc) -> User:
         email=doc["email"],
         password_hash=doc["password_hash"],
         created_at=doc["created_at"],
+        role=doc.get("role", MEMBER),
+        active=doc.get("active", True),
+        last_seen_at=doc.get("last_seen_at"),
+    )
+
+
+def _session(doc: Doc, user: Doc) -> Session:
+    return Session(
+        doc["_id"],
+        _user(user),
+        doc["expires_at"],
+        doc.get("created_at"),
+        doc.get("last_seen_at"),
+        doc.get("device", ""),
+    )
+
+
+def _invite(doc: Doc) -> Invite:
+    return Invite(
+        doc["_id"],
+        doc["created_by"],
+        doc["created_at"],
+        doc["expires_at"],
+        int(doc.get("uses", 0)),
+        bool(doc.get("revoked", False)),
     )
 
 
@@ -82,7 +122,7 @@ def _message(doc: Doc) -> Message:
 
 
 def _room(doc: Doc) -> Room:
-    return Room(doc["_id"], doc["name"], doc["created_at"])
+    return Room(doc["_id"], doc["name"], doc["created_at"], doc.get("kind", OPEN))
 
 
 class MongoUsers(Users):
@@ -90,6 +130,7 @@ class MongoUsers(Users):
 
     def __init__(self, db: AsyncDatabase[Doc]) -> None:
         self.col = db["users"]
+        self.config = db["config"]
 
     async def create(self, login: str, email: str, password_hash: str) -> User:
         doc = {
@@ -98,18 +139,88 @@ class MongoUsers(Users):
             "email": email,
             "password_hash": password_hash,
             "created_at": now(),
+            "role": MEMBER,
+            "active": True,
         }
         try:
             async with _unavailable():
                 await self.col.insert_one(doc)
         except DuplicateKeyError:
             raise LoginTaken(login) from None
+        if await self.claim_first(doc["_id"]):
+            doc["role"] = ADMIN
         return _user(doc)
+
+    async def claim_first(self, user_id: ObjectId) -> bool:
+        """Make the account the admin if no account was ever first (a unique _id decides)."""
+        try:
+            async with _unavailable():
+                await self.config.insert_one({"_id": FIRST_ADMIN, "user_id": user_id})
+                await self.col.update_one({"_id": user_id}, {"$set": {"role": ADMIN}})
+        except DuplicateKeyError:
+            return False
+        return True
 
     async def find_by_login(self, login: str) -> User | None:
         async with _unavailable():
             doc = await self.col.find_one({"login_key": login_key(login)})
         return _user(doc) if doc else None
+
+    async def exist(self) -> bool:
+        async with _unavailable():
+            return await self.col.find_one({}, projection={"_id": 1}) is not None
+
+    async def list(self, limit: int) -> list[User]:
+        async with _unavailable():
+            cursor = self.col.find({}, sort=[("_id", ASCENDING)], limit=check_limit(limit))
+            return [_user(d) for d in await cursor.to_list()]
+
+    async def _update(self, login: str, change: Doc, undo: Doc) -> User | None:
+        """Change an account; undone (LastAdmin) when it left no active admin.
+
+        Without transactions, two admins demoting each other at once both see none left and
+        both undo: the chat keeps its admins.
+        """
+        async with _unavailable():
+            doc = await self.col.find_one_and_update(
+                {"login_key": login_key(login)},
+                {"$set": change},
+                return_document=ReturnDocument.BEFORE,
+            )
+            if doc is None:
+                return None
+            if await self.col.find_one(ACTIVE_ADMINS, projection={"_id": 1}) is None:
+                await self.col.update_one({"_id": doc["_id"]}, {"$set": undo})
+                raise LastAdmin(login)
+        return _user({**doc, **change})
+
+    async def set_role(self, login: str, role: str) -> User | None:
+        before = await self.find_by_login(login)
+        undo = {"role": before.role} if before else {}
+        return await self._update(login, {"role": role}, undo)
+
+    async def set_active(self, login: str, active: bool) -> User | None:
+        return await self._update(login, {"active": active}, {"active": not active})
+
+    async def set_password(self, login: str, password_hash: str) -> User | None:
+        async with _unavailable():
+            doc = await self.col.find_one_and_update(
+                {"login_key": login_key(login)},
+                {"$set": {"password_hash": password_hash}},
+                return_document=ReturnDocument.AFTER,
+            )
+        return _user(doc) if doc else None
+
+    async def deactivated(self, logins: list[str]) -> set[str]:
+        if not logins:
+            return set()
+        async with _unavailable():
+            docs = await self.col.find(
+                {"login": {"$in": logins[:MAX_PAGE]}, "active": False},
+                projection={"login": 1},
+                limit=MAX_PAGE,
+            ).to_list()
+        return {d["login"] for d in docs}
 
 
 class MongoSessions(Sessions):
@@ -119,11 +230,21 @@ class MongoSessions(Sessions):
         self.col = db["sessions"]
         self.users = db["users"]
 
-    async def create(self, user: User, max_age: int) -> Session:
-        session = Session(new_session_id(), user, now() + dt.timedelta(seconds=max_age))
+    async def create(self, user: User, max_age: int, device: str = "") -> Session:
+        t = now()
+        session = Session(
+            new_session_id(), user, t + dt.timedelta(seconds=max_age), t, t, device[:100]
+        )
         async with _unavailable():
             await self.col.insert_one(
-                {"_id": session.id, "user_id": ObjectId(user.id), "expires_at": session.expires_at}
+                {
+                    "_id": session.id,
+                    "user_id": ObjectId(user.id),
+                    "expires_at": session.expires_at,
+                    "created_at": t,
+                    "last_seen_at": t,
+                    "device": session.device,
+                }
             )
         return session
 
@@ -131,13 +252,51 @@ class MongoSessions(Sessions):
         async with _unavailable():
             doc = await self.col.find_one({"_id": session_id, "expires_at": {"$gt": now()}})
             user = await self.users.find_one({"_id": doc["user_id"]}) if doc else None
-        if not doc or not user:
+        if not doc or not user or user.get("active") is False:
             return None
-        return Session(doc["_id"], _user(user), doc["expires_at"])
+        return _session(doc, user)
 
     async def delete(self, session_id: str) -> None:
         async with _unavailable():
             await self.col.delete_one({"_id": session_id})
+
+    async def of_user(self, user: User) -> list[Session]:
+        async with _unavailable():
+            user_doc = await self.users.find_one({"_id": ObjectId(user.id)})
+            docs = await self.col.find(
+                {"user_id": ObjectId(user.id), "expires_at": {"$gt": now()}},
+                sort=[("last_seen_at", DESCENDING)],
+                limit=MAX_PAGE,
+            ).to_list()
+        return [_session(d, user_doc) for d in docs] if user_doc else []
+
+    async def delete_of_user(self, user: User, keep: str | None = None) -> list[str]:
+        query: Doc = {"user_id": ObjectId(user.id)}
+        if keep is not None:
+            query["_id"] = {"$ne": keep}
+        async with _unavailable():
+            found = self.col.find(query, projection={"_id": 1}, limit=20 * MAX_PAGE)
+            ids = [d["_id"] for d in await found.to_list()]
+            if ids:
+                await self.col.delete_many({"_id": {"$in": ids}})
+        return ids
+
+    async def seen(self, session: Session, at: dt.datetime) -> None:
+        async with _unavailable():
+            await self.col.update_one({"_id": session.id}, {"$set": {"last_seen_at": at}})
+            await self.users.update_one(
+                {"_id": ObjectId(session.user.id)}, {"$set": {"last_seen_at": at}}
+            )
+
+    async def live(self, session_ids: list[str]) -> set[str]:
+        ids = session_ids[:MAX_PAGE]
+        if not ids:
+            return set()
+        async with _unavailable():
+            docs = await self.col.find(
+                {"_id": {"$in": ids}, "expires_at": {"$gt": now()}}, projection={"_id": 1}
+            ).to_list()
+        return {d["_id"] for d in docs}
 
 
 class MongoRooms(Rooms):
@@ -147,6 +306,7 @@ class MongoRooms(Rooms):
         super().__init__()
         self.col = db["rooms"]
         self.messages = db["messages"]
+        self.members_col = db["members"]
 
     async def ensure(self, slug: str, name: str) -> Room:
         async with _unavailable():
@@ -164,22 +324,60 @@ class MongoRooms(Rooms):
             doc = await self.col.find_one({"_id": slug})
         return _room(doc) if doc else None
 
-    async def create(self, slug: str, name: str) -> Room:
-        room = Room(slug, name, now())
+    async def create(
+        self, slug: str, name: str, kind: str = OPEN, creator: str | None = None
+    ) -> Room:
+        room = Room(slug, name, now(), kind)
         try:
             async with _unavailable():
                 await self.col.insert_one(
-                    {"_id": slug, "name": name, "created_at": room.created_at}
+                    {"_id": slug, "name": name, "created_at": room.created_at, "kind": kind}
                 )
         except DuplicateKeyError:
             raise RoomTaken(slug) from None
+        if creator is not None and kind != OPEN:
+            await self.add_member(slug, creator)
         return room
 
-    async def activity(self, limit: int) -> list[RoomActivity]:
+    async def direct(self, a: str, b: str) -> Room:
+        key = dm_key(a, b)
+        async with _unavailable():
+            doc = await self.col.find_one({"dm_key": key})
+            if doc is None:
+                doc = {
+                    "_id": f"dm-{new_room_suffix()}{new_room_suffix()}",
+                    "name": dm_name(a, b),
+                    "created_at": now(),
+                    "kind": DIRECT,
+                    "dm_key": key,
+                }
+                try:
+                    await self.col.insert_one(doc)
+                except DuplicateKeyError:  # another process created it first
+                    doc = await self.col.find_one({"dm_key": key})
+                    if doc is None:
+                        raise StorageUnavailable("the conversation vanished; try again") from None
+        # Either way both people are added: whoever created it may not have done so yet.
+        for login in {a, b}:
+            await self.add_member(doc["_id"], login)
+        room = await self.find(doc["_id"])
+        assert room is not None
+        return room
+
+    async def activity(self, user: str, limit: int) -> list[RoomActivity]:
         found = []
         async with _unavailable():
+            mine = await self.members_col.find(
+                {"user": user}, projection={"room": 1}, limit=MAX_ROOMS
+            ).to_list()
+            query = {
+                "$or": [
+                    {"kind": {"$in": [OPEN, None]}},
+                    {"_id": {"$in": [m["room"] for m in mine]}},
+                ]
+            }
             # One indexed lookup per room (room_seq), rather than a scan of all messages.
-            async for doc in self.col.find({}, limit=check_limit(limit)):
+            async for doc in self.col.find(query, limit=check_limit(limit)):
                 last = await self.messages.find_one(
                     {"room": doc["_id"]},
                     sort=[("seq", DESCENDING)],
@@ -193,6 +391,34 @@ class MongoRooms(Rooms):
                     )
                 )
         return sorted(found, key=lambda a: a.last_activity, reverse=True)
+
+    async def members(self, slug: str, limit: int) -> list[str]:
+        async with _unavailable():
+            docs = await self.members_col.find(
+                {"room": slug},
+                sort=[("added_at", ASCENDING), ("user", ASCENDING)],
+                limit=check_limit(limit),
+            ).to_list()
+        return [d["user"] for d in docs]
+
+    async def is_member(self, slug: str, login: str) -> bool:
+        async with _unavailable():
+            doc = await self.members_col.find_one({"room": slug, "user": login})
+        return doc is not None
+
+    async def add_member(self, slug: str, login: str) -> bool:
+        async with _unavailable():
+            result = await self.members_col.update_one(
+                {"room": slug, "user": login},
+                {"$setOnInsert": {"added_at": now()}},
+                upsert=True,
+            )
+        return result.upserted_id is not None
+
+    async def remove_member(self, slug: str, login: str) -> bool:
+        async with _unavailable():
+            result = await self.members_col.delete_one({"room": slug, "user": login})
+        return result.deleted_count > 0
 
 
 class MongoMessages(Messages):
@@ -264,8 +490,18 @@ class MongoMessages(Messages):
         return int(doc["seq"]) if doc else 0
 
     async def change(
-        self, room: str, seq: int, user: str, text: str | None, since: dt.datetime
+        self,
+        room: str,
+        seq: int,
+        user: str,
+        text: str | None,
+        since: dt.datetime,
+        moderator: bool = False,
     ) -> Message:
+        moderated = moderator and text is None
+        query: Doc = {"room": room, "seq": seq, "deleted": {"$ne": True}}
+        if not moderated:
+            query.update(user=user, created_at={"$gte": since})
         async with _unavailable():
             # The room document counts changes; a rev taken by a refused change is simply unused.
             counter = await self.rooms.find_one_and_update(
@@ -274,13 +510,7 @@ class MongoMessages(Messages):
             if counter is None:
                 raise refusal(None, user, since)
             doc = await self.col.find_one_and_update(
-                {
-                    "room": room,
-                    "seq": seq,
-                    "user": user,
-                    "deleted": {"$ne": True},
-                    "created_at": {"$gte": since},
-                },
+                query,
                 {
                     "$set": {
                         "text": text or "",
@@ -294,7 +524,7 @@ class MongoMessages(Messages):
             if doc is not None:
                 return _message(doc)
             found = await self.col.find_one({"room": room, "seq": seq})
-        raise refusal(_message(found) if found else None, user, since)
+        raise refusal(_message(found) if found else None, user, since, moderated)
 
     async def changes(self, room: str, after_rev: int, limit: int) -> list[Message]:
         async with _unavailable():
@@ -338,6 +568,72 @@ class MongoReads(Reads):
         return {d["room"]: int(d["seq"]) for d in docs}
 
 
+class MongoConfig(Config):
+    """Run-time settings in the config collection, one document per key."""
+
+    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+        self.col = db["config"]
+
+    async def get(self, key: str) -> str | None:
+        async with _unavailable():
+            doc = await self.col.find_one({"_id": key})
+        return str(doc["value"]) if doc and "value" in doc else None
+
+    async def set(self, key: str, value: str) -> None:
+        async with _unavailable():
+            await self.col.update_one({"_id": key}, {"$set": {"value": value}}, upsert=True)
+
+
+class MongoInvites(Invites):
+    """Invitations in the invites collection, keyed by token."""
+
+    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+        self.col = db["invites"]
+
+    async def create(self, created_by: str, ttl: int) -> Invite:
+        t = now()
+        invite = Invite(new_invite_token(), created_by, t, t + dt.timedelta(seconds=ttl))
+        async with _unavailable():
+            await self.col.insert_one(
+                {
+                    "_id": invite.token,
+                    "created_by": created_by,
+                    "created_at": t,
+                    "expires_at": invite.expires_at,
+                    "uses": 0,
+                    "revoked": False,
+                }
+            )
+        return invite
+
+    async def find(self, token: str) -> Invite | None:
+        async with _unavailable():
+            doc = await self.col.find_one({"_id": token})
+        return _invite(doc) if doc else None
+
+    async def live(self, limit: int) -> list[Invite]:
+        async with _unavailable():
+            docs = await self.col.find(
+                {"revoked": False, "expires_at": {"$gt": now()}},
+                sort=[("created_at", DESCENDING)],
+                limit=check_limit(limit),
+            ).to_list()
+        return [_invite(d) for d in docs]
+
+    async def revoke(self, token: str) -> bool:
+        async with _unavailable():
+            result = await self.col.update_one({"_id": token}, {"$set": {"revoked": True}})
+        return result.matched_count > 0
+
+    async def use(self, token: str) -> bool:
+        async with _unavailable():
+            result = await self.col.update_one(
+                {"_id": token, "revoked": False, "expires_at": {"$gt": now()}},
+                {"$inc": {"uses": 1}},
+            )
+        return result.modified_count > 0
+
+
 class MongoStore(Store):
     """The MongoDB store."""
 
@@ -356,6 +652,8 @@ class MongoStore(Store):
         self.rooms = MongoRooms(self.db)
         self.messages = MongoMessages(self.db)
         self.reads = MongoReads(self.db)
+        self.config = MongoConfig(self.db)
+        self.invites = MongoInvites(self.db)
 
     async def setup(self) -> None:
         async with _unavailable():
@@ -377,6 +675,24 @@ class MongoStore(Store):
             await self.db["reads"].create_index(
                 [("user", ASCENDING), ("room", ASCENDING)], unique=True, name="user_room"
             )
+            await self.db["sessions"].create_index("user_id", name="user_id")
+            await self.db["rooms"].create_index(
+                "dm_key",
+                unique=True,
+                name="dm_key",
+                partialFilterExpression={"dm_key": {"$type": "string"}},
+            )
+            await self.db["members"].create_index(
+                [("room", ASCENDING), ("user", ASCENDING)], unique=True, name="room_user"
+            )
+            await self.db["members"].create_index(
+                [("user", ASCENDING), ("room", ASCENDING)], name="user_room"
+            )
+            await self.db["invites"].create_index("created_at", name="created_at")
+            # A store from before roles: its first account becomes the admin, once.
+            oldest = await self.db["users"].find_one({}, sort=[("_id", ASCENDING)])
+        if oldest is not None:
+            await self.users.claim_first(oldest["_id"])
         await self.rooms.ensure("general", "General")
 
     async def ping(self) -> None:

@@ -8,7 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from storage.base import (
+    MAX_PAGE,
     MAX_ROOMS,
+    OPEN,
+    Config,
+    Invite,
+    Invites,
+    LastAdmin,
     LoginTaken,
     Message,
     Messages,
@@ -24,7 +30,11 @@ from storage.base import (
     User,
     Users,
     check_limit,
+    dm_key,
+    dm_name,
     login_key,
+    new_invite_token,
+    new_room_suffix,
     new_session_id,
     now,
     refusal,
@@ -81,6 +91,41 @@ MIGRATIONS = [
         PRIMARY KEY (user, room)
     ) WITHOUT ROWID;
     """,
+    # A team's own chat: roles (the first account of an existing store becomes its admin),
+    # deactivation, sessions people can see, private and direct rooms, invitations, settings.
+    """
+    ALTER TABLE users ADD COLUMN role TEXT NOT NULL DEFAULT 'member';
+    ALTER TABLE users ADD COLUMN active INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE users ADD COLUMN last_seen_at INTEGER;
+    UPDATE users SET role = 'admin' WHERE id = (SELECT MIN(id) FROM users);
+    ALTER TABLE sessions ADD COLUMN created_at INTEGER;
+    ALTER TABLE sessions ADD COLUMN last_seen_at INTEGER;
+    ALTER TABLE sessions ADD COLUMN device TEXT NOT NULL DEFAULT '';
+    CREATE INDEX IF NOT EXISTS sessions_user ON sessions(user_id);
+    ALTER TABLE rooms ADD COLUMN kind TEXT NOT NULL DEFAULT 'open';
+    ALTER TABLE rooms ADD COLUMN dm_key TEXT;
+    CREATE UNIQUE INDEX IF NOT EXISTS rooms_dm_key ON rooms(dm_key) WHERE dm_key IS NOT NULL;
+    CREATE TABLE IF NOT EXISTS room_members (
+        room TEXT NOT NULL REFERENCES rooms(slug),
+        user TEXT NOT NULL,
+        added_at INTEGER NOT NULL,
+        PRIMARY KEY (room, user)
+    ) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS room_members_user ON room_members(user, room);
+    CREATE TABLE IF NOT EXISTS config (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS invites (
+        token TEXT PRIMARY KEY,
+        created_by TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        uses INTEGER NOT NULL DEFAULT 0,
+        revoked INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS invites_expires ON invites(expires_at);
+    """,
 ]
 
 
@@ -94,11 +139,18 @@ ON CONFLICT (room, user, client_id) DO NOTHING
 RETURNING id, seq
 """
 # Also one statement: the room's next rev is taken under the write lock as the row changes.
+# A moderator's delete (CHANGE_ANY) takes anyone's message, however old.
 # `rev > 0` lets SQLite use the partial index that holds only changed messages.
 CHANGE_MESSAGE = """
 UPDATE messages SET text = ?4, deleted = ?5, edited_at = ?6,
     rev = (SELECT COALESCE(MAX(rev), 0) + 1 FROM messages WHERE room = ?1 AND rev > 0)
 WHERE room = ?1 AND seq = ?2 AND user = ?3 AND deleted = 0 AND created_at >= ?7
+RETURNING *
+"""
+CHANGE_ANY = """
+UPDATE messages SET text = ?4, deleted = ?5, edited_at = ?6,
+    rev = (SELECT COALESCE(MAX(rev), 0) + 1 FROM messages WHERE room = ?1 AND rev > 0)
+WHERE room = ?1 AND seq = ?2 AND deleted = 0 AND ?3 IS NOT NULL AND ?7 IS NOT NULL
 RETURNING *
 """
 # One read for a socket's greeting: the room's last seq and last rev.
@@ -110,12 +162,21 @@ MARK_READ = """
 INSERT INTO reads (user, room, seq) VALUES (?, ?, ?)
 ON CONFLICT (user, room) DO UPDATE SET seq = MAX(seq, excluded.seq)
 """
+# The rooms a person may see: every open one, and the private and direct ones they belong to.
 ROOM_ACTIVITY = """
 SELECT r.*, COALESCE(m.seq, 0) AS last_seq, m.created_at AS last_at
 FROM rooms r LEFT JOIN messages m
     ON m.room = r.slug AND m.seq = (SELECT MAX(seq) FROM messages WHERE room = r.slug)
+WHERE r.kind = 'open' OR r.slug IN (SELECT room FROM room_members WHERE user = ?)
 ORDER BY COALESCE(m.created_at, r.created_at) DESC LIMIT ?
 """
+# Who may still administer: an UPDATE that would leave no active admin changes nothing.
+ADD_MEMBER = "INSERT OR IGNORE INTO room_members (room, user, added_at) VALUES (?, ?, ?)"
+ADMINS_LEFT = "SELECT COUNT(*) FROM users WHERE role = 'admin' AND active = 1"
+SESSION_COLUMNS = (
+    "s.id AS sid, s.expires_at, s.created_at AS s_created_at, s.last_seen_at AS s_seen_at,"
+    " s.device, u.*"
+)
 
 
 def _ms(t: dt.datetime) -> int:
@@ -126,6 +187,10 @@ def _dt(ms: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC)
 
 
+def _opt_dt(ms: int | None) -> dt.datetime | None:
+    return _dt(ms) if ms is not None else None
+
+
 def _user(row: Any) -> User:
     return User(
         id=str(row["id"]),
@@ -133,6 +198,31 @@ def _user(row: Any) -> User:
         email=row["email"],
         password_hash=row["password_hash"],
         created_at=_dt(row["created_at"]),
+        role=row["role"],
+        active=bool(row["active"]),
+        last_seen_at=_opt_dt(row["last_seen_at"]),
+    )
+
+
+def _session(row: Any) -> Session:
+    return Session(
+        row["sid"],
+        _user(row),
+        _dt(row["expires_at"]),
+        _opt_dt(row["s_created_at"]),
+        _opt_dt(row["s_seen_at"]),
+        row["device"],
+    )
+
+
+def _invite(row: Any) -> Invite:
+    return Invite(
+        row["token"],
+        row["created_by"],
+        _dt(row["created_at"]),
+        _dt(row["expires_at"]),
+        row["uses"],
+        bool(row["revoked"]),
     )
 
 
@@ -145,14 +235,14 @@ def _message(row: Any) -> Message:
         text=row["text"],
         created_at=_dt(row["created_at"]),
         client_id=row["client_id"],
-        edited_at=_dt(row["edited_at"]) if row["edited_at"] is not None else None,
+        edited_at=_opt_dt(row["edited_at"]),
         deleted=bool(row["deleted"]),
         rev=row["rev"],
     )
 
 
 def _room(row: Any) -> Room:
-    return Room(row["slug"], row["name"], _dt(row["created_at"]))
+    return Room(row["slug"], row["name"], _dt(row["created_at"]), row["kind"])
 
 
 class SqliteUsers(Users):
@@ -164,22 +254,63 @@ class SqliteUsers(Users):
     async def create(self, login: str, email: str, password_hash: str) -> User:
         created = now()
         try:
+            # BEGIN IMMEDIATE serialises writers of every process: one of them is first.
             async with self.db.transaction() as conn:
-                cur = await conn.execute(
-                    "INSERT INTO users (login, login_key, email, password_hash, created_at)"
-                    " VALUES (?, ?, ?, ?, ?)",
+                rows = await conn.execute_fetchall(
+                    "INSERT INTO users (login, login_key, email, password_hash, created_at, role)"
+                    " VALUES (?, ?, ?, ?, ?, CASE WHEN EXISTS (SELECT 1 FROM users)"
+                    " THEN 'member' ELSE 'admin' END) RETURNING id, role",
                     (login, login_key(login), email, password_hash, _ms(created)),
                 )
-                user_id = cur.lastrowid
+                user_id, role = next(iter(rows))
         except sqlite3.IntegrityError:
             raise LoginTaken(login) from None
-        return User(str(user_id), login, email, password_hash, created)
+        return User(str(user_id), login, email, password_hash, created, role)
 
     async def find_by_login(self, login: str) -> User | None:
         row = await self.db.fetch_one(
             "SELECT * FROM users WHERE login_key = ?", (login_key(login),)
         )
         return _user(row) if row else None
+
+    async def exist(self) -> bool:
+        return await self.db.fetch_one("SELECT 1 FROM users LIMIT 1") is not None
+
+    async def list(self, limit: int) -> list[User]:
+        rows = await self.db.fetch("SELECT * FROM users ORDER BY id LIMIT ?", (check_limit(limit),))
+        return [_user(r) for r in rows]
+
+    async def _update(self, login: str, assignment: str, value: Any) -> User | None:
+        """Change one column of an account, refused (LastAdmin) when no active admin is left."""
+        async with self.db.transaction() as conn:
+            rows = await conn.execute_fetchall(
+                f"UPDATE users SET {assignment} WHERE login_key = ? RETURNING *",
+                (value, login_key(login)),
+            )
+            if not rows:
+                return None
+            ((admins,),) = await conn.execute_fetchall(ADMINS_LEFT)
+            if not admins:
+                raise LastAdmin(login)  # rolls the transaction back
+        return _user(next(iter(rows)))
+
+    async def set_role(self, login: str, role: str) -> User | None:
+        return await self._update(login, "role = ?", role)
+
+    async def set_active(self, login: str, active: bool) -> User | None:
+        return await self._update(login, "active = ?", int(active))
+
+    async def set_password(self, login: str, password_hash: str) -> User | None:
+        return await self._update(login, "password_hash = ?", password_hash)
+
+    async def deactivated(self, logins: list[str]) -> set[str]:
+        if not logins:
+            return set()
+        marks = ",".join("?" * len(logins[:MAX_PAGE]))
+        rows = await self.db.fetch(
+            f"SELECT login FROM users WHERE active = 0 AND login IN ({marks})", logins[:MAX_PAGE]
+        )
+        return {r["login"] for r in rows}
 
 
 class SqliteSessions(Sessions):
@@ -188,28 +319,69 @@ class SqliteSessions(Sessions):
     def __init__(self, db: SqliteDb) -> None:
         self.db = db
 
-    async def create(self, user: User, max_age: int) -> Session:
-        session = Session(new_session_id(), user, now() + dt.timedelta(seconds=max_age))
+    async def create(self, user: User, max_age: int, device: str = "") -> Session:
+        t = now()
+        session = Session(
+            new_session_id(), user, t + dt.timedelta(seconds=max_age), t, t, device[:100]
+        )
         async with self.db.transaction() as conn:
             # Expired rows are swept here, so the table stays as small as the live sessions.
-            await conn.execute("DELETE FROM sessions WHERE expires_at <= ?", (_ms(now()),))
+            await conn.execute("DELETE FROM sessions WHERE expires_at <= ?", (_ms(t),))
             await conn.execute(
-                "INSERT INTO sessions (id, user_id, expires_at) VALUES (?, ?, ?)",
-                (session.id, int(user.id), _ms(session.expires_at)),
+                "INSERT INTO sessions (id, user_id, expires_at, created_at, last_seen_at, device)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (session.id, int(user.id), _ms(session.expires_at), _ms(t), _ms(t), session.device),
             )
         return session
 
     async def find(self, session_id: str) -> Session | None:
         row = await self.db.fetch_one(
-            "SELECT s.id AS sid, s.expires_at, u.* FROM sessions s"
-            " JOIN users u ON u.id = s.user_id WHERE s.id = ? AND s.expires_at > ?",
+            f"SELECT {SESSION_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id"
+            " WHERE s.id = ? AND s.expires_at > ? AND u.active = 1",
             (session_id, _ms(now())),
         )
-        return Session(row["sid"], _user(row), _dt(row["expires_at"])) if row else None
+        return _session(row) if row else None
 
     async def delete(self, session_id: str) -> None:
         async with self.db.transaction() as conn:
             await conn.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+
+    async def of_user(self, user: User) -> list[Session]:
+        rows = await self.db.fetch(
+            f"SELECT {SESSION_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id"
+            " WHERE s.user_id = ? AND s.expires_at > ?"
+            " ORDER BY COALESCE(s.last_seen_at, 0) DESC LIMIT ?",
+            (int(user.id), _ms(now()), MAX_PAGE),
+        )
+        return [_session(r) for r in rows]
+
+    async def delete_of_user(self, user: User, keep: str | None = None) -> list[str]:
+        async with self.db.transaction() as conn:
+            rows = await conn.execute_fetchall(
+                "DELETE FROM sessions WHERE user_id = ? AND id IS NOT ? RETURNING id",
+                (int(user.id), keep),
+            )
+        return [r[0] for r in rows]
+
+    async def seen(self, session: Session, at: dt.datetime) -> None:
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "UPDATE sessions SET last_seen_at = ? WHERE id = ?", (_ms(at), session.id)
+            )
+            await conn.execute(
+                "UPDATE users SET last_seen_at = ? WHERE id = ?", (_ms(at), int(session.user.id))
+            )
+
+    async def live(self, session_ids: list[str]) -> set[str]:
+        ids = session_ids[:MAX_PAGE]
+        if not ids:
+            return set()
+        marks = ",".join("?" * len(ids))
+        rows = await self.db.fetch(
+            f"SELECT id FROM sessions WHERE expires_at > ? AND id IN ({marks})",
+            (_ms(now()), *ids),
+        )
+        return {r["id"] for r in rows}
 
 
 class SqliteRooms(Rooms):
@@ -233,25 +405,68 @@ class SqliteRooms(Rooms):
         row = await self.db.fetch_one("SELECT * FROM rooms WHERE slug = ?", (slug,))
         return _room(row) if row else None
 
-    async def create(self, slug: str, name: str) -> Room:
-        room = Room(slug, name, now())
+    async def create(
+        self, slug: str, name: str, kind: str = OPEN, creator: str | None = None
+    ) -> Room:
+        room = Room(slug, name, now(), kind)
         try:
-            await self.db.write_one(
-                "INSERT INTO rooms (slug, name, created_at) VALUES (?, ?, ?)",
-                (slug, name, _ms(room.created_at)),
-            )
+            async with self.db.transaction() as conn:
+                await conn.execute(
+                    "INSERT INTO rooms (slug, name, created_at, kind) VALUES (?, ?, ?, ?)",
+                    (slug, name, _ms(room.created_at), kind),
+                )
+                if creator is not None and kind != OPEN:
+                    await conn.execute(ADD_MEMBER, (slug, creator, _ms(room.created_at)))
         except sqlite3.IntegrityError:
             raise RoomTaken(slug) from None
         return room
 
-    async def activity(self, limit: int) -> list[RoomActivity]:
-        rows = await self.db.fetch(ROOM_ACTIVITY, (check_limit(limit),))
-        return [
-            RoomActivity(
-                _room(r), r["last_seq"], _dt(r["last_at"]) if r["last_at"] is not None else None
-            )
-            for r in rows
-        ]
+    async def direct(self, a: str, b: str) -> Room:
+        key = dm_key(a, b)
+        t = _ms(now())
+        # One transaction (BEGIN IMMEDIATE): of two processes opening it at once, one creates it.
+        async with self.db.transaction() as conn:
+            rows = await conn.execute_fetchall("SELECT slug FROM rooms WHERE dm_key = ?", (key,))
+            if rows:
+                (slug,) = next(iter(rows))
+            else:
+                slug = f"dm-{new_room_suffix()}{new_room_suffix()}"
+                await conn.execute(
+                    "INSERT INTO rooms (slug, name, created_at, kind, dm_key)"
+                    " VALUES (?, ?, ?, 'direct', ?)",
+                    (slug, dm_name(a, b), t, key),
+                )
+                await conn.executemany(ADD_MEMBER, [(slug, login, t) for login in {a, b}])
+        room = await self.find(slug)
+        assert room is not None
+        return room
+
+    async def activity(self, user: str, limit: int) -> list[RoomActivity]:
+        rows = await self.db.fetch(ROOM_ACTIVITY, (user, check_limit(limit)))
+        return [RoomActivity(_room(r), r["last_seq"], _opt_dt(r["last_at"])) for r in rows]
+
+    async def members(self, slug: str, limit: int) -> list[str]:
+        rows = await self.db.fetch(
+            "SELECT user FROM room_members WHERE room = ? ORDER BY added_at, user LIMIT ?",
+            (slug, check_limit(limit)),
+        )
+        return [r["user"] for r in rows]
+
+    async def is_member(self, slug: str, login: str) -> bool:
+        row = await self.db.fetch_one(
+            "SELECT 1 FROM room_members WHERE room = ? AND user = ?", (slug, login)
+        )
+        return row is not None
+
+    async def add_member(self, slug: str, login: str) -> bool:
+        rows = await self.db.write_one(ADD_MEMBER + " RETURNING user", (slug, login, _ms(now())))
+        return bool(rows)
+
+    async def remove_member(self, slug: str, login: str) -> bool:
+        rows = await self.db.write_one(
+            "DELETE FROM room_members WHERE room = ? AND user = ? RETURNING user", (slug, login)
+        )
+        return bool(rows)
 
 
 class SqliteMessages(Messages):
@@ -299,16 +514,23 @@ class SqliteMessages(Messages):
         return int(row[0]), int(row[1])
 
     async def change(
-        self, room: str, seq: int, user: str, text: str | None, since: dt.datetime
+        self,
+        room: str,
+        seq: int,
+        user: str,
+        text: str | None,
+        since: dt.datetime,
+        moderator: bool = False,
     ) -> Message:
+        moderated = moderator and text is None
         params = (room, seq, user, text or "", text is None, _ms(now()), _ms(since))
-        rows = await self.db.write_one(CHANGE_MESSAGE, params)
+        rows = await self.db.write_one(CHANGE_ANY if moderated else CHANGE_MESSAGE, params)
         if rows:
             return _message(rows[0])
         row = await self.db.fetch_one(
             "SELECT * FROM messages WHERE room = ? AND seq = ?", (room, seq)
         )
-        raise refusal(_message(row) if row else None, user, since)
+        raise refusal(_message(row) if row else None, user, since, moderated)
 
     async def changes(self, room: str, after_rev: int, limit: int) -> list[Message]:
         rows = await self.db.fetch(
@@ -342,6 +564,66 @@ class SqliteReads(Reads):
         return {r["room"]: r["seq"] for r in rows}
 
 
+class SqliteConfig(Config):
+    """Run-time settings in the config table."""
+
+    def __init__(self, db: SqliteDb) -> None:
+        self.db = db
+
+    async def get(self, key: str) -> str | None:
+        row = await self.db.fetch_one("SELECT value FROM config WHERE key = ?", (key,))
+        return row["value"] if row else None
+
+    async def set(self, key: str, value: str) -> None:
+        await self.db.write_one(
+            "INSERT INTO config (key, value) VALUES (?, ?)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+
+class SqliteInvites(Invites):
+    """Invitations in the invites table."""
+
+    def __init__(self, db: SqliteDb) -> None:
+        self.db = db
+
+    async def create(self, created_by: str, ttl: int) -> Invite:
+        t = now()
+        invite = Invite(new_invite_token(), created_by, t, t + dt.timedelta(seconds=ttl))
+        await self.db.write_one(
+            "INSERT INTO invites (token, created_by, created_at, expires_at) VALUES (?, ?, ?, ?)",
+            (invite.token, created_by, _ms(t), _ms(invite.expires_at)),
+        )
+        return invite
+
+    async def find(self, token: str) -> Invite | None:
+        row = await self.db.fetch_one("SELECT * FROM invites WHERE token = ?", (token,))
+        return _invite(row) if row else None
+
+    async def live(self, limit: int) -> list[Invite]:
+        rows = await self.db.fetch(
+            "SELECT * FROM invites WHERE revoked = 0 AND expires_at > ?"
+            " ORDER BY created_at DESC LIMIT ?",
+            (_ms(now()), check_limit(limit)),
+        )
+        return [_invite(r) for r in rows]
+
+    async def revoke(self, token: str) -> bool:
+        rows = await self.db.write_one(
+            "UPDATE invites SET revoked = 1 WHERE token = ? RETURNING token", (token,)
+        )
+        return bool(rows)
+
+    async def use(self, token: str) -> bool:
+        rows = await self.db.write_one(
+            "UPDATE invites SET uses = uses + 1"
+            " WHERE token = ? AND revoked = 0 AND expires_at > ? RETURNING token",
+            (token, _ms(now())),
+        )
+        return bool(rows)
+
+
 class SqliteStore(Store):
     """The SQLite store."""
 
@@ -352,6 +634,8 @@ class SqliteStore(Store):
         self.rooms = SqliteRooms(self.db)
         self.messages = SqliteMessages(self.db)
         self.reads = SqliteReads(self.db)
+        self.config = SqliteConfig(self.db)
+        self.invites = SqliteInvites(self.db)
 
     async def setup(self) -> None:
         await self.db.connect()

@@ -68,6 +68,8 @@ def base_settings(tmp_path: Path, **overrides: Any) -> Settings:
         # Many tests send bursts of messages on purpose; test_limits.py tests the real defaults.
         "message_burst": 10_000,
         "message_per_minute": 600_000,
+        # Most tests sign several people up; tests/test_team.py tests the modes themselves.
+        "signup_mode": "open",
     }
     values.update(overrides)
     return Settings(**values)
@@ -248,6 +250,7 @@ def app_env(**extra: str) -> dict[str, str]:
         if k not in {"SECRET_KEY", "MONGODB_URI", "DATA_DIR", "PORT", "HOST"}
     }
     env.update({"PYTHONUNBUFFERED": "1", "ARGON2_TIME_COST": "1", "ARGON2_MEMORY_KIB": "64"})
+    env.setdefault("SIGNUP_MODE", "open")
     env.update(extra)
     return env
 

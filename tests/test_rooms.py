@@ -82,7 +82,7 @@ async def test_create_room_refuses_bad_or_taken_names(
     body = await resp.text()
     assert resp.status == status
     assert error in body and 'aria-invalid="true"' in body
-    rooms = await auth.client.app[STORE_KEY].rooms.activity(10)
+    rooms = await auth.client.app[STORE_KEY].rooms.activity("alice", 10)
     assert [a.room.slug for a in rooms] == ["general"]
 
 
@@ -334,6 +334,7 @@ async def test_others_and_bad_changes_are_refused_clearly(
 
 @pytest.mark.parametrize("settings_overrides", [{"edit_window": 1}])
 async def test_changes_are_refused_after_the_edit_window(user_factory: Any) -> None:
+    await user_factory("root")  # the first account is the admin, who may delete at any time
     alice = await user_factory("alice")
     a = await alice.ws()
     await hello(a)

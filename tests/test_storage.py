@@ -200,14 +200,14 @@ async def test_room_activity_most_recent_first(store: Store) -> None:
         await store.messages.add("general", "alice", f"m{i}", f"c{i}")
     await asyncio.sleep(0.01)
     last, _ = await store.messages.add("busy", "alice", "latest", "c9")
-    activity = await store.rooms.activity(10)
+    activity = await store.rooms.activity("alice", 10)
     assert [a.room.slug for a in activity] == ["busy", "general", "quiet"]
     busy, general, quiet = activity
     assert (busy.last_seq, busy.last_at) == (1, last.created_at)
     assert general.last_seq == 3
     assert (quiet.last_seq, quiet.last_at) == (0, None)
     assert quiet.last_activity == quiet.room.created_at
-    assert len(await store.rooms.activity(2)) == 2
+    assert len(await store.rooms.activity("alice", 2)) == 2
 
 
 async def test_edit_and_delete_own_message_take_the_next_rev(store: Store) -> None:
