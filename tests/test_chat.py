@@ -56,6 +56,13 @@ async def test_page_has_no_inline_script_or_style(client: TestClient[Any, Any], 
     assert "aiohttp" not in resp.headers.get("Server", "")
 
 
+async def test_room_list_loads_its_module(client: TestClient[Any, Any], auth: Auth) -> None:
+    await auth.signup("alice")
+    body = await (await client.get("/")).text()
+    assert "<script>" not in body and "style=" not in body and "<style" not in body
+    assert re.search(r'<script type="module" src="/static/js/rooms-page.js"></script>', body)
+
+
 def test_client_script_renders_text_only_and_loads_nothing_remote() -> None:
     js = (ROOT / "static" / "chat.js").read_text()
     for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
