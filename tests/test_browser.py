@@ -479,6 +479,54 @@ async def test_edit_and_delete_own_messages_live_and_after_reload(
     assert console.problems == ["dialog: Delete this message for everyone?"]
 
 
+# Each message item as a tree of tag, sorted attributes and children, whitespace-only text left out.
+MARKUP = """els => els.map(function tree(node) {
+    if (node.nodeType !== Node.ELEMENT_NODE) return node.textContent.replace(/\\s+/g, " ").trim();
+    const attrs = [...node.attributes].map(a => a.name === "class"
+        ? "class=" + [...node.classList].sort().join(" ")
+        : a.name + "=" + a.value);
+    const children = [...node.childNodes].map(tree).filter(c => c !== "");
+    return [node.tagName.toLowerCase(), attrs.sort(), children];
+})"""
+
+
+async def test_live_messages_have_the_markup_of_the_history(
+    server: AppProcess, browser: Browser, console: Console
+) -> None:
+    # Live items are cloned from the page's <template>, the history is rendered by the server:
+    # both come from templates/_message.html and must end up the same, whoever looks at them.
+    alice = await signed_up(browser, console, server.url, "alice")
+    bob = await signed_up(browser, console, server.url, "bob")
+    for text in ("see https://example.com/a, then", "to be edited", "to be deleted"):
+        await send(alice, text)
+    await send(bob, "bob's own")
+    for page in (alice, bob):
+        await expect(page.locator("#messages li.message:not(.pending)")).to_have_count(4)
+    second = alice.locator("#messages li.message").nth(1)
+    await second.get_by_role("button", name="Edit message").click()
+    await second.locator("textarea.edit-box").fill("edited")
+    await second.locator("textarea.edit-box").press("Enter")
+    third = alice.locator("#messages li.message").nth(2)
+    alice.once("dialog", lambda dialog: dialog.accept())
+    await third.get_by_role("button", name="Delete message").click()
+    live: dict[Page, list[Any]] = {}
+    for page in (alice, bob):
+        items = page.locator("#messages li.message")
+        await expect(items.nth(1).locator(".edited")).to_have_text("(edited)")
+        await expect(items.nth(2)).to_have_class(re.compile(r"\bdeleted\b"))
+        live[page] = await items.evaluate_all(MARKUP)
+    for page in (alice, bob):
+        await page.reload()
+        await expect(page.locator("#status")).to_have_text("")
+        history = await page.locator("#messages li.message").evaluate_all(MARKUP)
+        assert history == live[page]
+    mine = await alice.locator("#messages li.message.mine").count()
+    assert mine == 3 and await bob.locator("#messages li.message.mine").count() == 1
+    assert await alice.locator("#messages .actions").count() == 2  # not on the deleted one
+    assert await bob.locator("#messages .actions").count() == 1
+    assert console.problems == ["dialog: Delete this message for everyone?"]
+
+
 async def test_links_are_clickable_and_nothing_else_is(
     server: AppProcess, browser: Browser, console: Console
 ) -> None:
