@@ -22,6 +22,7 @@ from playwright.async_api import (
     expect,
 )
 
+from chat.ws import REPLAY_MAX
 from conftest import PASSWORD, ROOT, AppProcess
 
 pytestmark = pytest.mark.browser
@@ -271,6 +272,52 @@ async def test_pages_reconnect_after_restart_and_resume_once(
         p for p in console.problems if not re.search(r"WebSocket connection to .* failed", p)
     ]
     assert unexpected == []
+
+
+DEAF_SOCKETS = """
+// The test can make the page's sockets drop what they receive, and close them.
+window.__deaf = false;
+window.__sockets = [];
+window.WebSocket = class extends WebSocket {
+  constructor(url, protocols) {
+    super(url, protocols);
+    window.__sockets.push(this);
+  }
+  addEventListener(type, listener, options) {
+    if (type !== "message") return super.addEventListener(type, listener, options);
+    return super.addEventListener(type, (e) => window.__deaf || listener(e), options);
+  }
+};
+"""
+
+
+async def test_reset_after_missing_too_much_reloads_the_latest_page(
+    server: AppProcess, browser: Browser, console: Console
+) -> None:
+    ctx, alice = await new_person(browser, console, viewport={"width": 1280, "height": 720})
+    await ctx.add_init_script(DEAF_SOCKETS)
+    await sign_up(alice, server.url, "alice")
+    await send(alice, "before")
+    items = alice.locator("#messages li.message:not(.pending)")
+    await expect(items).to_have_count(1)
+    # More is missed than the server replays, so the reconnect gets a reset, not a replay.
+    missed = REPLAY_MAX + 10
+    await alice.evaluate("() => { window.__deaf = true; }")
+    await seed(server.url, missed)
+    await alice.evaluate("() => { window.__deaf = false; window.__sockets.at(-1).close(); }")
+    last = missed + 1
+    await expect(items.last.locator(".text")).to_have_text(f"seed {missed}")
+    await expect(alice.locator("#status")).to_have_text("")
+    shown = seqs_of(await items.evaluate_all("els => els.map(e => e.dataset.seq)"))
+    assert shown == list(range(last - 49, last + 1))
+    await send(alice, "after")  # the next seq follows on, with no gap to resume from
+    await expect(items.last.locator(".text")).to_have_text("after")
+    await alice.locator("#messages").evaluate("el => { el.scrollTop = 0; }")
+    await expect(items).to_have_count(101)  # and the history pages back from the new page
+    shown = seqs_of(await items.evaluate_all("els => els.map(e => e.dataset.seq)"))
+    assert shown == list(range(last - 99, last + 2))
+    await ctx.close()
+    assert console.problems == []
 
 
 async def test_login_errors_and_logout_with_back_button(
