@@ -22,6 +22,7 @@ from playwright.async_api import (
     expect,
 )
 
+from chat.ws import REPLAY_MAX
 from conftest import PASSWORD, ROOT, AppProcess
 
 pytestmark = pytest.mark.browser
@@ -273,6 +274,52 @@ async def test_pages_reconnect_after_restart_and_resume_once(
     assert unexpected == []
 
 
+DEAF_SOCKETS = """
+// The test can make the page's sockets drop what they receive, and close them.
+window.__deaf = false;
+window.__sockets = [];
+window.WebSocket = class extends WebSocket {
+  constructor(url, protocols) {
+    super(url, protocols);
+    window.__sockets.push(this);
+  }
+  addEventListener(type, listener, options) {
+    if (type !== "message") return super.addEventListener(type, listener, options);
+    return super.addEventListener(type, (e) => window.__deaf || listener(e), options);
+  }
+};
+"""
+
+
+async def test_reset_after_missing_too_much_reloads_the_latest_page(
+    server: AppProcess, browser: Browser, console: Console
+) -> None:
+    ctx, alice = await new_person(browser, console, viewport={"width": 1280, "height": 720})
+    await ctx.add_init_script(DEAF_SOCKETS)
+    await sign_up(alice, server.url, "alice")
+    await send(alice, "before")
+    items = alice.locator("#messages li.message:not(.pending)")
+    await expect(items).to_have_count(1)
+    # More is missed than the server replays, so the reconnect gets a reset, not a replay.
+    missed = REPLAY_MAX + 10
+    await alice.evaluate("() => { window.__deaf = true; }")
+    await seed(server.url, missed)
+    await alice.evaluate("() => { window.__deaf = false; window.__sockets.at(-1).close(); }")
+    last = missed + 1
+    await expect(items.last.locator(".text")).to_have_text(f"seed {missed}")
+    await expect(alice.locator("#status")).to_have_text("")
+    shown = seqs_of(await items.evaluate_all("els => els.map(e => e.dataset.seq)"))
+    assert shown == list(range(last - 49, last + 1))
+    await send(alice, "after")  # the next seq follows on, with no gap to resume from
+    await expect(items.last.locator(".text")).to_have_text("after")
+    await alice.locator("#messages").evaluate("el => { el.scrollTop = 0; }")
+    await expect(items).to_have_count(101)  # and the history pages back from the new page
+    shown = seqs_of(await items.evaluate_all("els => els.map(e => e.dataset.seq)"))
+    assert shown == list(range(last - 99, last + 2))
+    await ctx.close()
+    assert console.problems == []
+
+
 async def test_login_errors_and_logout_with_back_button(
     server: AppProcess, browser: Browser, console: Console
 ) -> None:
@@ -476,6 +523,54 @@ async def test_edit_and_delete_own_messages_live_and_after_reload(
     await expect(items.nth(1).locator(".text")).to_have_text("message deleted")
     assert "to be deleted" not in await bob.content()
     # The confirm dialog for the delete is the only one.
+    assert console.problems == ["dialog: Delete this message for everyone?"]
+
+
+# Each message item as a tree of tag, sorted attributes and children, whitespace-only text left out.
+MARKUP = """els => els.map(function tree(node) {
+    if (node.nodeType !== Node.ELEMENT_NODE) return node.textContent.replace(/\\s+/g, " ").trim();
+    const attrs = [...node.attributes].map(a => a.name === "class"
+        ? "class=" + [...node.classList].sort().join(" ")
+        : a.name + "=" + a.value);
+    const children = [...node.childNodes].map(tree).filter(c => c !== "");
+    return [node.tagName.toLowerCase(), attrs.sort(), children];
+})"""
+
+
+async def test_live_messages_have_the_markup_of_the_history(
+    server: AppProcess, browser: Browser, console: Console
+) -> None:
+    # Live items are cloned from the page's <template>, the history is rendered by the server:
+    # both come from templates/_message.html and must end up the same, whoever looks at them.
+    alice = await signed_up(browser, console, server.url, "alice")
+    bob = await signed_up(browser, console, server.url, "bob")
+    for text in ("see https://example.com/a, then", "to be edited", "to be deleted"):
+        await send(alice, text)
+    await send(bob, "bob's own")
+    for page in (alice, bob):
+        await expect(page.locator("#messages li.message:not(.pending)")).to_have_count(4)
+    second = alice.locator("#messages li.message").nth(1)
+    await second.get_by_role("button", name="Edit message").click()
+    await second.locator("textarea.edit-box").fill("edited")
+    await second.locator("textarea.edit-box").press("Enter")
+    third = alice.locator("#messages li.message").nth(2)
+    alice.once("dialog", lambda dialog: dialog.accept())
+    await third.get_by_role("button", name="Delete message").click()
+    live: dict[Page, list[Any]] = {}
+    for page in (alice, bob):
+        items = page.locator("#messages li.message")
+        await expect(items.nth(1).locator(".edited")).to_have_text("(edited)")
+        await expect(items.nth(2)).to_have_class(re.compile(r"\bdeleted\b"))
+        live[page] = await items.evaluate_all(MARKUP)
+    for page in (alice, bob):
+        await page.reload()
+        await expect(page.locator("#status")).to_have_text("")
+        history = await page.locator("#messages li.message").evaluate_all(MARKUP)
+        assert history == live[page]
+    mine = await alice.locator("#messages li.message.mine").count()
+    assert mine == 3 and await bob.locator("#messages li.message.mine").count() == 1
+    assert await alice.locator("#messages .actions").count() == 2  # not on the deleted one
+    assert await bob.locator("#messages .actions").count() == 1
     assert console.problems == ["dialog: Delete this message for everyone?"]
 
 

@@ -50,26 +50,44 @@ async def test_page_has_no_inline_script_or_style(client: TestClient[Any, Any], 
     resp = await client.get("/rooms/general")
     body = await resp.text()
     assert "<script>" not in body and "style=" not in body and "<style" not in body
-    assert re.search(r'<script src="/static/chat.js" defer></script>', body)
+    assert re.search(r'<script type="module" src="/static/js/chat-page.js"></script>', body)
     assert "script-src 'self'" in resp.headers["Content-Security-Policy"]
     assert resp.headers["Cache-Control"] == "no-store"
     assert "aiohttp" not in resp.headers.get("Server", "")
 
 
+async def test_room_list_loads_its_module(client: TestClient[Any, Any], auth: Auth) -> None:
+    await auth.signup("alice")
+    body = await (await client.get("/")).text()
+    assert "<script>" not in body and "style=" not in body and "<style" not in body
+    assert re.search(r'<script type="module" src="/static/js/rooms-page.js"></script>', body)
+
+
+JS_FILES = sorted((ROOT / "static" / "js").glob("*.js"))
+
+
 def test_client_script_renders_text_only_and_loads_nothing_remote() -> None:
-    js = (ROOT / "static" / "chat.js").read_text()
+    assert {p.name for p in JS_FILES} >= {"chat-page.js", "rooms-page.js"}
+    js = "\n".join(p.read_text() for p in JS_FILES)
     for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
         assert sink not in js
     assert "textContent" in js
     assert "http://" not in js and "https://" not in js and "jquery" not in js.lower()
     assert 'location.protocol === "https:" ? "wss:" : "ws:"' in js
     assert "after" in js and "before=" in js  # resumes, and loads older history
+    for path in JS_FILES:
+        source = path.read_text()
+        assert source.startswith("// "), f"{path.name} starts with what it is for"
+        for name in re.findall(r'^import .* from "([^"]+)";$', source, re.M):
+            assert name.startswith("./") and (path.parent / name).is_file(), (path.name, name)
 
 
 async def test_static_files_served(client: TestClient[Any, Any]) -> None:
-    for path in ("/static/chat.js", "/static/style.css"):
+    for path in ("/static/style.css", *(f"/static/js/{p.name}" for p in JS_FILES)):
         resp = await client.get(path)
-        assert resp.status == 200
+        assert resp.status == 200, path
+        if path.endswith(".js"):  # browsers refuse a module script served as any other type
+            assert resp.content_type in ("text/javascript", "application/javascript"), path
 
 
 async def test_history_pages_back_to_the_first(client: TestClient[Any, Any], auth: Auth) -> None:

@@ -17,7 +17,7 @@ EXPECTED_CSP = (
 
 
 @pytest.mark.parametrize(
-    "path", ["/login", "/signup", "/static/chat.js", "/healthz", "/readyz", "/no-such-page"]
+    "path", ["/login", "/signup", "/static/js/chat-page.js", "/healthz", "/readyz", "/no-such-page"]
 )
 async def test_every_response_has_security_headers(client: TestClient[Any, Any], path: str) -> None:
     resp = await client.get(path, headers={"Accept": "text/html"})

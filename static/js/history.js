@@ -1,0 +1,54 @@
+// Pages of the room's history over HTTP: older messages when the list is scrolled to the top,
+// and the latest page again after a `reset` (more was missed than the socket can replay).
+
+const PAGE = 50;
+
+export class HistoryPages {
+  constructor({ url, timeline, render, showNotice }) {
+    this.url = url;
+    this.timeline = timeline;
+    this.render = render;
+    this.showNotice = showNotice;
+    this.hasMore = timeline.firstSeq > 1;
+    this.loading = false;
+  }
+
+  async page(query) {
+    const res = await fetch(this.url + "?" + query, { credentials: "same-origin" });
+    if (!res.ok) throw new Error("history " + res.status);
+    return res.json();
+  }
+
+  async older() {
+    const timeline = this.timeline;
+    if (this.loading || !this.hasMore || !timeline.firstSeq) return;
+    this.loading = true;
+    try {
+      const page = await this.page("before=" + timeline.firstSeq + "&limit=" + PAGE);
+      const older = page.messages.filter((m) => m.seq < timeline.firstSeq);
+      if (older.length) {
+        timeline.prepend(older.map(this.render));
+        timeline.firstSeq = older[0].seq;
+      }
+      this.hasMore = page.has_more && older.length > 0;
+    } catch (e) {
+      this.showNotice("Could not load older messages; scroll up to try again.");
+    } finally {
+      this.loading = false;
+    }
+  }
+
+  // Start again from the latest page; serverLast and helloRev are from the reset and the hello.
+  async latest(serverLast, helloRev) {
+    const page = await this.page("limit=" + PAGE);
+    const messages = page.messages;
+    const timeline = this.timeline;
+    timeline.replaceAll(messages.map(this.render));
+    timeline.firstSeq = messages.length ? messages[0].seq : 0;
+    const newest = messages.length ? messages[messages.length - 1].seq : 0;
+    timeline.lastSeq = Math.max(serverLast, newest);
+    timeline.lastRev = Math.max(timeline.lastRev, helloRev); // the page is newer than the hello
+    this.hasMore = page.has_more;
+    timeline.scrollToEnd();
+  }
+}

@@ -1,0 +1,58 @@
+// The message list's items, cloned from the page's <template id="message-template"> (rendered by
+// the same Jinja macro as the history) and filled in with textContent and DOM nodes only.
+import { fillText, setTime } from "./format.js";
+
+export class Items {
+  constructor(template, me) {
+    const content = template.content;
+    this.blank = content.querySelector("li.message:not(.deleted)");
+    this.tombstone = content.querySelector("li.message.deleted");
+    this.blankDivider = content.querySelector("li.divider");
+    this.me = me;
+  }
+
+  // A message as the server sends it (seq, user, text, created_at, edited_at, deleted).
+  message(m) {
+    const li = (m.deleted ? this.tombstone : this.blank).cloneNode(true);
+    li.classList.toggle("mine", m.user === this.me);
+    li.dataset.seq = String(m.seq);
+    li.dataset.user = m.user;
+    li.querySelector(".author").textContent = m.user;
+    setTime(li.querySelector("time"), m.created_at);
+    if (!m.deleted) {
+      fillText(li.querySelector(".text"), m.text);
+      if (!m.edited_at) li.querySelector(".edited").remove();
+    }
+    return li;
+  }
+
+  // The "New messages" line above the first unread one.
+  divider() {
+    return this.blankDivider.cloneNode(true);
+  }
+
+  // A line saying someone joined or left.
+  event(text) {
+    const li = document.createElement("li");
+    li.className = "event";
+    li.textContent = text;
+    return li;
+  }
+}
+
+// A message the server rendered into the page: show its time locally and its links, and return
+// what it says, as the server would send it.
+export function upgrade(li) {
+  const time = li.querySelector("time[datetime]");
+  setTime(time, time.getAttribute("datetime"));
+  const text = li.querySelector(".text");
+  const m = {
+    seq: Number(li.dataset.seq),
+    user: li.dataset.user,
+    text: text.textContent,
+    created_at: time.dateTime,
+    deleted: li.classList.contains("deleted"),
+  };
+  if (!m.deleted) fillText(text, m.text);
+  return m;
+}
