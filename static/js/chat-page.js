@@ -1,5 +1,5 @@
 // The chat page: builds the parts from the page's data attributes and routes each frame from the
-// server (see PROTOCOL.md) to them.
+// server (see docs/PROTOCOL.md) to them.
 import { Attention, offerNotifications } from "./attention.js";
 import { Controls } from "./edit.js";
 import { HistoryPages } from "./history.js";
@@ -35,8 +35,8 @@ const socket = new RoomSocket({
 });
 const editWindow = (Number(data.editWindow) || 0) * 1000;
 const controls = new Controls({ me, editWindow, socket });
-const render = (m) => {
-  const li = items.message(m);
+const render = (m, authorGone = false) => {
+  const li = items.message(m, authorGone);
   controls.add(li, m);
   return li;
 };
@@ -84,7 +84,7 @@ function onFrame(frame) {
     case "change": {
       timeline.lastRev = Math.max(timeline.lastRev, frame.rev || 0);
       const old = timeline.find(frame.seq);
-      if (old) old.replaceWith(render(frame));
+      if (old) old.replaceWith(render(frame, old.querySelector(".gone") !== null));
       break;
     }
     case "typing":

@@ -19,6 +19,12 @@ export class HistoryPages {
     return res.json();
   }
 
+  // The page's messages as list items, their deactivated authors marked.
+  items(page, messages) {
+    const gone = new Set(page.deactivated || []);
+    return messages.map((m) => this.render(m, gone.has(m.user)));
+  }
+
   async older() {
     const timeline = this.timeline;
     if (this.loading || !this.hasMore || !timeline.firstSeq) return;
@@ -27,7 +33,7 @@ export class HistoryPages {
       const page = await this.page("before=" + timeline.firstSeq + "&limit=" + PAGE);
       const older = page.messages.filter((m) => m.seq < timeline.firstSeq);
       if (older.length) {
-        timeline.prepend(older.map(this.render));
+        timeline.prepend(this.items(page, older));
         timeline.firstSeq = older[0].seq;
       }
       this.hasMore = page.has_more && older.length > 0;
@@ -43,7 +49,7 @@ export class HistoryPages {
     const page = await this.page("limit=" + PAGE);
     const messages = page.messages;
     const timeline = this.timeline;
-    timeline.replaceAll(messages.map(this.render));
+    timeline.replaceAll(this.items(page, messages));
     timeline.firstSeq = messages.length ? messages[0].seq : 0;
     const newest = messages.length ? messages[messages.length - 1].seq : 0;
     timeline.lastSeq = Math.max(serverLast, newest);

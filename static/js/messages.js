@@ -11,13 +11,15 @@ export class Items {
     this.me = me;
   }
 
-  // A message as the server sends it (seq, user, text, created_at, edited_at, deleted).
-  message(m) {
+  // A message as the server sends it (seq, user, text, created_at, edited_at, deleted), and
+  // whether its author's account was deactivated (from the history page's `deactivated`).
+  message(m, authorGone = false) {
     const li = (m.deleted ? this.tombstone : this.blank).cloneNode(true);
     li.classList.toggle("mine", m.user === this.me);
     li.dataset.seq = String(m.seq);
     li.dataset.user = m.user;
     li.querySelector(".author").textContent = m.user;
+    if (!authorGone) li.querySelector(".gone").remove();
     setTime(li.querySelector("time"), m.created_at);
     if (!m.deleted) {
       fillText(li.querySelector(".text"), m.text);
@@ -28,7 +30,9 @@ export class Items {
 
   // The "New messages" line above the first unread one.
   divider() {
-    return this.blankDivider.cloneNode(true);
+    const li = this.blankDivider.cloneNode(true);
+    li.id = "unread-divider"; // the template's copy has none: one id per page
+    return li;
   }
 
   // A line saying someone joined or left.

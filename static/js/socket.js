@@ -1,4 +1,4 @@
-// The room's WebSocket (see PROTOCOL.md): connects from where the timeline is (after, rev),
+// The room's WebSocket (see docs/PROTOCOL.md): connects from where the timeline is (after, rev),
 // reconnects with exponential backoff and jitter, and hands every frame to the page.
 
 export function newClientId() {
