@@ -285,6 +285,11 @@ async def test_closed_store_reports_unavailable(store: Store) -> None:
     await store.close()
     with pytest.raises(StorageUnavailable):
         await store.ping()
+
+
+async def test_closed_store_refuses_writes(store: Store) -> None:
+    await store.close()
+    with pytest.raises(StorageUnavailable):
         await store.messages.add("general", "alice", "x", "c1")
 
 
