@@ -345,7 +345,13 @@ async def test_changes_are_refused_after_the_edit_window(user_factory: Any) -> N
         await send(a, **frame)
         error = await receive(a)
         assert (error["code"], error["seq"]) == ("too_late", 1)
-    await send(a, type="delete", seq=1)
+    # A refusal changes nothing: asked again, the delete is refused again, naming its frame.
+    await send(a, type="delete", seq=1, client_id="again")
+    error = await receive(a)
+    assert (error["type"], error["code"], error["seq"]) == ("error", "too_late", 1)
+    assert error["client_id"] == "again"
+    (kept,) = (await (await alice.client.get("/rooms/general/messages")).json())["messages"]
+    assert (kept["text"], kept["deleted"]) == ("in time", False)
     await a.close()
 
 
