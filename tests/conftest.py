@@ -4,30 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
-import signal
 import socket
-import subprocess
 import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import ClientResponse, ClientSession, ClientWebSocketResponse, web
+from aiohttp import ClientResponse, ClientWebSocketResponse, web
 from aiohttp.test_utils import TestClient
 from cryptography.fernet import Fernet
 from pymongo import MongoClient
 
-ROOT = Path(__file__).resolve().parent.parent
+from harness import CSRF_RE, PASSWORD, ROOT
+from harness import AppProcess as AppProcess  # test_browser.py imports it from here
+
 sys.path.insert(0, str(ROOT))
 
 from app import create_app  # noqa: E402
 from settings import Settings  # noqa: E402
 
-PASSWORD = "correct horse battery"
 # The headers of a WebSocket upgrade, for requests that expect to be refused before it.
 UPGRADE = {
     "Upgrade": "websocket",
@@ -35,7 +32,6 @@ UPGRADE = {
     "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
     "Sec-WebSocket-Version": "13",
 }
-CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 BACKENDS = ["sqlite", "secantus"] + (["mongodb"] if os.environ.get("MONGODB_TEST_URI") else [])
 
@@ -231,87 +227,6 @@ async def hello(ws: ClientWebSocketResponse) -> dict[str, Any]:
     frame = await receive(ws)
     assert frame["type"] == "hello", frame
     return frame
-
-
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that nothing listens on now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def app_env(**extra: str) -> dict[str, str]:
-    """The environment minus any chat settings, with cheap hashing, plus the given ones."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in {"SECRET_KEY", "MONGODB_URI", "DATA_DIR", "PORT", "HOST"}
-    }
-    env.update({"PYTHONUNBUFFERED": "1", "ARGON2_TIME_COST": "1", "ARGON2_MEMORY_KIB": "64"})
-    env.update(extra)
-    return env
-
-
-class AppProcess:
-    """`python app.py` as a child process, in a given directory, on a given port."""
-
-    def __init__(self, cwd: Path, port: int | None = None, **env: str) -> None:
-        self.cwd = cwd
-        self.port = port or free_port()
-        self.env = app_env(PORT=str(self.port), **env)
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, output: int | None = subprocess.DEVNULL) -> AppProcess:
-        """Start the process and wait until it accepts connections."""
-        self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "app.py")],
-            cwd=self.cwd,
-            env=self.env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return self
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"app did not start on port {self.port}")
-
-    def terminate(self, timeout: float = 10) -> int:
-        """Send SIGTERM and wait for the exit code."""
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout)
-
-    def kill(self) -> None:
-        """Make sure the process is gone."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
-        if self.proc is not None and self.proc.stdout:
-            self.proc.stdout.close()
-
-
-async def sign_up(session: ClientSession, url: str, login: str) -> None:
-    """Sign up on a running process (`AppProcess.url`) through the real form; then logged in."""
-    async with session.get(url + "/signup") as resp:
-        match = CSRF_RE.search(await resp.text())
-        assert match
-    form = {
-        "login": login,
-        "email": f"{login}@example.com",
-        "password": PASSWORD,
-        "password_confirm": PASSWORD,
-        "csrf_token": match.group(1),
-    }
-    async with session.post(
-        url + "/signup", data=form, headers={"Origin": url}, allow_redirects=False
-    ) as resp:
-        assert resp.status == 302, await resp.text()
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import signal
-import socket
-import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -17,51 +14,17 @@ import aiohttp
 import pytest
 from cryptography.fernet import Fernet
 
-from conftest import CSRF_RE, AppProcess, free_port, sign_up
+from harness import CSRF_RE, AppProcess, RedisServer, browser_session, open_socket, sign_up
 
 pytestmark = pytest.mark.cluster
 
-REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
 TTL = "3"  # seconds of heartbeat; a dead process is swept within TTL + TTL/3
-
-
-class RedisServer:
-    """A throwaway redis-server on a free local port, without persistence."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.url = f"redis://127.0.0.1:{port}/0"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        if not Path(REDIS).exists():
-            pytest.fail("redis-server is missing: install Debian's redis-server package")
-        self.proc = subprocess.Popen(
-            [REDIS, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
 
 
 @pytest.fixture
 def redis() -> Iterator[RedisServer]:
-    server = RedisServer(free_port())
+    """A redis-server of this test's own."""
+    server = RedisServer()
     server.start()
     yield server
     server.stop()
@@ -81,13 +44,10 @@ def cluster(tmp_path: Path, redis: RedisServer) -> Iterator[list[AppProcess]]:
     for i in (1, 2):
         cwd = tmp_path / f"p{i}"
         cwd.mkdir()
-        app = AppProcess(cwd, **env)
-        app.log = open(cwd / "app.log", "wb")  # type: ignore[attr-defined]
-        procs.append(app.start(output=app.log.fileno()))  # type: ignore[attr-defined]
+        procs.append(AppProcess(cwd, **env).start(log=cwd / "app.log"))
     yield procs
     for app in procs:
         app.kill()
-        app.log.close()  # type: ignore[attr-defined]
 
 
 def log_of(app: AppProcess) -> str:
@@ -104,8 +64,7 @@ class Person:
         await sign_up(self.session, app.url, login)
 
     async def ws(self, app: AppProcess, query: str = "") -> aiohttp.ClientWebSocketResponse:
-        ws = await self.session.ws_connect(app.url + "/ws" + query, headers={"Origin": app.url})
-        return ws
+        return await open_socket(self.session, app.url, query)
 
 
 @pytest.fixture
@@ -113,7 +72,7 @@ async def people() -> AsyncIterator[Any]:
     sessions: list[aiohttp.ClientSession] = []
 
     async def make(app: AppProcess, login: str) -> Person:
-        session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+        session = browser_session()
         sessions.append(session)
         person = Person(session)
         await person.sign_up(app, login)

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from conftest import Auth, free_port, hello, receive
+from conftest import Auth, hello, receive
+from harness import free_port
 
 pytestmark = pytest.mark.parametrize("backend", ["secantus"])
 
