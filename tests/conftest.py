@@ -1,4 +1,4 @@
-"""Fixtures: the app against a throwaway database of each backend, clients, and an auth helper."""
+"""Fixtures, one concern each: the database, settings, the app and its clients, people, sockets."""
 
 from __future__ import annotations
 
@@ -24,6 +24,8 @@ sys.path.insert(0, str(ROOT))
 
 from app import create_app  # noqa: E402
 from settings import Settings  # noqa: E402
+from storage import open_store  # noqa: E402
+from storage.base import Store  # noqa: E402
 
 # The headers of a WebSocket upgrade, for requests that expect to be refused before it.
 UPGRADE = {
@@ -34,6 +36,9 @@ UPGRADE = {
 }
 
 BACKENDS = ["sqlite", "secantus"] + (["mongodb"] if os.environ.get("MONGODB_TEST_URI") else [])
+
+
+# The database
 
 
 @pytest.fixture(scope="session")
@@ -53,6 +58,28 @@ def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+@pytest.fixture
+def mongo_uri(backend: str, request: pytest.FixtureRequest) -> str:
+    """Return the URI of the MongoDB server for this backend ('' for SQLite)."""
+    if backend == "sqlite":
+        return ""
+    if backend == "mongodb":
+        return os.environ["MONGODB_TEST_URI"]
+    return str(request.getfixturevalue("secantus_uri"))
+
+
+@pytest.fixture
+async def store(settings: Settings) -> AsyncIterator[Store]:
+    """A set-up store on a throwaway database, without the app."""
+    s = open_store(settings)
+    await s.setup()
+    yield s
+    await s.close()
+
+
+# Settings
+
+
 def base_settings(tmp_path: Path, **overrides: Any) -> Settings:
     """Return settings for tests: a temp DATA_DIR and cheap password hashing."""
     values: dict[str, Any] = {
@@ -67,16 +94,6 @@ def base_settings(tmp_path: Path, **overrides: Any) -> Settings:
     }
     values.update(overrides)
     return Settings(**values)
-
-
-@pytest.fixture
-def mongo_uri(backend: str, request: pytest.FixtureRequest) -> str:
-    """Return the URI of the MongoDB server for this backend ('' for SQLite)."""
-    if backend == "sqlite":
-        return ""
-    if backend == "mongodb":
-        return os.environ["MONGODB_TEST_URI"]
-    return str(request.getfixturevalue("secantus_uri"))
 
 
 @pytest.fixture
@@ -95,6 +112,9 @@ def settings(
     if mongo_uri:
         with MongoClient(mongo_uri) as client:
             client.drop_database(db_name)
+
+
+# The app and its clients
 
 
 @pytest.fixture
@@ -128,13 +148,16 @@ async def make_client(client: TestClient[Any, Any]) -> AsyncIterator[Callable[[]
         await other.close()
 
 
+# People
+
+
 def origin(client: TestClient[Any, Any]) -> str:
     """Return the origin the server considers its own."""
     return f"http://{client.host}:{client.port}"
 
 
 class Auth:
-    """Sign up, log in and out through the real forms."""
+    """Sign up, log in and out through the real forms, and open the chat socket."""
 
     def __init__(self, client: TestClient[Any, Any]) -> None:
         self.client = client
@@ -178,10 +201,21 @@ class Auth:
         """Log out through the form."""
         return await self.post("/logout", {"csrf_token": await self.csrf("/")})
 
+    def cookie(self) -> str:
+        """Return the value of this client's session cookie."""
+        cookies = self.client.session.cookie_jar.filter_cookies(self.client.make_url("/"))
+        return cookies["chat_session"].value
+
     async def ws(self, query: str = "", **kw: Any) -> ClientWebSocketResponse:
         """Open the chat socket as this client."""
         headers = {"Origin": origin(self.client), **kw.pop("headers", {})}
         return await self.client.ws_connect("/ws" + query, headers=headers, **kw)
+
+    async def upgrade(self, query: str = "", headers: dict[str, str] | None = None) -> Any:
+        """Ask for the socket by a plain request, for a handshake refused before the upgrade."""
+        if headers is None:
+            headers = {"Origin": origin(self.client)}
+        return await self.client.get("/ws" + query, headers={**headers, **UPGRADE})
 
 
 @pytest.fixture
@@ -191,7 +225,7 @@ def auth(client: TestClient[Any, Any]) -> Auth:
 
 
 @pytest.fixture
-async def user_factory(
+async def make_user(
     make_client: Callable[[], Awaitable[TestClient[Any, Any]]],
 ) -> Callable[[str], Awaitable[Auth]]:
     """Make a signed-up, logged-in person with their own client."""
@@ -203,6 +237,9 @@ async def user_factory(
         return person
 
     return make
+
+
+# Sockets
 
 
 async def receive(ws: ClientWebSocketResponse, timeout: float = 5.0) -> dict[str, Any]:
@@ -229,6 +266,54 @@ async def hello(ws: ClientWebSocketResponse) -> dict[str, Any]:
     return frame
 
 
+@pytest.fixture
+async def connect(
+    client: TestClient[Any, Any],
+) -> AsyncIterator[Callable[..., Awaitable[ClientWebSocketResponse]]]:
+    """Open a person's chat socket and read its hello: `await connect(person, "?room=dev")`."""
+    opened: list[ClientWebSocketResponse] = []
+
+    async def open_socket(person: Auth, query: str = "", **kw: Any) -> ClientWebSocketResponse:
+        ws = await person.ws(query, **kw)
+        opened.append(ws)
+        await hello(ws)
+        return ws
+
+    yield open_socket
+    for ws in opened:
+        await ws.close()
+
+
+@pytest.fixture
+async def ws(
+    auth: Auth, connect: Callable[..., Awaitable[ClientWebSocketResponse]]
+) -> ClientWebSocketResponse:
+    """Alice, signed up on the main client, with her socket open on general."""
+    resp = await auth.signup("alice")
+    assert resp.status == 302, await resp.text()
+    return await connect(auth)
+
+
+async def raw_ws_connect(person: Auth) -> socket.socket:
+    """Open a person's socket by hand with a tiny receive buffer, then never read from it."""
+    client = person.client
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    loop = asyncio.get_running_loop()
+    await loop.sock_connect(sock, (client.host, client.port))
+    request = (
+        f"GET /ws HTTP/1.1\r\nHost: {client.host}:{client.port}\r\n"
+        "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        f'Origin: {origin(client)}\r\nCookie: chat_session="{person.cookie()}"\r\n\r\n'
+    )
+    await loop.sock_sendall(sock, request.encode())
+    head = await asyncio.wait_for(loop.sock_recv(sock, 1024), 5)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return sock
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """Report how long the browser tests took in all."""
     total = sum(
@@ -240,22 +325,3 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     )
     if total:
         terminalreporter.write_line(f"browser tests: {total:.1f} s in all")
-
-
-async def raw_ws_connect(client: TestClient[Any, Any], cookie: str) -> socket.socket:
-    """Open the socket by hand with a tiny receive buffer, then never read from it."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.setblocking(False)
-    loop = asyncio.get_running_loop()
-    await loop.sock_connect(sock, (client.host, client.port))
-    request = (
-        f"GET /ws HTTP/1.1\r\nHost: {client.host}:{client.port}\r\n"
-        "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-        f'Origin: {origin(client)}\r\nCookie: chat_session="{cookie}"\r\n\r\n'
-    )
-    await loop.sock_sendall(sock, request.encode())
-    head = await asyncio.wait_for(loop.sock_recv(sock, 1024), 5)
-    assert head.startswith(b"HTTP/1.1 101"), head
-    return sock

@@ -126,11 +126,9 @@ async def test_new_session_on_login_no_fixation(
     await auth.signup("alice")
     victim = Auth(await make_client())
     await victim.csrf()  # the victim has an anonymous session, as an attacker could plant
-    planted = victim.client.session.cookie_jar.filter_cookies(victim.client.make_url("/"))
-    planted_value = planted["chat_session"].value
+    planted_value = victim.cookie()
     await victim.login("alice", PASSWORD)
-    after = victim.client.session.cookie_jar.filter_cookies(victim.client.make_url("/"))
-    assert after["chat_session"].value != planted_value
+    assert victim.cookie() != planted_value
     # The planted (pre-login) cookie does not carry the login.
     attacker: TestClient[Any, Any] = await make_client()
     attacker.session.cookie_jar.update_cookies({"chat_session": planted_value})
@@ -148,7 +146,7 @@ async def test_logout_ends_session_and_copied_cookie_is_refused(
     client: TestClient[Any, Any], auth: Auth, make_client: Any
 ) -> None:
     await auth.signup("alice")
-    cookie = client.session.cookie_jar.filter_cookies(client.make_url("/"))["chat_session"].value
+    cookie = auth.cookie()
     resp = await auth.logout()
     assert resp.status == 302 and resp.headers["Location"] == "/login"
     assert (await client.get("/", allow_redirects=False)).status == 302

@@ -51,6 +51,7 @@ def cluster(tmp_path: Path, redis: RedisServer) -> Iterator[list[AppProcess]]:
 
 
 def log_of(app: AppProcess) -> str:
+    """Return what the process has logged."""
     return (app.cwd / "app.log").read_text()
 
 
@@ -61,14 +62,23 @@ class Person:
         self.session = session
 
     async def sign_up(self, app: AppProcess, login: str) -> None:
+        """Sign up on this process, and so log in on every process."""
         await sign_up(self.session, app.url, login)
 
     async def ws(self, app: AppProcess, query: str = "") -> aiohttp.ClientWebSocketResponse:
+        """Open the chat socket on this process."""
         return await open_socket(self.session, app.url, query)
+
+    async def connect(self, app: AppProcess, query: str = "") -> aiohttp.ClientWebSocketResponse:
+        """Open the chat socket on this process and read its hello."""
+        ws = await self.ws(app, query)
+        await frame(ws, "hello")
+        return ws
 
 
 @pytest.fixture
 async def people() -> AsyncIterator[Any]:
+    """Make a person signed up on a process: `await people(p1, "alice")`."""
     sessions: list[aiohttp.ClientSession] = []
 
     async def make(app: AppProcess, login: str) -> Person:
@@ -95,6 +105,7 @@ async def frame(ws: aiohttp.ClientWebSocketResponse, kind: str, timeout: float =
 async def messages(
     ws: aiohttp.ClientWebSocketResponse, count: int, timeout: float = 20
 ) -> list[Any]:
+    """Receive this many message frames, skipping others."""
     got = []
     async with asyncio.timeout(timeout):
         while len(got) < count:
@@ -105,11 +116,13 @@ async def messages(
 
 
 async def no_more_messages(ws: aiohttp.ClientWebSocketResponse, wait: float = 0.7) -> None:
+    """Check that no message frame comes within `wait` seconds."""
     with pytest.raises(TimeoutError):
         await frame(ws, "message", timeout=wait)
 
 
 async def send(ws: aiohttp.ClientWebSocketResponse, text: str, client_id: str) -> None:
+    """Send a message frame."""
     await ws.send_str(json.dumps({"type": "message", "text": text, "client_id": client_id}))
 
 
@@ -151,8 +164,7 @@ async def test_order_with_concurrent_senders_on_both_processes(
     for i in range(4):
         app = cluster[i % 2]
         person = await people(app, f"user{i}")
-        ws = await person.ws(app)
-        await frame(ws, "hello")
+        ws = await person.connect(app)
         sockets.append(ws)
     per_sender = 25
 
@@ -174,10 +186,8 @@ async def test_edits_deletes_and_typing_cross_processes(
     p1, p2 = cluster
     alice = await people(p1, "alice")
     bob = await people(p2, "bob")
-    a1 = await alice.ws(p1)
-    await frame(a1, "hello")
-    b2 = await bob.ws(p2)
-    await frame(b2, "hello")
+    a1 = await alice.connect(p1)
+    b2 = await bob.connect(p2)
     await send(a1, "helo", "a-1")
     await frame(b2, "message")
     await a1.send_str(json.dumps({"type": "typing"}))
@@ -198,8 +208,7 @@ async def test_edits_deletes_and_typing_cross_processes(
 async def test_resume_on_another_process(cluster: list[AppProcess], people: Any) -> None:
     p1, p2 = cluster
     alice = await people(p1, "alice")
-    a1 = await alice.ws(p1)
-    await frame(a1, "hello")
+    a1 = await alice.connect(p1)
     for i in range(1, 6):
         await send(a1, f"m{i}", f"a{i}")
     await messages(a1, 5)
@@ -214,10 +223,8 @@ async def test_killed_process_drops_out_of_presence(cluster: list[AppProcess], p
     p1, p2 = cluster
     alice = await people(p1, "alice")
     bob = await people(p2, "bob")
-    a1 = await alice.ws(p1)
-    await frame(a1, "hello")
-    b2 = await bob.ws(p2)
-    await frame(b2, "hello")
+    a1 = await alice.connect(p1)
+    b2 = await bob.connect(p2)
     assert (await frame(a1, "presence"))["event"] == "join"
     assert p2.proc is not None
     p2.proc.send_signal(signal.SIGKILL)  # no goodbye
@@ -241,12 +248,9 @@ async def test_redis_outage_keeps_local_delivery_and_catches_up(
     alice = await people(p1, "alice")
     carol = await people(p1, "carol")
     bob = await people(p2, "bob")
-    a1 = await alice.ws(p1)
-    await frame(a1, "hello")
-    c1 = await carol.ws(p1)
-    await frame(c1, "hello")
-    b2 = await bob.ws(p2)
-    await frame(b2, "hello")
+    a1 = await alice.connect(p1)
+    c1 = await carol.connect(p1)
+    b2 = await bob.connect(p2)
     await send(a1, "before", "a-0")
     for ws in (a1, c1, b2):
         assert (await frame(ws, "message"))["text"] == "before"
@@ -279,8 +283,7 @@ async def test_redis_outage_keeps_local_delivery_and_catches_up(
             async with s.get(app.url + "/readyz") as resp:
                 assert resp.status == 200 and (await resp.json())["redis"] == "ok"
     # Resuming on the other process gives exactly what a client missed.
-    b_again = await bob.ws(p2, "?after=1")
-    await frame(b_again, "hello")
+    b_again = await bob.connect(p2, "?after=1")
     assert [m["seq"] for m in await messages(b_again, 2)] == [2, 3]
     await no_more_messages(b_again, 0.3)
     assert log_of(p1).count("Redis unavailable") == 1  # logged once, not per event
@@ -291,8 +294,7 @@ async def test_logout_on_one_process_closes_that_sessions_sockets_on_the_other(
 ) -> None:
     p1, p2 = cluster
     alice = await people(p1, "alice")
-    a2 = await alice.ws(p2)
-    await frame(a2, "hello")
+    a2 = await alice.connect(p2)
     async with alice.session.get(p1.url + "/") as resp:
         token = CSRF_RE.search(await resp.text())
         assert token

@@ -10,7 +10,7 @@ from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
 
 from auth.limits import TokenBucket, WindowLimit
-from conftest import PASSWORD, UPGRADE, Auth, hello, origin, receive
+from conftest import PASSWORD, Auth, receive
 from settings import Settings
 
 DEFAULTS = Settings(secret_key="k")
@@ -98,10 +98,7 @@ async def test_signups_per_address(auth: Auth, make_client: Any) -> None:
 
 
 @pytest.mark.parametrize("settings_overrides", [{"message_burst": 10, "message_per_minute": 100}])
-async def test_message_rate_limit_then_flood_closes_with_1008(auth: Auth) -> None:
-    await auth.signup("alice")
-    ws = await auth.ws()
-    await hello(ws)
+async def test_message_rate_limit_then_flood_closes_with_1008(ws: Any) -> None:
     for i in range(10):  # the burst goes through
         await ws.send_str(json.dumps({"type": "message", "text": f"m{i}", "client_id": f"c{i}"}))
     for i in range(10):
@@ -123,35 +120,21 @@ async def test_message_rate_limit_then_flood_closes_with_1008(auth: Auth) -> Non
 
 
 @pytest.mark.parametrize("settings_overrides", [{"sockets_per_user": 2}])
-async def test_sockets_per_user(auth: Auth) -> None:
+async def test_sockets_per_user(auth: Auth, connect: Any) -> None:
     await auth.signup("alice")
-    first, second = await auth.ws(), await auth.ws()
-    await hello(first)
-    await hello(second)
-    resp = await auth.client.get(
-        "/ws",
-        headers={
-            "Origin": origin(auth.client),
-            **UPGRADE,
-        },
-    )
+    first = await connect(auth)
+    await connect(auth)
+    resp = await auth.upgrade()
     assert resp.status == 429 and "Retry-After" in resp.headers
     await first.close()
-    third = await auth.ws()  # a closed one frees its place
-    await hello(third)
+    await connect(auth)  # a closed one frees its place
 
 
 @pytest.mark.parametrize("settings_overrides", [{"sockets_per_address": 2}])
-async def test_sockets_per_address(user_factory: Any) -> None:
-    alice = await user_factory("alice")
-    bob = await user_factory("bob")
-    await hello(await alice.ws())
-    await hello(await bob.ws())
-    resp = await bob.client.get(
-        "/ws",
-        headers={
-            "Origin": origin(bob.client),
-            **UPGRADE,
-        },
-    )
+async def test_sockets_per_address(make_user: Any, connect: Any) -> None:
+    alice = await make_user("alice")
+    bob = await make_user("bob")
+    await connect(alice)
+    await connect(bob)
+    resp = await bob.upgrade()
     assert resp.status == 429

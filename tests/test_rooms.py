@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient
 
 from chat.reads import READS_KEY
 from chat.views import slugify
-from conftest import UPGRADE, Auth, hello, origin, receive, receive_until
+from conftest import Auth, hello, receive, receive_until
 from settings import Settings
 from storage import STORE_KEY, open_store
 from storage.base import StorageUnavailable
@@ -120,12 +120,11 @@ async def test_room_page_needs_login(client: TestClient[Any, Any]) -> None:
     assert resp.status == 302
 
 
-async def test_seq_history_presence_and_resume_are_per_room(user_factory: Any) -> None:
-    alice = await user_factory("alice")
-    bob = await user_factory("bob")
+async def test_seq_history_presence_and_resume_are_per_room(make_user: Any, connect: Any) -> None:
+    alice = await make_user("alice")
+    bob = await make_user("bob")
     await create_room(alice, "Dev")
-    a_general = await alice.ws()
-    await hello(a_general)
+    a_general = await connect(alice)
     a_dev = await alice.ws("?room=dev")
     dev_hello = await hello(a_dev)
     assert (dev_hello["room"], dev_hello["online"], dev_hello["last_seq"]) == ("dev", ["alice"], 0)
@@ -153,36 +152,34 @@ async def test_seq_history_presence_and_resume_are_per_room(user_factory: Any) -
 # 2. Unread counts and the divider
 
 
-async def test_unread_counts_follow_read_marks_on_every_device(user_factory: Any) -> None:
-    alice = await user_factory("alice")
-    bob = await user_factory("bob")
+async def test_unread_counts_follow_read_marks_on_every_device(
+    make_user: Any, connect: Any
+) -> None:
+    alice = await make_user("alice")
+    bob = await make_user("bob")
     await create_room(alice, "Dev")
-    a = await alice.ws()
-    await hello(a)
+    a = await connect(alice)
     for i in range(5):
         await post_message(a, f"m{i}", f"c{i}")
     index = await (await bob.client.get("/")).text()
     assert unread_on_index(index) == {"general": 5, "dev": 0}
-    b = await bob.ws()
-    await hello(b)
+    b = await connect(bob)
     await send(b, type="read", seq=3)
     await send(b, type="read", seq=2)  # an older mark never moves it back
     await post_message(b, "sync", "s1")  # processed in order: the marks are stored by now
     await b.close()
     # A second device: a new login session of the same person sees the same counts.
-    second = await user_factory("carol")
+    second = await make_user("carol")
     await second.logout()
     assert (await second.login("bob")).status == 302
     for device in (bob, second):
         body = await (await device.client.get("/")).text()
         assert unread_on_index(body) == {"general": 3, "dev": 0}  # m3, m4 and bob's own "sync"
-    await a.close()
 
 
-async def test_read_mark_never_passes_the_last_message(user_factory: Any) -> None:
-    alice = await user_factory("alice")
-    a = await alice.ws()
-    await hello(a)
+async def test_read_mark_never_passes_the_last_message(make_user: Any, connect: Any) -> None:
+    alice = await make_user("alice")
+    a = await connect(alice)
     await post_message(a, "one", "c1")
     await send(a, type="read", seq=10**9)
     await post_message(a, "two", "c2")
@@ -190,15 +187,13 @@ async def test_read_mark_never_passes_the_last_message(user_factory: Any) -> Non
     assert unread_on_index(await (await alice.client.get("/")).text())["general"] == 1
 
 
-async def test_divider_marks_the_first_unread_message(user_factory: Any) -> None:
-    alice = await user_factory("alice")
-    bob = await user_factory("bob")
-    a = await alice.ws()
-    await hello(a)
+async def test_divider_marks_the_first_unread_message(make_user: Any, connect: Any) -> None:
+    alice = await make_user("alice")
+    bob = await make_user("bob")
+    a = await connect(alice)
     for i in range(4):
         await post_message(a, f"m{i}", f"c{i}")
-    b = await bob.ws()
-    await hello(b)
+    b = await connect(bob)
     await send(b, type="read", seq=2)
     await post_message(b, "sync", "s1")
     await b.close()
@@ -208,39 +203,35 @@ async def test_divider_marks_the_first_unread_message(user_factory: Any) -> None
     divider = body.index('id="unread-divider"')
     assert body.rindex('data-seq="2"', 0, divider) < divider < body.index('data-seq="3"')
     # Once everything is read, there is no divider.
-    b = await bob.ws()
-    await hello(b)
+    b = await connect(bob)
     await send(b, type="read", seq=5)
     await b.close()  # the server answers the close after handling the read
     assert "unread-divider" not in await (await bob.client.get("/rooms/general")).text()
 
 
 @pytest.mark.parametrize("bad", [{"seq": -1}, {"seq": "3"}, {"seq": True}, {}])
-async def test_bad_read_frames_get_an_error(user_factory: Any, bad: dict[str, Any]) -> None:
-    alice = await user_factory("alice")
-    a = await alice.ws()
-    await hello(a)
+async def test_bad_read_frames_get_an_error(
+    make_user: Any, connect: Any, bad: dict[str, Any]
+) -> None:
+    alice = await make_user("alice")
+    a = await connect(alice)
     await send(a, type="read", **bad)
     error = await receive(a)
     assert error["type"] == "error" and error["code"] == "bad_frame"
-    await a.close()
 
 
 # 3. Typing
 
 
 async def test_typing_reaches_the_others_in_the_room_and_is_never_stored(
-    user_factory: Any,
+    make_user: Any, connect: Any
 ) -> None:
-    alice = await user_factory("alice")
-    bob = await user_factory("bob")
+    alice = await make_user("alice")
+    bob = await make_user("bob")
     await create_room(alice, "Dev")
-    a = await alice.ws()
-    await hello(a)
-    a_dev = await alice.ws("?room=dev")
-    await hello(a_dev)
-    b = await bob.ws()
-    await hello(b)
+    a = await connect(alice)
+    a_dev = await connect(alice, "?room=dev")
+    b = await connect(bob)
     assert (await receive(a))["type"] == "presence"
     await send(b, type="typing")
     assert await receive(a) == {"type": "typing", "room": "general", "user": "bob"}
@@ -251,20 +242,16 @@ async def test_typing_reaches_the_others_in_the_room_and_is_never_stored(
     assert (await post_message(a_dev, "dev", "d1"))["room"] == "dev"  # nothing leaked to dev
     store = alice.client.app[STORE_KEY]
     assert await store.messages.last_seq("general") == 1
-    for ws in (a, a_dev, b):
-        await ws.close()
 
 
 # 4. Edit and delete
 
 
-async def test_edit_and_delete_reach_everyone_and_history(user_factory: Any) -> None:
-    alice = await user_factory("alice")
-    bob = await user_factory("bob")
-    a = await alice.ws()
-    await hello(a)
-    b = await bob.ws()
-    await hello(b)
+async def test_edit_and_delete_reach_everyone_and_history(make_user: Any, connect: Any) -> None:
+    alice = await make_user("alice")
+    bob = await make_user("bob")
+    a = await connect(alice)
+    b = await connect(bob)
     await receive(a)  # bob's join
     first = await post_message(a, "helo", "c1")
     assert first["edited_at"] is None and first["deleted"] is False
@@ -294,8 +281,6 @@ async def test_edit_and_delete_reach_everyone_and_history(user_factory: Any) -> 
     ]
     page = await (await bob.client.get("/rooms/general")).text()
     assert "(edited)" in page and "message deleted" in page and "oops" not in page
-    for ws in (a, b):
-        await ws.close()
 
 
 @pytest.mark.parametrize(
@@ -311,15 +296,13 @@ async def test_edit_and_delete_reach_everyone_and_history(user_factory: Any) -> 
     ],
 )
 async def test_others_and_bad_changes_are_refused_clearly(
-    user_factory: Any, frame: dict[str, Any], code: str
+    make_user: Any, connect: Any, frame: dict[str, Any], code: str
 ) -> None:
-    alice = await user_factory("alice")
-    bob = await user_factory("bob")
-    a = await alice.ws()
-    await hello(a)
+    alice = await make_user("alice")
+    bob = await make_user("bob")
+    a = await connect(alice)
     await post_message(a, "alice's", "c1")
-    b = await bob.ws()
-    await hello(b)
+    b = await connect(bob)
     await send(b, **frame, client_id="x1")
     error = await receive(b)
     assert (error["type"], error["code"], error["client_id"]) == ("error", code, "x1")
@@ -328,15 +311,12 @@ async def test_others_and_bad_changes_are_refused_clearly(
         assert error["seq"] == frame["seq"]
     (kept,) = (await (await bob.client.get("/rooms/general/messages")).json())["messages"]
     assert (kept["text"], kept["deleted"], kept["edited_at"]) == ("alice's", False, None)
-    await a.close()
-    await b.close()
 
 
 @pytest.mark.parametrize("settings_overrides", [{"edit_window": 1}])
-async def test_changes_are_refused_after_the_edit_window(user_factory: Any) -> None:
-    alice = await user_factory("alice")
-    a = await alice.ws()
-    await hello(a)
+async def test_changes_are_refused_after_the_edit_window(make_user: Any, connect: Any) -> None:
+    alice = await make_user("alice")
+    a = await connect(alice)
     await post_message(a, "one", "c1")
     await send(a, type="edit", seq=1, text="in time")
     assert (await receive(a))["type"] == "change"
@@ -352,26 +332,22 @@ async def test_changes_are_refused_after_the_edit_window(user_factory: Any) -> N
     assert error["client_id"] == "again"
     (kept,) = (await (await alice.client.get("/rooms/general/messages")).json())["messages"]
     assert (kept["text"], kept["deleted"]) == ("in time", False)
-    await a.close()
 
 
-async def test_deleted_message_cannot_be_edited(user_factory: Any) -> None:
-    alice = await user_factory("alice")
-    a = await alice.ws()
-    await hello(a)
+async def test_deleted_message_cannot_be_edited(make_user: Any, connect: Any) -> None:
+    alice = await make_user("alice")
+    a = await connect(alice)
     await post_message(a, "one", "c1")
     await send(a, type="delete", seq=1)
     assert (await receive(a))["deleted"] is True
     await send(a, type="edit", seq=1, text="back")
     assert (await receive(a))["code"] == "deleted"
-    await a.close()
 
 
-async def test_resume_replays_changes_made_while_away(user_factory: Any) -> None:
-    alice = await user_factory("alice")
-    bob = await user_factory("bob")
-    a = await alice.ws()
-    await hello(a)
+async def test_resume_replays_changes_made_while_away(make_user: Any, connect: Any) -> None:
+    alice = await make_user("alice")
+    bob = await make_user("bob")
+    a = await connect(alice)
     for i in range(3):
         await post_message(a, f"m{i}", f"c{i}")
     b = await bob.ws()
@@ -397,29 +373,25 @@ async def test_resume_replays_changes_made_while_away(user_factory: Any) -> None
     assert changes[0]["text"] == "m0 edited" and changes[1]["deleted"] is True
     await b.close()
     # Up to date: nothing is replayed; the next frame is a live one.
-    b = await bob.ws("?after=4&rev=2")
-    await hello(b)
+    b = await connect(bob, "?after=4&rev=2")
     assert (await post_message(b, "live", "l1"))["seq"] == 5
-    await b.close()
-    await a.close()
 
 
-async def test_bad_rev_is_refused_before_the_upgrade(user_factory: Any) -> None:
-    alice = await user_factory("alice")
+async def test_bad_rev_is_refused_before_the_upgrade(make_user: Any) -> None:
+    alice = await make_user("alice")
     for query in ("?rev=-1", "?rev=x", "?after=1&rev=1.5"):
-        resp = await alice.client.get(
-            "/ws" + query, headers={"Origin": origin(alice.client), **UPGRADE}
-        )
+        resp = await alice.upgrade(query)
         assert resp.status == 400 and "rev must be" in await resp.text()
 
 
 # 5. Links stay plain text on the server
 
 
-async def test_links_and_markup_are_stored_and_rendered_as_plain_text(user_factory: Any) -> None:
-    alice = await user_factory("alice")
-    a = await alice.ws()
-    await hello(a)
+async def test_links_and_markup_are_stored_and_rendered_as_plain_text(
+    make_user: Any, connect: Any
+) -> None:
+    alice = await make_user("alice")
+    a = await connect(alice)
     text = 'see https://example.com/a?b=1&c=<2> and <a href="javascript:alert(1)">x</a>'
     assert (await post_message(a, text, "c1"))["text"] == text
     await a.close()
@@ -431,8 +403,8 @@ async def test_links_and_markup_are_stored_and_rendered_as_plain_text(user_facto
 # The socket's replay logic is the same on every backend, and `changes` has its contract test;
 # 1,000 writes take 20 s on SecantusDB, so this one runs on SQLite only.
 @pytest.mark.parametrize("backend", ["sqlite"])
-async def test_too_many_changes_while_away_get_a_reset(user_factory: Any) -> None:
-    alice = await user_factory("alice")
+async def test_too_many_changes_while_away_get_a_reset(make_user: Any, connect: Any) -> None:
+    alice = await make_user("alice")
     store = alice.client.app[STORE_KEY]
     since = (await store.messages.add("general", "alice", "first", "c0"))[0].created_at
     for seq in range(2, 503):
@@ -444,30 +416,28 @@ async def test_too_many_changes_while_away_get_a_reset(user_factory: Any) -> Non
     assert first["last_rev"] == 501
     assert await receive(a) == {"type": "reset", "last_seq": 502}
     await a.close()
-    a = await alice.ws("?after=502&rev=1")  # 500 to replay: sent one by one, in rev order
-    await hello(a)
+    a = await connect(alice, "?after=502&rev=1")  # 500 to replay: sent one by one, in rev order
     replayed = [await receive(a) for _ in range(500)]
     assert [(c["type"], c["rev"], c["seq"]) for c in replayed] == [
         ("change", rev, rev + 1) for rev in range(2, 502)
     ]
-    await a.close()
 
 
-async def alice_after_three_messages(user_factory: Any) -> Any:
-    """Alice's open socket in a room where she has posted messages 1 to 3."""
-    alice = await user_factory("alice")
-    a = await alice.ws()
-    await hello(a)
+@pytest.fixture
+async def alice_after_three_messages(make_user: Any, connect: Any) -> Any:
+    """Alice's open socket on general, where she has posted messages 1 to 3."""
+    alice = await make_user("alice")
+    a = await connect(alice)
     for i in range(3):
         await post_message(a, f"m{i}", f"c{i}")
     return a
 
 
 async def test_read_marks_are_flushed_in_the_background_only_once_noted(
-    user_factory: Any, client: TestClient[Any, Any], monkeypatch: pytest.MonkeyPatch
+    alice_after_three_messages: Any, client: TestClient[Any, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("chat.reads.FLUSH_EVERY", 0.01)
-    a = await alice_after_three_messages(user_factory)
+    a = alice_after_three_messages
     marks = client.app[READS_KEY]
     store = client.app[STORE_KEY]
     flushes = 0
@@ -489,13 +459,12 @@ async def test_read_marks_are_flushed_in_the_background_only_once_noted(
         await asyncio.sleep(0.01)
     assert await store.reads.of_user("alice") == {"general": 2}
     assert flushes == 1 and not marks.pending and not marks.noted.is_set()
-    await a.close()
 
 
 async def test_read_marks_are_stored_in_batches_and_at_shutdown(
-    user_factory: Any, client: TestClient[Any, Any], settings: Settings
+    alice_after_three_messages: Any, client: TestClient[Any, Any], settings: Settings
 ) -> None:
-    a = await alice_after_three_messages(user_factory)
+    a = alice_after_three_messages
     marks = client.app[READS_KEY]
     store = client.app[STORE_KEY]
     await send(a, type="read", seq=2)

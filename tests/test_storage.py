@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -16,15 +15,6 @@ from settings import Settings
 from storage import open_store
 from storage.base import ChangeRefused, LoginTaken, RoomTaken, StorageUnavailable, Store, now
 from storage.sqlite import MIGRATIONS, SCHEMA, SqliteStore
-
-
-@pytest.fixture
-async def store(settings: Settings) -> AsyncIterator[Store]:
-    """A set-up store on a throwaway database."""
-    s = open_store(settings)
-    await s.setup()
-    yield s
-    await s.close()
 
 
 async def test_setup_is_repeatable_and_creates_general(store: Store, settings: Settings) -> None:
