@@ -39,14 +39,16 @@ async def test_refused_from_foreign_or_missing_origin(
     assert HUB_KEY in client.app and not list(client.app[HUB_KEY].connections())
 
 
-async def test_unknown_room_and_bad_after(auth: Auth) -> None:
+@pytest.mark.parametrize(
+    ("query", "status"), [("?room=nope", 404), ("?after=-1", 400), ("?after=x", 400)]
+)
+async def test_unknown_room_and_bad_after(auth: Auth, query: str, status: int) -> None:
     await auth.signup("alice")
-    for query, status in (("?room=nope", 404), ("?after=-1", 400), ("?after=x", 400)):
-        resp = await auth.upgrade(query)
-        assert resp.status == status
+    resp = await auth.upgrade(query)
+    assert resp.status == status
 
 
-async def test_hello_then_message_to_everyone_with_ack(make_user: Any) -> None:
+async def test_hello_names_the_person_the_room_and_who_is_online(make_user: Any) -> None:
     alice = await make_user("alice")
     bob = await make_user("bob")
     a = await alice.ws()
@@ -61,8 +63,30 @@ async def test_hello_then_message_to_everyone_with_ack(make_user: Any) -> None:
     }
     b = await bob.ws()
     assert (await hello(b))["online"] == ["alice", "bob"]
+    for ws in (a, b):
+        await ws.close()
+
+
+async def test_presence_announces_join_and_leave(make_user: Any, connect: Any) -> None:
+    alice = await make_user("alice")
+    bob = await make_user("bob")
+    a = await connect(alice)
+    b = await connect(bob)
     join = await receive(a)
     assert join == {"type": "presence", "event": "join", "user": "bob", "online": ["alice", "bob"]}
+    await b.close()
+    leave = await receive(a)
+    assert leave == {"type": "presence", "event": "leave", "user": "bob", "online": ["alice"]}
+
+
+async def test_message_reaches_everyone_and_acknowledges_the_sender(
+    make_user: Any, connect: Any
+) -> None:
+    alice = await make_user("alice")
+    bob = await make_user("bob")
+    a = await connect(alice)
+    b = await connect(bob)
+    await receive(a)  # bob joined
     await send_message(a, "  hello <b>world</b>  ", "c-1")
     for ws in (a, b):
         frame = await receive(ws)
@@ -74,10 +98,6 @@ async def test_hello_then_message_to_everyone_with_ack(make_user: Any) -> None:
         assert frame["room"] == "general"
         assert frame["created_at"].endswith("Z")
         assert isinstance(frame["id"], str) and frame["id"]
-    await b.close()
-    leave = await receive(a)
-    assert leave == {"type": "presence", "event": "leave", "user": "bob", "online": ["alice"]}
-    await a.close()
 
 
 async def test_presence_counts_sockets_per_user(make_user: Any, connect: Any) -> None:
