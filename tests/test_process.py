@@ -33,14 +33,19 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
         yield s
 
 
-async def test_first_start_needs_no_configuration_and_sigterm_closes_with_1001(
+async def test_first_start_needs_no_configuration(
     server: AppProcess, session: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
-    url = server.url
-    async with session.get(url + "/healthz") as resp:
+    async with session.get(server.url + "/healthz") as resp:
         assert resp.status == 200
     assert (tmp_path / "data" / "chat.sqlite3").exists()
     assert (tmp_path / "data" / "secret_key").exists()
+
+
+async def test_sigterm_closes_sockets_with_1001_and_exits_cleanly(
+    server: AppProcess, session: aiohttp.ClientSession
+) -> None:
+    url = server.url
     await sign_up(session, url, "alice")
     ws = await open_socket(session, url)
     assert (await ws.receive_json(timeout=5))["type"] == "hello"
