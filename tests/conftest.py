@@ -1,33 +1,32 @@
-"""Fixtures: the app against a throwaway database of each backend, clients, and an auth helper."""
+"""Fixtures, one concern each: the database, settings, the app and its clients, people, sockets."""
 
 from __future__ import annotations
 
 import asyncio
 import os
-import re
-import signal
 import socket
-import subprocess
 import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import ClientResponse, ClientSession, ClientWebSocketResponse, web
+from aiohttp import ClientResponse, ClientWebSocketResponse, web
 from aiohttp.test_utils import TestClient
 from cryptography.fernet import Fernet
 from pymongo import MongoClient
 
-ROOT = Path(__file__).resolve().parent.parent
+from harness import CSRF_RE, PASSWORD, ROOT
+from harness import AppProcess as AppProcess  # test_browser.py imports it from here
+
 sys.path.insert(0, str(ROOT))
 
 from app import create_app  # noqa: E402
 from settings import Settings  # noqa: E402
+from storage import open_store  # noqa: E402
+from storage.base import Store  # noqa: E402
 
-PASSWORD = "correct horse battery"
 # The headers of a WebSocket upgrade, for requests that expect to be refused before it.
 UPGRADE = {
     "Upgrade": "websocket",
@@ -35,9 +34,11 @@ UPGRADE = {
     "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
     "Sec-WebSocket-Version": "13",
 }
-CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 BACKENDS = ["sqlite", "secantus"] + (["mongodb"] if os.environ.get("MONGODB_TEST_URI") else [])
+
+
+# The database
 
 
 @pytest.fixture(scope="session")
@@ -55,6 +56,28 @@ def secantus_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def backend(request: pytest.FixtureRequest) -> str:
     """Name the storage backend under test."""
     return str(request.param)
+
+
+@pytest.fixture
+def mongo_uri(backend: str, request: pytest.FixtureRequest) -> str:
+    """Return the URI of the MongoDB server for this backend ('' for SQLite)."""
+    if backend == "sqlite":
+        return ""
+    if backend == "mongodb":
+        return os.environ["MONGODB_TEST_URI"]
+    return str(request.getfixturevalue("secantus_uri"))
+
+
+@pytest.fixture
+async def store(settings: Settings) -> AsyncIterator[Store]:
+    """A set-up store on a throwaway database, without the app."""
+    s = open_store(settings)
+    await s.setup()
+    yield s
+    await s.close()
+
+
+# Settings
 
 
 def base_settings(tmp_path: Path, **overrides: Any) -> Settings:
@@ -76,16 +99,6 @@ def base_settings(tmp_path: Path, **overrides: Any) -> Settings:
 
 
 @pytest.fixture
-def mongo_uri(backend: str, request: pytest.FixtureRequest) -> str:
-    """Return the URI of the MongoDB server for this backend ('' for SQLite)."""
-    if backend == "sqlite":
-        return ""
-    if backend == "mongodb":
-        return os.environ["MONGODB_TEST_URI"]
-    return str(request.getfixturevalue("secantus_uri"))
-
-
-@pytest.fixture
 def settings_overrides() -> dict[str, Any]:
     """Per-test settings changes; override this fixture in a test module."""
     return {}
@@ -101,6 +114,9 @@ def settings(
     if mongo_uri:
         with MongoClient(mongo_uri) as client:
             client.drop_database(db_name)
+
+
+# The app and its clients
 
 
 @pytest.fixture
@@ -134,13 +150,16 @@ async def make_client(client: TestClient[Any, Any]) -> AsyncIterator[Callable[[]
         await other.close()
 
 
+# People
+
+
 def origin(client: TestClient[Any, Any]) -> str:
     """Return the origin the server considers its own."""
     return f"http://{client.host}:{client.port}"
 
 
 class Auth:
-    """Sign up, log in and out through the real forms."""
+    """Sign up, log in and out through the real forms, and open the chat socket."""
 
     def __init__(self, client: TestClient[Any, Any]) -> None:
         self.client = client
@@ -184,10 +203,21 @@ class Auth:
         """Log out through the form."""
         return await self.post("/logout", {"csrf_token": await self.csrf("/")})
 
+    def cookie(self) -> str:
+        """Return the value of this client's session cookie."""
+        cookies = self.client.session.cookie_jar.filter_cookies(self.client.make_url("/"))
+        return cookies["chat_session"].value
+
     async def ws(self, query: str = "", **kw: Any) -> ClientWebSocketResponse:
         """Open the chat socket as this client."""
         headers = {"Origin": origin(self.client), **kw.pop("headers", {})}
         return await self.client.ws_connect("/ws" + query, headers=headers, **kw)
+
+    async def upgrade(self, query: str = "", headers: dict[str, str] | None = None) -> Any:
+        """Ask for the socket by a plain request, for a handshake refused before the upgrade."""
+        if headers is None:
+            headers = {"Origin": origin(self.client)}
+        return await self.client.get("/ws" + query, headers={**headers, **UPGRADE})
 
 
 @pytest.fixture
@@ -197,7 +227,7 @@ def auth(client: TestClient[Any, Any]) -> Auth:
 
 
 @pytest.fixture
-async def user_factory(
+async def make_user(
     make_client: Callable[[], Awaitable[TestClient[Any, Any]]],
 ) -> Callable[[str], Awaitable[Auth]]:
     """Make a signed-up, logged-in person with their own client."""
@@ -209,6 +239,9 @@ async def user_factory(
         return person
 
     return make
+
+
+# Sockets
 
 
 async def receive(ws: ClientWebSocketResponse, timeout: float = 5.0) -> dict[str, Any]:
@@ -235,86 +268,52 @@ async def hello(ws: ClientWebSocketResponse) -> dict[str, Any]:
     return frame
 
 
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that nothing listens on now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+@pytest.fixture
+async def connect(
+    client: TestClient[Any, Any],
+) -> AsyncIterator[Callable[..., Awaitable[ClientWebSocketResponse]]]:
+    """Open a person's chat socket and read its hello: `await connect(person, "?room=dev")`."""
+    opened: list[ClientWebSocketResponse] = []
+
+    async def open_socket(person: Auth, query: str = "", **kw: Any) -> ClientWebSocketResponse:
+        ws = await person.ws(query, **kw)
+        opened.append(ws)
+        await hello(ws)
+        return ws
+
+    yield open_socket
+    for ws in opened:
+        await ws.close()
 
 
-def app_env(**extra: str) -> dict[str, str]:
-    """The environment minus any chat settings, with cheap hashing, plus the given ones."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in {"SECRET_KEY", "MONGODB_URI", "DATA_DIR", "PORT", "HOST"}
-    }
-    env.update({"PYTHONUNBUFFERED": "1", "ARGON2_TIME_COST": "1", "ARGON2_MEMORY_KIB": "64"})
-    env.setdefault("SIGNUP_MODE", "open")
-    env.update(extra)
-    return env
+@pytest.fixture
+async def ws(
+    auth: Auth, connect: Callable[..., Awaitable[ClientWebSocketResponse]]
+) -> ClientWebSocketResponse:
+    """Alice, signed up on the main client, with her socket open on general."""
+    resp = await auth.signup("alice")
+    assert resp.status == 302, await resp.text()
+    return await connect(auth)
 
 
-class AppProcess:
-    """`python app.py` as a child process, in a given directory, on a given port."""
-
-    def __init__(self, cwd: Path, port: int | None = None, **env: str) -> None:
-        self.cwd = cwd
-        self.port = port or free_port()
-        self.env = app_env(PORT=str(self.port), **env)
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, output: int | None = subprocess.DEVNULL) -> AppProcess:
-        """Start the process and wait until it accepts connections."""
-        self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "app.py")],
-            cwd=self.cwd,
-            env=self.env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return self
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"app did not start on port {self.port}")
-
-    def terminate(self, timeout: float = 10) -> int:
-        """Send SIGTERM and wait for the exit code."""
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout)
-
-    def kill(self) -> None:
-        """Make sure the process is gone."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
-        if self.proc is not None and self.proc.stdout:
-            self.proc.stdout.close()
-
-
-async def sign_up(session: ClientSession, url: str, login: str) -> None:
-    """Sign up on a running process (`AppProcess.url`) through the real form; then logged in."""
-    async with session.get(url + "/signup") as resp:
-        match = CSRF_RE.search(await resp.text())
-        assert match
-    form = {
-        "login": login,
-        "email": f"{login}@example.com",
-        "password": PASSWORD,
-        "password_confirm": PASSWORD,
-        "csrf_token": match.group(1),
-    }
-    async with session.post(
-        url + "/signup", data=form, headers={"Origin": url}, allow_redirects=False
-    ) as resp:
-        assert resp.status == 302, await resp.text()
+async def raw_ws_connect(person: Auth) -> socket.socket:
+    """Open a person's socket by hand with a tiny receive buffer, then never read from it."""
+    client = person.client
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    loop = asyncio.get_running_loop()
+    await loop.sock_connect(sock, (client.host, client.port))
+    request = (
+        f"GET /ws HTTP/1.1\r\nHost: {client.host}:{client.port}\r\n"
+        "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        f'Origin: {origin(client)}\r\nCookie: chat_session="{person.cookie()}"\r\n\r\n'
+    )
+    await loop.sock_sendall(sock, request.encode())
+    head = await asyncio.wait_for(loop.sock_recv(sock, 1024), 5)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return sock
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
@@ -328,22 +327,3 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     )
     if total:
         terminalreporter.write_line(f"browser tests: {total:.1f} s in all")
-
-
-async def raw_ws_connect(client: TestClient[Any, Any], cookie: str) -> socket.socket:
-    """Open the socket by hand with a tiny receive buffer, then never read from it."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.setblocking(False)
-    loop = asyncio.get_running_loop()
-    await loop.sock_connect(sock, (client.host, client.port))
-    request = (
-        f"GET /ws HTTP/1.1\r\nHost: {client.host}:{client.port}\r\n"
-        "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-        f'Origin: {origin(client)}\r\nCookie: chat_session="{cookie}"\r\n\r\n'
-    )
-    await loop.sock_sendall(sock, request.encode())
-    head = await asyncio.wait_for(loop.sock_recv(sock, 1024), 5)
-    assert head.startswith(b"HTTP/1.1 101"), head
-    return sock

@@ -59,30 +59,35 @@ async def test_signup_errors_per_field_keep_input(
     assert "aria-invalid" in body
 
 
-async def test_taken_login_says_so_case_insensitively(
-    client: TestClient[Any, Any], auth: Auth, make_client: Any
-) -> None:
+@pytest.fixture
+async def person(auth: Auth, make_client: Any) -> Auth:
+    """Someone on a client of their own, not logged in, once alice has signed up."""
     await auth.signup("alice")
-    other = Auth(await make_client())
-    resp = await other.signup("ALICE")
+    return Auth(await make_client())
+
+
+async def test_taken_login_says_so_case_insensitively(person: Auth) -> None:
+    resp = await person.signup("ALICE")
     body = await resp.text()
     assert resp.status == 409
     assert "This login is taken" in body
     assert 'value="ALICE"' in body
 
 
-async def test_login_checks_the_password(
-    client: TestClient[Any, Any], auth: Auth, make_client: Any
-) -> None:
-    await auth.signup("alice")
-    person = Auth(await make_client())
+async def test_login_refuses_a_wrong_password(person: Auth) -> None:
     wrong = await person.login("alice", "wrong password!!")
     assert wrong.status == 401
     assert "Wrong login or password." in await wrong.text()
     assert (await person.client.get("/", allow_redirects=False)).status == 302
+
+
+async def test_login_refuses_an_unknown_login(person: Auth) -> None:
     unknown = await person.login("nobody", PASSWORD)
     assert unknown.status == 401
     assert "Wrong login or password." in await unknown.text()
+
+
+async def test_login_with_the_password_logs_in_case_insensitively(person: Auth) -> None:
     right = await person.login("Alice", PASSWORD)
     assert right.status == 302 and right.headers["Location"] == "/"
     assert (await person.client.get("/", allow_redirects=False)).status == 200
@@ -99,11 +104,7 @@ async def test_login_checks_the_password(
         ("", "/"),
     ],
 )
-async def test_login_honours_only_local_next(
-    auth: Auth, make_client: Any, next_url: str, expected: str
-) -> None:
-    await auth.signup("alice")
-    person = Auth(await make_client())
+async def test_login_honours_only_local_next(person: Auth, next_url: str, expected: str) -> None:
     resp = await person.login("alice", PASSWORD, next=next_url)
     assert resp.status == 302
     assert resp.headers["Location"] == expected
@@ -120,17 +121,12 @@ async def test_login_form_carries_next(client: TestClient[Any, Any]) -> None:
     assert 'name="next" value="/"' in body
 
 
-async def test_new_session_on_login_no_fixation(
-    client: TestClient[Any, Any], auth: Auth, make_client: Any
-) -> None:
-    await auth.signup("alice")
-    victim = Auth(await make_client())
+async def test_new_session_on_login_no_fixation(person: Auth, make_client: Any) -> None:
+    victim = person
     await victim.csrf()  # the victim has an anonymous session, as an attacker could plant
-    planted = victim.client.session.cookie_jar.filter_cookies(victim.client.make_url("/"))
-    planted_value = planted["chat_session"].value
+    planted_value = victim.cookie()
     await victim.login("alice", PASSWORD)
-    after = victim.client.session.cookie_jar.filter_cookies(victim.client.make_url("/"))
-    assert after["chat_session"].value != planted_value
+    assert victim.cookie() != planted_value
     # The planted (pre-login) cookie does not carry the login.
     attacker: TestClient[Any, Any] = await make_client()
     attacker.session.cookie_jar.update_cookies({"chat_session": planted_value})
@@ -144,14 +140,17 @@ async def test_logout_is_post_only(client: TestClient[Any, Any], auth: Auth) -> 
     assert (await client.get("/", allow_redirects=False)).status == 200
 
 
-async def test_logout_ends_session_and_copied_cookie_is_refused(
-    client: TestClient[Any, Any], auth: Auth, make_client: Any
-) -> None:
+async def test_logout_ends_the_session(client: TestClient[Any, Any], auth: Auth) -> None:
     await auth.signup("alice")
-    cookie = client.session.cookie_jar.filter_cookies(client.make_url("/"))["chat_session"].value
     resp = await auth.logout()
     assert resp.status == 302 and resp.headers["Location"] == "/login"
     assert (await client.get("/", allow_redirects=False)).status == 302
+
+
+async def test_a_copied_cookie_is_refused_after_logout(auth: Auth, make_client: Any) -> None:
+    await auth.signup("alice")
+    cookie = auth.cookie()
+    await auth.logout()
     replay: TestClient[Any, Any] = await make_client()
     replay.session.cookie_jar.update_cookies({"chat_session": cookie})
     resp = await replay.get("/", allow_redirects=False)
@@ -176,7 +175,8 @@ async def test_secure_cookie_when_configured(client: TestClient[Any, Any]) -> No
     assert "Strict-Transport-Security" in resp.headers
 
 
-async def test_csrf_token_required(client: TestClient[Any, Any], auth: Auth) -> None:
+@pytest.mark.parametrize("token", ["", "forged-token"])
+async def test_csrf_token_required(client: TestClient[Any, Any], auth: Auth, token: str) -> None:
     await auth.csrf("/signup")
     form = {
         "login": "alice",
@@ -184,15 +184,14 @@ async def test_csrf_token_required(client: TestClient[Any, Any], auth: Auth) -> 
         "password": PASSWORD,
         "password_confirm": PASSWORD,
     }
-    for token in ("", "forged-token"):
-        resp = await client.post(
-            "/signup",
-            data={**form, "csrf_token": token},
-            headers={"Origin": origin(client), "Accept": "text/html"},
-            allow_redirects=False,
-        )
-        assert resp.status == 403
-        assert "refused" in await resp.text()
+    resp = await client.post(
+        "/signup",
+        data={**form, "csrf_token": token},
+        headers={"Origin": origin(client), "Accept": "text/html"},
+        allow_redirects=False,
+    )
+    assert resp.status == 403
+    assert "refused" in await resp.text()
     assert await client.app[STORE_KEY].users.find_by_login("alice") is None
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from aiohttp import WSMsgType
 
-from conftest import Auth, hello, raw_ws_connect, receive, receive_until
+from conftest import Auth, raw_ws_connect, receive, receive_until
 from storage import STORE_KEY
 
 DEFAULT_RATES = {"message_burst": 10, "message_per_minute": 100}
@@ -45,15 +45,11 @@ async def close_code_from(sock: socket.socket) -> int:
                 raise ConnectionError("closed without a close frame")
 
 
-async def test_invalid_utf8_text_frame_is_closed_with_1007(
-    user_factory: Any,
-) -> None:
-    alice = await user_factory("alice")
-    bob = await user_factory("bob")
-    witness = await bob.ws()
-    await hello(witness)
-    cookie = alice.client.session.cookie_jar.filter_cookies(alice.client.make_url("/"))
-    sock = await raw_ws_connect(alice.client, cookie["chat_session"].value)
+async def test_invalid_utf8_text_frame_is_closed_with_1007(make_user: Any, connect: Any) -> None:
+    alice = await make_user("alice")
+    bob = await make_user("bob")
+    witness = await connect(bob)
+    sock = await raw_ws_connect(alice)
     try:
         loop = asyncio.get_running_loop()
         await loop.sock_sendall(sock, masked(0x1, b'{"type": "message", "text": "\xff\xfe"}'))
@@ -67,14 +63,12 @@ async def test_invalid_utf8_text_frame_is_closed_with_1007(
 
 @pytest.mark.parametrize("settings_overrides", [DEFAULT_RATES])
 async def test_burst_of_10000_frames_is_cut_off_and_others_are_unaffected(
-    auth: Auth, user_factory: Any
+    auth: Auth, make_user: Any, connect: Any
 ) -> None:
     await auth.signup("alice")
-    bob = await user_factory("bob")
-    witness = await bob.ws()
-    await hello(witness)
-    flood = await auth.ws()
-    await hello(flood)
+    bob = await make_user("bob")
+    witness = await connect(bob)
+    flood = await connect(auth)
     await receive(witness)  # alice joined
     frame = json.dumps({"type": "message", "text": "spam", "client_id": "x"})
     for i in range(10_000):
@@ -115,20 +109,14 @@ async def test_burst_of_10000_frames_is_cut_off_and_others_are_unaffected(
         ({}, "bad_frame"),
     ],
 )
-async def test_huge_and_wrong_typed_fields(auth: Auth, frame: dict[str, Any], code: str) -> None:
-    await auth.signup("alice")
-    ws = await auth.ws()
-    await hello(ws)
+async def test_huge_and_wrong_typed_fields(ws: Any, frame: dict[str, Any], code: str) -> None:
     await ws.send_str(json.dumps(frame))
     error = await receive(ws)
     assert (error["type"], error["code"]) == ("error", code)
     assert not ws.closed
 
 
-async def test_extra_fields_are_ignored(auth: Auth) -> None:
-    await auth.signup("alice")
-    ws = await auth.ws()
-    await hello(ws)
+async def test_extra_fields_are_ignored(ws: Any) -> None:
     frame = {"type": "message", "text": "hi", "client_id": "c", "seq": 99, "user": "mallory"}
     await ws.send_str(json.dumps(frame))
     stored = await receive(ws)

@@ -110,12 +110,21 @@ async def test_history_pages_back_to_the_first(client: TestClient[Any, Any], aut
     assert set(first) >= {"seq", "id", "room", "user", "text", "created_at", "client_id"}
 
 
-async def test_history_limit_and_exact_end(client: TestClient[Any, Any], auth: Auth) -> None:
+async def test_history_page_ending_at_the_first_has_no_more(
+    client: TestClient[Any, Any], auth: Auth
+) -> None:
     await auth.signup("alice")
     await seed(client, 5)
     page = await (await client.get("/rooms/general/messages?before=4&limit=3")).json()
     assert [m["seq"] for m in page["messages"]] == [1, 2, 3]
     assert page["has_more"] is False
+
+
+async def test_history_limit_beyond_the_messages_gives_them_all(
+    client: TestClient[Any, Any], auth: Auth
+) -> None:
+    await auth.signup("alice")
+    await seed(client, 5)
     page = await (await client.get("/rooms/general/messages?limit=100")).json()
     assert len(page["messages"]) == 5 and page["has_more"] is False
 
@@ -130,18 +139,22 @@ async def test_history_bad_parameters(auth: Auth, query: str) -> None:
     assert "error" in await resp.json()
 
 
-async def test_history_unknown_room_and_login_required(
-    client: TestClient[Any, Any], auth: Auth
-) -> None:
+async def test_history_needs_login(client: TestClient[Any, Any]) -> None:
     assert (await client.get("/rooms/general/messages")).status == 401
+
+
+async def test_history_of_an_unknown_room_is_404(client: TestClient[Any, Any], auth: Auth) -> None:
     await auth.signup("alice")
     assert (await client.get("/rooms/nope/messages")).status == 404
 
 
-async def test_healthz_and_readyz(client: TestClient[Any, Any]) -> None:
+async def test_healthz_reports_ok_and_the_loop_lag(client: TestClient[Any, Any]) -> None:
     health = await (await client.get("/healthz")).json()
     assert health["status"] == "ok"
     assert set(health["loop_lag_ms"]) == {"p50", "p99", "max"}
+
+
+async def test_readyz_reports_the_database_ok(client: TestClient[Any, Any]) -> None:
     resp = await client.get("/readyz")
     assert resp.status == 200
     assert (await resp.json())["database"] == "ok"

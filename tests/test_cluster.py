@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import signal
-import socket
-import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -17,51 +14,17 @@ import aiohttp
 import pytest
 from cryptography.fernet import Fernet
 
-from conftest import CSRF_RE, AppProcess, free_port, sign_up
+from harness import CSRF_RE, AppProcess, RedisServer, browser_session, open_socket, sign_up
 
 pytestmark = pytest.mark.cluster
 
-REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
 TTL = "3"  # seconds of heartbeat; a dead process is swept within TTL + TTL/3
-
-
-class RedisServer:
-    """A throwaway redis-server on a free local port, without persistence."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.url = f"redis://127.0.0.1:{port}/0"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        if not Path(REDIS).exists():
-            pytest.fail("redis-server is missing: install Debian's redis-server package")
-        self.proc = subprocess.Popen(
-            [REDIS, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
 
 
 @pytest.fixture
 def redis() -> Iterator[RedisServer]:
-    server = RedisServer(free_port())
+    """A redis-server of this test's own."""
+    server = RedisServer()
     server.start()
     yield server
     server.stop()
@@ -81,16 +44,14 @@ def cluster(tmp_path: Path, redis: RedisServer) -> Iterator[list[AppProcess]]:
     for i in (1, 2):
         cwd = tmp_path / f"p{i}"
         cwd.mkdir()
-        app = AppProcess(cwd, **env)
-        app.log = open(cwd / "app.log", "wb")  # type: ignore[attr-defined]
-        procs.append(app.start(output=app.log.fileno()))  # type: ignore[attr-defined]
+        procs.append(AppProcess(cwd, **env).start(log=cwd / "app.log"))
     yield procs
     for app in procs:
         app.kill()
-        app.log.close()  # type: ignore[attr-defined]
 
 
 def log_of(app: AppProcess) -> str:
+    """Return what the process has logged."""
     return (app.cwd / "app.log").read_text()
 
 
@@ -101,19 +62,27 @@ class Person:
         self.session = session
 
     async def sign_up(self, app: AppProcess, login: str) -> None:
+        """Sign up on this process, and so log in on every process."""
         await sign_up(self.session, app.url, login)
 
     async def ws(self, app: AppProcess, query: str = "") -> aiohttp.ClientWebSocketResponse:
-        ws = await self.session.ws_connect(app.url + "/ws" + query, headers={"Origin": app.url})
+        """Open the chat socket on this process."""
+        return await open_socket(self.session, app.url, query)
+
+    async def connect(self, app: AppProcess, query: str = "") -> aiohttp.ClientWebSocketResponse:
+        """Open the chat socket on this process and read its hello."""
+        ws = await self.ws(app, query)
+        await frame(ws, "hello")
         return ws
 
 
 @pytest.fixture
 async def people() -> AsyncIterator[Any]:
+    """Make a person signed up on a process: `await people(p1, "alice")`."""
     sessions: list[aiohttp.ClientSession] = []
 
     async def make(app: AppProcess, login: str) -> Person:
-        session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+        session = browser_session()
         sessions.append(session)
         person = Person(session)
         await person.sign_up(app, login)
@@ -136,6 +105,7 @@ async def frame(ws: aiohttp.ClientWebSocketResponse, kind: str, timeout: float =
 async def messages(
     ws: aiohttp.ClientWebSocketResponse, count: int, timeout: float = 20
 ) -> list[Any]:
+    """Receive this many message frames, skipping others."""
     got = []
     async with asyncio.timeout(timeout):
         while len(got) < count:
@@ -146,11 +116,13 @@ async def messages(
 
 
 async def no_more_messages(ws: aiohttp.ClientWebSocketResponse, wait: float = 0.7) -> None:
+    """Check that no message frame comes within `wait` seconds."""
     with pytest.raises(TimeoutError):
         await frame(ws, "message", timeout=wait)
 
 
 async def send(ws: aiohttp.ClientWebSocketResponse, text: str, client_id: str) -> None:
+    """Send a message frame."""
     await ws.send_str(json.dumps({"type": "message", "text": text, "client_id": client_id}))
 
 
@@ -192,8 +164,7 @@ async def test_order_with_concurrent_senders_on_both_processes(
     for i in range(4):
         app = cluster[i % 2]
         person = await people(app, f"user{i}")
-        ws = await person.ws(app)
-        await frame(ws, "hello")
+        ws = await person.connect(app)
         sockets.append(ws)
     per_sender = 25
 
@@ -215,10 +186,8 @@ async def test_edits_deletes_and_typing_cross_processes(
     p1, p2 = cluster
     alice = await people(p1, "alice")
     bob = await people(p2, "bob")
-    a1 = await alice.ws(p1)
-    await frame(a1, "hello")
-    b2 = await bob.ws(p2)
-    await frame(b2, "hello")
+    a1 = await alice.connect(p1)
+    b2 = await bob.connect(p2)
     await send(a1, "helo", "a-1")
     await frame(b2, "message")
     await a1.send_str(json.dumps({"type": "typing"}))
@@ -239,8 +208,7 @@ async def test_edits_deletes_and_typing_cross_processes(
 async def test_resume_on_another_process(cluster: list[AppProcess], people: Any) -> None:
     p1, p2 = cluster
     alice = await people(p1, "alice")
-    a1 = await alice.ws(p1)
-    await frame(a1, "hello")
+    a1 = await alice.connect(p1)
     for i in range(1, 6):
         await send(a1, f"m{i}", f"a{i}")
     await messages(a1, 5)
@@ -255,10 +223,8 @@ async def test_killed_process_drops_out_of_presence(cluster: list[AppProcess], p
     p1, p2 = cluster
     alice = await people(p1, "alice")
     bob = await people(p2, "bob")
-    a1 = await alice.ws(p1)
-    await frame(a1, "hello")
-    b2 = await bob.ws(p2)
-    await frame(b2, "hello")
+    a1 = await alice.connect(p1)
+    b2 = await bob.connect(p2)
     assert (await frame(a1, "presence"))["event"] == "join"
     assert p2.proc is not None
     p2.proc.send_signal(signal.SIGKILL)  # no goodbye
@@ -282,12 +248,9 @@ async def test_redis_outage_keeps_local_delivery_and_catches_up(
     alice = await people(p1, "alice")
     carol = await people(p1, "carol")
     bob = await people(p2, "bob")
-    a1 = await alice.ws(p1)
-    await frame(a1, "hello")
-    c1 = await carol.ws(p1)
-    await frame(c1, "hello")
-    b2 = await bob.ws(p2)
-    await frame(b2, "hello")
+    a1 = await alice.connect(p1)
+    c1 = await carol.connect(p1)
+    b2 = await bob.connect(p2)
     await send(a1, "before", "a-0")
     for ws in (a1, c1, b2):
         assert (await frame(ws, "message"))["text"] == "before"
@@ -320,8 +283,7 @@ async def test_redis_outage_keeps_local_delivery_and_catches_up(
             async with s.get(app.url + "/readyz") as resp:
                 assert resp.status == 200 and (await resp.json())["redis"] == "ok"
     # Resuming on the other process gives exactly what a client missed.
-    b_again = await bob.ws(p2, "?after=1")
-    await frame(b_again, "hello")
+    b_again = await bob.connect(p2, "?after=1")
     assert [m["seq"] for m in await messages(b_again, 2)] == [2, 3]
     await no_more_messages(b_again, 0.3)
     assert log_of(p1).count("Redis unavailable") == 1  # logged once, not per event
@@ -332,8 +294,7 @@ async def test_logout_on_one_process_closes_that_sessions_sockets_on_the_other(
 ) -> None:
     p1, p2 = cluster
     alice = await people(p1, "alice")
-    a2 = await alice.ws(p2)
-    await frame(a2, "hello")
+    a2 = await alice.connect(p2)
     async with alice.session.get(p1.url + "/") as resp:
         token = CSRF_RE.search(await resp.text())
         assert token

@@ -14,7 +14,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from pymongo import MongoClient
 
-from conftest import Auth, hello, receive
+from conftest import Auth, receive
 from settings import Settings
 from storage import STORE_KEY
 from storage.mongo import APP_NAME
@@ -56,14 +56,10 @@ async def writes_failing(client: TestClient[Any, Any], settings: Settings) -> As
 
 
 async def test_message_not_stored_gets_unavailable_and_socket_recovers(
-    client: TestClient[Any, Any], auth: Auth, settings: Settings, user_factory: Any
+    client: TestClient[Any, Any], settings: Settings, ws: Any, make_user: Any, connect: Any
 ) -> None:
-    await auth.signup("alice")
-    bob = await user_factory("bob")
-    ws = await auth.ws()
-    await hello(ws)
-    other = await bob.ws()
-    await hello(other)
+    bob = await make_user("bob")
+    other = await connect(bob)
     await receive(ws)  # bob joined
     async with writes_failing(client, settings):
         await ws.send_str(json.dumps({"type": "message", "text": "lost?", "client_id": "c1"}))
@@ -121,11 +117,8 @@ def immutable(paths: list[Path]) -> Iterator[None]:
 @pytest.mark.skipif(os.geteuid() != 0, reason="making a file immutable (chattr +i) needs root")
 @pytest.mark.parametrize("backend", ["sqlite"])
 async def test_unwritable_sqlite_file_refuses_writes_clearly_and_recovers(
-    client: TestClient[Any, Any], auth: Auth, settings: Settings
+    client: TestClient[Any, Any], settings: Settings, ws: Any
 ) -> None:
-    await auth.signup("alice")
-    ws = await auth.ws()
-    await hello(ws)
     db = settings.data_dir / "chat.sqlite3"
     files = [db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")]
     with immutable(files):

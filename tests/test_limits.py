@@ -7,16 +7,17 @@ from typing import Any
 
 import pytest
 from aiohttp import WSMsgType
-from aiohttp.test_utils import TestClient
 
 from common.limits import TokenBucket, WindowLimit
-from conftest import PASSWORD, UPGRADE, Auth, hello, origin, receive
+from conftest import PASSWORD, Auth, receive
 from settings import Settings
 
 DEFAULTS = Settings(secret_key="k")
 
 
 class Clock:
+    """A clock for the limits that moves only when told."""
+
     def __init__(self) -> None:
         self.now = 1000.0
 
@@ -24,7 +25,7 @@ class Clock:
         return self.now
 
 
-def test_window_limit_counts_resets_and_expires() -> None:
+def test_window_limit_counts_and_expires() -> None:
     clock = Clock()
     limit = WindowLimit(3, 60, clock)
     for _ in range(3):
@@ -36,7 +37,14 @@ def test_window_limit_counts_resets_and_expires() -> None:
     assert limit.retry_after("other") == 0
     clock.now += 15
     assert limit.retry_after("k") == 0  # a new window
-    limit.hit("k")
+
+
+def test_window_limit_reset_clears_the_count() -> None:
+    clock = Clock()
+    limit = WindowLimit(3, 60, clock)
+    for _ in range(3):
+        limit.hit("k")
+    assert limit.retry_after("k") == 60
     limit.reset("k")
     assert limit.retry_after("k") == 0
 
@@ -51,13 +59,16 @@ def test_token_bucket_bursts_then_refills() -> None:
     assert bucket.take() == 0.0
 
 
-async def test_failed_logins_per_account_get_429_and_success_resets(
-    client: TestClient[Any, Any], auth: Auth, make_client: Any
-) -> None:
-    await auth.signup("alice")
-    person = Auth(await make_client())
+async def fail_logins_to_the_limit(person: Auth) -> None:
+    """Log in to alice's account with a wrong password as often as the limit allows."""
     for _ in range(DEFAULTS.login_limit_account):
         assert (await person.login("alice", "wrong password!!")).status == 401
+
+
+async def test_failed_logins_per_account_get_429(auth: Auth, make_client: Any) -> None:
+    await auth.signup("alice")
+    person = Auth(await make_client())
+    await fail_logins_to_the_limit(person)
     blocked = await person.post(
         "/login",
         {"login": "ALICE", "password": PASSWORD},
@@ -66,6 +77,14 @@ async def test_failed_logins_per_account_get_429_and_success_resets(
     assert blocked.status == 429
     assert 0 < int(blocked.headers["Retry-After"]) <= DEFAULTS.login_window
     assert "Too many attempts" in await blocked.text()
+
+
+async def test_failed_logins_per_account_leave_other_accounts_alone(
+    auth: Auth, make_client: Any
+) -> None:
+    await auth.signup("alice")
+    person = Auth(await make_client())
+    await fail_logins_to_the_limit(person)
     # Another account from the same address is not blocked yet.
     await Auth(await make_client()).signup("bob")
     assert (await person.login("bob", PASSWORD)).status == 302
@@ -97,21 +116,32 @@ async def test_signups_per_address(auth: Auth, make_client: Any) -> None:
     assert refused.status == 429 and int(refused.headers["Retry-After"]) > 0
 
 
-@pytest.mark.parametrize("settings_overrides", [{"message_burst": 10, "message_per_minute": 100}])
-async def test_message_rate_limit_then_flood_closes_with_1008(auth: Auth) -> None:
-    await auth.signup("alice")
-    ws = await auth.ws()
-    await hello(ws)
+RATES = {"message_burst": 10, "message_per_minute": 100}
+
+
+async def use_up_the_burst(ws: Any) -> None:
+    """Send the burst of 10 messages, which goes through, and one more, which does not."""
     for i in range(10):  # the burst goes through
         await ws.send_str(json.dumps({"type": "message", "text": f"m{i}", "client_id": f"c{i}"}))
     for i in range(10):
         assert (await receive(ws))["seq"] == i + 1
     await ws.send_str(json.dumps({"type": "message", "text": "more", "client_id": "over"}))
+
+
+@pytest.mark.parametrize("settings_overrides", [RATES])
+async def test_message_past_the_burst_is_rate_limited(ws: Any) -> None:
+    await use_up_the_burst(ws)
     refused = await receive(ws)
     assert refused["type"] == "error" and refused["code"] == "rate_limited"
     assert refused["client_id"] == "over"
     assert 0 < refused["retry_after"] <= 1
     assert not ws.closed
+
+
+@pytest.mark.parametrize("settings_overrides", [RATES])
+async def test_flooding_past_the_limit_closes_with_1008(ws: Any) -> None:
+    await use_up_the_burst(ws)
+    assert (await receive(ws))["code"] == "rate_limited"
     for i in range(40):  # keeps pushing into the full bucket
         await ws.send_str(json.dumps({"type": "message", "text": "x", "client_id": f"f{i}"}))
     while True:
@@ -123,35 +153,21 @@ async def test_message_rate_limit_then_flood_closes_with_1008(auth: Auth) -> Non
 
 
 @pytest.mark.parametrize("settings_overrides", [{"sockets_per_user": 2}])
-async def test_sockets_per_user(auth: Auth) -> None:
+async def test_sockets_per_user(auth: Auth, connect: Any) -> None:
     await auth.signup("alice")
-    first, second = await auth.ws(), await auth.ws()
-    await hello(first)
-    await hello(second)
-    resp = await auth.client.get(
-        "/ws",
-        headers={
-            "Origin": origin(auth.client),
-            **UPGRADE,
-        },
-    )
+    first = await connect(auth)
+    await connect(auth)
+    resp = await auth.upgrade()
     assert resp.status == 429 and "Retry-After" in resp.headers
     await first.close()
-    third = await auth.ws()  # a closed one frees its place
-    await hello(third)
+    await connect(auth)  # a closed one frees its place
 
 
 @pytest.mark.parametrize("settings_overrides", [{"sockets_per_address": 2}])
-async def test_sockets_per_address(user_factory: Any) -> None:
-    alice = await user_factory("alice")
-    bob = await user_factory("bob")
-    await hello(await alice.ws())
-    await hello(await bob.ws())
-    resp = await bob.client.get(
-        "/ws",
-        headers={
-            "Origin": origin(bob.client),
-            **UPGRADE,
-        },
-    )
+async def test_sockets_per_address(make_user: Any, connect: Any) -> None:
+    alice = await make_user("alice")
+    bob = await make_user("bob")
+    await connect(alice)
+    await connect(bob)
+    resp = await bob.upgrade()
     assert resp.status == 429

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from conftest import Auth, free_port, hello, receive
+from conftest import receive
+from harness import free_port
 
 pytestmark = pytest.mark.parametrize("backend", ["secantus"])
 
@@ -40,6 +41,7 @@ class Restartable:
 
 @pytest.fixture
 def mongo_server(tmp_path: Path) -> Iterator[Restartable]:
+    """This test's own SecantusDB server, started."""
     server = Restartable(tmp_path / "mongo")
     server.start()
     yield server
@@ -55,15 +57,13 @@ def mongo_uri(backend: str, mongo_server: Restartable) -> str:
 
 @pytest.fixture
 def settings_overrides() -> dict[str, Any]:
+    """Give up on the stopped server after a second."""
     return {"mongodb_timeout_ms": 1000}
 
 
 async def test_stopped_mongodb_gives_503_then_recovers_without_restart(
-    client: TestClient[Any, Any], auth: Auth, mongo_server: Restartable
+    client: TestClient[Any, Any], ws: Any, mongo_server: Restartable
 ) -> None:
-    await auth.signup("alice")
-    ws = await auth.ws()
-    await hello(ws)
     mongo_server.stop()
     try:
         started = time.monotonic()

@@ -6,7 +6,6 @@ import asyncio
 import json
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ import pytest
 from aiohttp import WSMsgType
 from yarl import URL
 
-from conftest import PASSWORD, ROOT, AppProcess, app_env, free_port, sign_up
+from harness import PASSWORD, AppProcess, browser_session, free_port, open_socket, run_app, sign_up
 
 
 @pytest.fixture
@@ -29,20 +28,26 @@ def server(tmp_path: Path) -> Iterator[AppProcess]:
 
 @pytest.fixture
 async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+    """A browser-like client session."""
+    async with browser_session() as s:
         yield s
 
 
-async def test_first_start_needs_no_configuration_and_sigterm_closes_with_1001(
+async def test_first_start_needs_no_configuration(
     server: AppProcess, session: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
-    url = server.url
-    async with session.get(url + "/healthz") as resp:
+    async with session.get(server.url + "/healthz") as resp:
         assert resp.status == 200
     assert (tmp_path / "data" / "chat.sqlite3").exists()
     assert (tmp_path / "data" / "secret_key").exists()
+
+
+async def test_sigterm_closes_sockets_with_1001_and_exits_cleanly(
+    server: AppProcess, session: aiohttp.ClientSession
+) -> None:
+    url = server.url
     await sign_up(session, url, "alice")
-    ws = await session.ws_connect(url + "/ws", headers={"Origin": url})
+    ws = await open_socket(session, url)
     assert (await ws.receive_json(timeout=5))["type"] == "hello"
     await ws.send_json({"type": "message", "text": "kept", "client_id": "k1"})
     assert (await ws.receive_json(timeout=5))["seq"] == 1
@@ -62,10 +67,10 @@ async def test_first_start_needs_no_configuration_and_sigterm_closes_with_1001(
 async def test_restart_keeps_messages_and_logins(tmp_path: Path) -> None:
     first = AppProcess(tmp_path).start()
     try:
-        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+        async with browser_session() as s:
             await sign_up(s, first.url, "alice")
             kept = s.cookie_jar.filter_cookies(URL(first.url))["chat_session"].value
-            ws = await s.ws_connect(first.url + "/ws", headers={"Origin": first.url})
+            ws = await open_socket(s, first.url)
             await ws.receive_json(timeout=5)
             await ws.send_json({"type": "message", "text": "persisted", "client_id": "p"})
             await ws.receive_json(timeout=5)
@@ -74,7 +79,7 @@ async def test_restart_keeps_messages_and_logins(tmp_path: Path) -> None:
         await asyncio.to_thread(first.terminate)
     second = AppProcess(tmp_path).start()
     try:
-        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+        async with browser_session() as s:
             s.cookie_jar.update_cookies({"chat_session": kept}, URL(second.url))
             async with s.get(second.url + "/rooms/general", allow_redirects=False) as resp:
                 assert resp.status == 200  # still logged in after the restart
@@ -93,13 +98,7 @@ async def test_restart_keeps_messages_and_logins(tmp_path: Path) -> None:
 def test_bad_configuration_stops_with_one_line(
     tmp_path: Path, env: dict[str, str], expected: str
 ) -> None:
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "app.py")],
-        cwd=tmp_path,
-        env=app_env(**env),
-        capture_output=True,
-        timeout=30,
-    )
+    result = run_app(tmp_path, **env)
     assert result.returncode == 1
     err = result.stderr.decode().strip()
     assert expected in err
@@ -107,17 +106,12 @@ def test_bad_configuration_stops_with_one_line(
 
 
 def test_unreachable_mongodb_at_start_is_reported(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "app.py")],
-        cwd=tmp_path,
-        env=app_env(
-            PORT=str(free_port()),
-            MONGODB_URI=f"mongodb://127.0.0.1:{free_port()}/",
-            MONGODB_TIMEOUT_MS="300",
-            SECRET_KEY="ZmDfcTF7_60GrrY167zsiPd67pEvs0aGOv2oasOM1Pg=",
-        ),
-        capture_output=True,
-        timeout=30,
+    result = run_app(
+        tmp_path,
+        PORT=str(free_port()),
+        MONGODB_URI=f"mongodb://127.0.0.1:{free_port()}/",
+        MONGODB_TIMEOUT_MS="300",
+        SECRET_KEY="ZmDfcTF7_60GrrY167zsiPd67pEvs0aGOv2oasOM1Pg=",
     )
     assert result.returncode == 1
     err = result.stderr.decode().strip().splitlines()
@@ -136,18 +130,12 @@ async def test_sigterm_under_load_closes_all_with_1001_and_keeps_every_ack(
         LOG_LEVEL="WARNING",
     ).start()
     users, per_user = 20, 10
-    sessions = [
-        aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) for _ in range(users)
-    ]
+    sessions = [browser_session() for _ in range(users)]
     acked: set[str] = set()
     codes: list[object] = []
     try:
         await asyncio.gather(*(sign_up(s, app.url, f"load{i}") for i, s in enumerate(sessions)))
-        sockets = [
-            await s.ws_connect(app.url + "/ws", headers={"Origin": app.url})
-            for s in sessions
-            for _ in range(per_user)
-        ]
+        sockets = [await open_socket(s, app.url) for s in sessions for _ in range(per_user)]
         assert len(sockets) == 200
 
         async def client(n: int, ws: aiohttp.ClientWebSocketResponse) -> None:

@@ -7,7 +7,6 @@ import asyncio
 import collections
 import itertools
 import json
-import re
 import tempfile
 import threading
 from collections.abc import Coroutine
@@ -22,11 +21,11 @@ from hypothesis.stateful import RuleBasedStateMachine, precondition, rule
 
 from app import create_app
 from conftest import PASSWORD, base_settings
+from harness import CSRF_RE
 from storage import STORE_KEY
 
 T = TypeVar("T")
 PEOPLE = ("alice", "bob")
-CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 class Loop:

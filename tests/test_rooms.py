@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient
 
 from chat.reads import READS_KEY
 from chat.views import slugify
-from conftest import UPGRADE, Auth, hello, origin, receive, receive_until
+from conftest import Auth, hello, receive, receive_until
 from settings import Settings
 from storage import STORE_KEY, open_store
 from storage.base import StorageUnavailable
@@ -41,6 +41,18 @@ def unread_on_index(body: str) -> dict[str, int]:
     return counts
 
 
+@pytest.fixture
+async def alice(make_user: Any) -> Auth:
+    """Alice, signed up with a client of her own."""
+    return await make_user("alice")
+
+
+@pytest.fixture
+async def bob(make_user: Any) -> Auth:
+    """Bob, signed up with a client of his own."""
+    return await make_user("bob")
+
+
 # 1. Rooms
 
 
@@ -51,7 +63,7 @@ def test_slugs_are_derived_from_names() -> None:
     assert re.fullmatch(r"room-[0-9a-f]{6}", slugify("日本語"))
 
 
-async def test_create_room_redirects_to_it_and_lists_it(auth: Auth) -> None:
+async def test_create_room_redirects_to_it(auth: Auth) -> None:
     await auth.signup("alice")
     resp = await create_room(auth, "  Dev   Talk ")
     assert resp.status == 302
@@ -59,6 +71,11 @@ async def test_create_room_redirects_to_it_and_lists_it(auth: Auth) -> None:
     page = await auth.client.get("/rooms/dev-talk")
     body = await page.text()
     assert page.status == 200 and "#Dev Talk" in body and 'data-room="dev-talk"' in body
+
+
+async def test_created_room_is_listed_first(auth: Auth) -> None:
+    await auth.signup("alice")
+    await create_room(auth, "  Dev   Talk ")
     index = await (await auth.client.get("/")).text()
     assert 'href="/rooms/dev-talk"' in index and 'href="/rooms/general"' in index
     assert index.index("/rooms/dev-talk") < index.index("/rooms/general")  # newest activity first
@@ -86,12 +103,21 @@ async def test_create_room_refuses_bad_or_taken_names(
     assert [a.room.slug for a in rooms] == ["general"]
 
 
-async def test_create_room_needs_login_and_csrf(client: TestClient[Any, Any], auth: Auth) -> None:
+async def test_create_room_needs_login(client: TestClient[Any, Any], auth: Auth) -> None:
     resp = await create_room(auth, "Dev")
     assert resp.status == 302 and resp.headers["Location"].startswith("/login")
+    assert await client.app[STORE_KEY].rooms.find("dev") is None
+
+
+async def test_create_room_needs_the_csrf_token(client: TestClient[Any, Any], auth: Auth) -> None:
     await auth.signup("alice")
     resp = await auth.post("/rooms", {"name": "Dev", "csrf_token": "forged"})
     assert resp.status == 403
+    assert await client.app[STORE_KEY].rooms.find("dev") is None
+
+
+async def test_create_room_needs_this_origin(client: TestClient[Any, Any], auth: Auth) -> None:
+    await auth.signup("alice")
     resp = await create_room(auth, "Dev", headers={"Origin": "http://evil.example"})
     assert resp.status == 403
     assert await client.app[STORE_KEY].rooms.find("dev") is None
@@ -120,18 +146,27 @@ async def test_room_page_needs_login(client: TestClient[Any, Any]) -> None:
     assert resp.status == 302
 
 
-async def test_seq_history_presence_and_resume_are_per_room(user_factory: Any) -> None:
-    alice = await user_factory("alice")
-    bob = await user_factory("bob")
+async def test_presence_is_per_room(alice: Auth, bob: Auth, connect: Any) -> None:
     await create_room(alice, "Dev")
-    a_general = await alice.ws()
-    await hello(a_general)
+    a_general = await connect(alice)
     a_dev = await alice.ws("?room=dev")
     dev_hello = await hello(a_dev)
     assert (dev_hello["room"], dev_hello["online"], dev_hello["last_seq"]) == ("dev", ["alice"], 0)
     b_dev = await bob.ws("?room=dev")
     assert (await hello(b_dev))["online"] == ["alice", "bob"]
     # Presence in dev reaches dev only: the next frame on general is general's own message.
+    assert (await receive(a_dev))["event"] == "join"
+    await send(a_general, type="message", text="in general", client_id="g1")
+    assert (await receive(a_general))["text"] == "in general"
+    for ws in (a_dev, b_dev):
+        await ws.close()
+
+
+async def test_seq_history_and_resume_are_per_room(alice: Auth, bob: Auth, connect: Any) -> None:
+    await create_room(alice, "Dev")
+    a_general = await connect(alice)
+    a_dev = await connect(alice, "?room=dev")
+    b_dev = await connect(bob, "?room=dev")
     assert (await receive(a_dev))["event"] == "join"
     await post_message(a_general, "in general", "g1")
     first_dev = await post_message(b_dev, "in dev", "d1")
@@ -146,43 +181,37 @@ async def test_seq_history_presence_and_resume_are_per_room(user_factory: Any) -
     resumed = await alice.ws("?room=dev&after=1")
     assert (await hello(resumed))["last_seq"] == 2
     assert (await receive(resumed))["text"] == "again dev"
-    for ws in (a_general, a_dev, b_dev, resumed):
-        await ws.close()
+    await resumed.close()
 
 
 # 2. Unread counts and the divider
 
 
-async def test_unread_counts_follow_read_marks_on_every_device(user_factory: Any) -> None:
-    alice = await user_factory("alice")
-    bob = await user_factory("bob")
+async def test_unread_counts_follow_read_marks_on_every_device(
+    alice: Auth, bob: Auth, make_user: Any, connect: Any
+) -> None:
     await create_room(alice, "Dev")
-    a = await alice.ws()
-    await hello(a)
+    a = await connect(alice)
     for i in range(5):
         await post_message(a, f"m{i}", f"c{i}")
     index = await (await bob.client.get("/")).text()
     assert unread_on_index(index) == {"general": 5, "dev": 0}
-    b = await bob.ws()
-    await hello(b)
+    b = await connect(bob)
     await send(b, type="read", seq=3)
     await send(b, type="read", seq=2)  # an older mark never moves it back
     await post_message(b, "sync", "s1")  # processed in order: the marks are stored by now
     await b.close()
     # A second device: a new login session of the same person sees the same counts.
-    second = await user_factory("carol")
+    second = await make_user("carol")
     await second.logout()
     assert (await second.login("bob")).status == 302
     for device in (bob, second):
         body = await (await device.client.get("/")).text()
         assert unread_on_index(body) == {"general": 3, "dev": 0}  # m3, m4 and bob's own "sync"
-    await a.close()
 
 
-async def test_read_mark_never_passes_the_last_message(user_factory: Any) -> None:
-    alice = await user_factory("alice")
-    a = await alice.ws()
-    await hello(a)
+async def test_read_mark_never_passes_the_last_message(alice: Auth, connect: Any) -> None:
+    a = await connect(alice)
     await post_message(a, "one", "c1")
     await send(a, type="read", seq=10**9)
     await post_message(a, "two", "c2")
@@ -190,15 +219,11 @@ async def test_read_mark_never_passes_the_last_message(user_factory: Any) -> Non
     assert unread_on_index(await (await alice.client.get("/")).text())["general"] == 1
 
 
-async def test_divider_marks_the_first_unread_message(user_factory: Any) -> None:
-    alice = await user_factory("alice")
-    bob = await user_factory("bob")
-    a = await alice.ws()
-    await hello(a)
+async def test_divider_marks_the_first_unread_message(alice: Auth, bob: Auth, connect: Any) -> None:
+    a = await connect(alice)
     for i in range(4):
         await post_message(a, f"m{i}", f"c{i}")
-    b = await bob.ws()
-    await hello(b)
+    b = await connect(bob)
     await send(b, type="read", seq=2)
     await post_message(b, "sync", "s1")
     await b.close()
@@ -207,79 +232,107 @@ async def test_divider_marks_the_first_unread_message(user_factory: Any) -> None
     assert 'data-last-read="2"' in body
     divider = body.index('id="unread-divider"')
     assert body.rindex('data-seq="2"', 0, divider) < divider < body.index('data-seq="3"')
-    # Once everything is read, there is no divider.
-    b = await bob.ws()
-    await hello(b)
+
+
+async def test_no_divider_once_everything_is_read(alice: Auth, bob: Auth, connect: Any) -> None:
+    a = await connect(alice)
+    for i in range(4):
+        await post_message(a, f"m{i}", f"c{i}")
+    b = await connect(bob)
+    await post_message(b, "sync", "s1")
     await send(b, type="read", seq=5)
     await b.close()  # the server answers the close after handling the read
     assert "unread-divider" not in await (await bob.client.get("/rooms/general")).text()
 
 
 @pytest.mark.parametrize("bad", [{"seq": -1}, {"seq": "3"}, {"seq": True}, {}])
-async def test_bad_read_frames_get_an_error(user_factory: Any, bad: dict[str, Any]) -> None:
-    alice = await user_factory("alice")
-    a = await alice.ws()
-    await hello(a)
+async def test_bad_read_frames_get_an_error(alice: Auth, connect: Any, bad: dict[str, Any]) -> None:
+    a = await connect(alice)
     await send(a, type="read", **bad)
     error = await receive(a)
     assert error["type"] == "error" and error["code"] == "bad_frame"
-    await a.close()
 
 
 # 3. Typing
 
 
-async def test_typing_reaches_the_others_in_the_room_and_is_never_stored(
-    user_factory: Any,
-) -> None:
-    alice = await user_factory("alice")
-    bob = await user_factory("bob")
-    await create_room(alice, "Dev")
-    a = await alice.ws()
-    await hello(a)
-    a_dev = await alice.ws("?room=dev")
-    await hello(a_dev)
-    b = await bob.ws()
-    await hello(b)
+@pytest.fixture
+async def a_and_b(alice: Auth, bob: Auth, connect: Any) -> tuple[Any, Any]:
+    """Alice's and Bob's sockets on general, once Alice has seen Bob join."""
+    a = await connect(alice)
+    b = await connect(bob)
     assert (await receive(a))["type"] == "presence"
+    return a, b
+
+
+async def test_typing_reaches_the_others_in_the_room(a_and_b: tuple[Any, Any]) -> None:
+    a, b = a_and_b
     await send(b, type="typing")
     assert await receive(a) == {"type": "typing", "room": "general", "user": "bob"}
-    await send(b, type="typing")  # within 3 s: not announced again
     await send(b, type="message", text="hi", client_id="c1")
     assert (await receive(b))["type"] == "message"  # bob gets no typing frame of his own
+
+
+async def test_typing_is_announced_at_most_every_3_seconds(a_and_b: tuple[Any, Any]) -> None:
+    a, b = a_and_b
+    await send(b, type="typing")
+    assert (await receive(a))["type"] == "typing"
+    await send(b, type="typing")  # within 3 s: not announced again
+    await send(b, type="message", text="hi", client_id="c1")
     assert (await receive(a))["type"] == "message"  # and alice no second one
-    assert (await post_message(a_dev, "dev", "d1"))["room"] == "dev"  # nothing leaked to dev
+
+
+async def test_typing_stays_in_its_room(
+    alice: Auth, a_and_b: tuple[Any, Any], connect: Any
+) -> None:
+    a, b = a_and_b
+    await create_room(alice, "Dev")
+    a_dev = await connect(alice, "?room=dev")
+    await send(b, type="typing")
+    assert (await receive(a))["type"] == "typing"
+    await send(a_dev, type="message", text="dev", client_id="d1")
+    own = await receive(a_dev)
+    assert (own["type"], own["room"]) == ("message", "dev")  # nothing leaked to dev
+
+
+async def test_typing_is_never_stored(alice: Auth, a_and_b: tuple[Any, Any]) -> None:
+    a, b = a_and_b
+    await send(b, type="typing")
+    await send(b, type="typing")
+    await post_message(b, "hi", "c1")
     store = alice.client.app[STORE_KEY]
     assert await store.messages.last_seq("general") == 1
-    for ws in (a, a_dev, b):
-        await ws.close()
 
 
 # 4. Edit and delete
 
 
-async def test_edit_and_delete_reach_everyone_and_history(user_factory: Any) -> None:
-    alice = await user_factory("alice")
-    bob = await user_factory("bob")
-    a = await alice.ws()
-    await hello(a)
-    b = await bob.ws()
-    await hello(b)
-    await receive(a)  # bob's join
+@pytest.fixture
+async def helo_and_oops(a_and_b: tuple[Any, Any]) -> dict[str, Any]:
+    """Alice's messages 1 ("helo") and 2 ("oops"), seen by Bob; return message 1."""
+    a, b = a_and_b
     first = await post_message(a, "helo", "c1")
-    assert first["edited_at"] is None and first["deleted"] is False
     await post_message(a, "oops", "c2")
     for _ in range(2):
         await receive(b)
-    await send(a, type="edit", seq=1, text="  hello  ", client_id="e1")
-    for ws in (a, b):
+    return first
+
+
+async def test_edit_reaches_everyone(a_and_b: tuple[Any, Any], helo_and_oops: Any) -> None:
+    first = helo_and_oops
+    assert first["edited_at"] is None and first["deleted"] is False
+    await send(a_and_b[0], type="edit", seq=1, text="  hello  ", client_id="e1")
+    for ws in a_and_b:
         change = await receive(ws)
         assert change["type"] == "change"
         assert (change["seq"], change["text"], change["deleted"]) == (1, "hello", False)
         assert change["edited_at"].endswith("Z") and change["rev"] == 1
         assert (change["id"], change["created_at"]) == (first["id"], first["created_at"])
-    await send(a, type="delete", seq=2)
-    for ws in (a, b):
+
+
+async def test_delete_reaches_everyone(a_and_b: tuple[Any, Any], helo_and_oops: Any) -> None:
+    await send(a_and_b[0], type="delete", seq=2)
+    for ws in a_and_b:
         change = await receive(ws)
         assert (change["type"], change["seq"], change["deleted"], change["text"]) == (
             "change",
@@ -287,6 +340,16 @@ async def test_edit_and_delete_reach_everyone_and_history(user_factory: Any) -> 
             True,
             "",
         )
+
+
+async def test_history_and_page_show_edits_and_deletes(
+    bob: Auth, a_and_b: tuple[Any, Any], helo_and_oops: Any
+) -> None:
+    a, b = a_and_b
+    await send(a, type="edit", seq=1, text="  hello  ", client_id="e1")
+    await send(a, type="delete", seq=2)
+    for _ in range(2):
+        await receive_until(b, "change")
     history = await (await bob.client.get("/rooms/general/messages")).json()
     assert [(m["text"], m["deleted"], m["edited_at"] is not None) for m in history["messages"]] == [
         ("hello", False, True),
@@ -294,8 +357,6 @@ async def test_edit_and_delete_reach_everyone_and_history(user_factory: Any) -> 
     ]
     page = await (await bob.client.get("/rooms/general")).text()
     assert "(edited)" in page and "message deleted" in page and "oops" not in page
-    for ws in (a, b):
-        await ws.close()
 
 
 @pytest.mark.parametrize(
@@ -311,15 +372,11 @@ async def test_edit_and_delete_reach_everyone_and_history(user_factory: Any) -> 
     ],
 )
 async def test_others_and_bad_changes_are_refused_clearly(
-    user_factory: Any, frame: dict[str, Any], code: str
+    alice: Auth, bob: Auth, connect: Any, frame: dict[str, Any], code: str
 ) -> None:
-    alice = await user_factory("alice")
-    bob = await user_factory("bob")
-    a = await alice.ws()
-    await hello(a)
+    a = await connect(alice)
     await post_message(a, "alice's", "c1")
-    b = await bob.ws()
-    await hello(b)
+    b = await connect(bob)
     await send(b, **frame, client_id="x1")
     error = await receive(b)
     assert (error["type"], error["code"], error["client_id"]) == ("error", code, "x1")
@@ -328,16 +385,13 @@ async def test_others_and_bad_changes_are_refused_clearly(
         assert error["seq"] == frame["seq"]
     (kept,) = (await (await bob.client.get("/rooms/general/messages")).json())["messages"]
     assert (kept["text"], kept["deleted"], kept["edited_at"]) == ("alice's", False, None)
-    await a.close()
-    await b.close()
 
 
 @pytest.mark.parametrize("settings_overrides", [{"edit_window": 1}])
-async def test_changes_are_refused_after_the_edit_window(user_factory: Any) -> None:
-    await user_factory("root")  # the first account is the admin, who may delete at any time
-    alice = await user_factory("alice")
-    a = await alice.ws()
-    await hello(a)
+async def test_changes_are_refused_after_the_edit_window(make_user: Any, connect: Any) -> None:
+    await make_user("root")  # the first account is the admin, who may delete at any time
+    alice = await make_user("alice")
+    a = await connect(alice)
     await post_message(a, "one", "c1")
     await send(a, type="edit", seq=1, text="in time")
     assert (await receive(a))["type"] == "change"
@@ -346,39 +400,42 @@ async def test_changes_are_refused_after_the_edit_window(user_factory: Any) -> N
         await send(a, **frame)
         error = await receive(a)
         assert (error["code"], error["seq"]) == ("too_late", 1)
-    await send(a, type="delete", seq=1)
-    await a.close()
+    # A refusal changes nothing: asked again, the delete is refused again, naming its frame.
+    await send(a, type="delete", seq=1, client_id="again")
+    error = await receive(a)
+    assert (error["type"], error["code"], error["seq"]) == ("error", "too_late", 1)
+    assert error["client_id"] == "again"
+    (kept,) = (await (await alice.client.get("/rooms/general/messages")).json())["messages"]
+    assert (kept["text"], kept["deleted"]) == ("in time", False)
 
 
-async def test_deleted_message_cannot_be_edited(user_factory: Any) -> None:
-    alice = await user_factory("alice")
-    a = await alice.ws()
-    await hello(a)
+async def test_deleted_message_cannot_be_edited(alice: Auth, connect: Any) -> None:
+    a = await connect(alice)
     await post_message(a, "one", "c1")
     await send(a, type="delete", seq=1)
     assert (await receive(a))["deleted"] is True
     await send(a, type="edit", seq=1, text="back")
     assert (await receive(a))["code"] == "deleted"
-    await a.close()
 
 
-async def test_resume_replays_changes_made_while_away(user_factory: Any) -> None:
-    alice = await user_factory("alice")
-    bob = await user_factory("bob")
-    a = await alice.ws()
-    await hello(a)
+async def changes_while_away(a: Any) -> None:
+    """While Bob is away: one edit, one delete, one new message (4), on Alice's socket."""
+    await send(a, type="edit", seq=1, text="m0 edited")
+    await receive_until(a, "change")
+    await send(a, type="delete", seq=2)
+    await receive_until(a, "change")
+    await post_message(a, "m3", "c3")
+
+
+async def test_resume_replays_changes_made_while_away(alice: Auth, bob: Auth, connect: Any) -> None:
+    a = await connect(alice)
     for i in range(3):
         await post_message(a, f"m{i}", f"c{i}")
     b = await bob.ws()
     bob_hello = await hello(b)
     assert bob_hello["last_rev"] == 0
     await b.close()
-    # While bob is away: one edit, one delete, one new message.
-    await send(a, type="edit", seq=1, text="m0 edited")
-    await receive_until(a, "change")
-    await send(a, type="delete", seq=2)
-    await receive_until(a, "change")
-    await post_message(a, "m3", "c3")
+    await changes_while_away(a)
     b = await bob.ws(f"?after={bob_hello['last_seq']}&rev={bob_hello['last_rev']}")
     again = await hello(b)
     assert (again["last_seq"], again["last_rev"]) == (4, 2)
@@ -391,30 +448,33 @@ async def test_resume_replays_changes_made_while_away(user_factory: Any) -> None
     ]
     assert changes[0]["text"] == "m0 edited" and changes[1]["deleted"] is True
     await b.close()
+
+
+async def test_resume_up_to_date_replays_nothing(alice: Auth, bob: Auth, connect: Any) -> None:
+    a = await connect(alice)
+    for i in range(3):
+        await post_message(a, f"m{i}", f"c{i}")
+    await changes_while_away(a)
     # Up to date: nothing is replayed; the next frame is a live one.
-    b = await bob.ws("?after=4&rev=2")
-    await hello(b)
-    assert (await post_message(b, "live", "l1"))["seq"] == 5
-    await b.close()
-    await a.close()
+    b = await connect(bob, "?after=4&rev=2")
+    await send(b, type="message", text="live", client_id="l1")
+    live = await receive(b)
+    assert (live["type"], live["seq"]) == ("message", 5)
 
 
-async def test_bad_rev_is_refused_before_the_upgrade(user_factory: Any) -> None:
-    alice = await user_factory("alice")
-    for query in ("?rev=-1", "?rev=x", "?after=1&rev=1.5"):
-        resp = await alice.client.get(
-            "/ws" + query, headers={"Origin": origin(alice.client), **UPGRADE}
-        )
-        assert resp.status == 400 and "rev must be" in await resp.text()
+@pytest.mark.parametrize("query", ["?rev=-1", "?rev=x", "?after=1&rev=1.5"])
+async def test_bad_rev_is_refused_before_the_upgrade(alice: Auth, query: str) -> None:
+    resp = await alice.upgrade(query)
+    assert resp.status == 400 and "rev must be" in await resp.text()
 
 
 # 5. Links stay plain text on the server
 
 
-async def test_links_and_markup_are_stored_and_rendered_as_plain_text(user_factory: Any) -> None:
-    alice = await user_factory("alice")
-    a = await alice.ws()
-    await hello(a)
+async def test_links_and_markup_are_stored_and_rendered_as_plain_text(
+    alice: Auth, connect: Any
+) -> None:
+    a = await connect(alice)
     text = 'see https://example.com/a?b=1&c=<2> and <a href="javascript:alert(1)">x</a>'
     assert (await post_message(a, text, "c1"))["text"] == text
     await a.close()
@@ -426,8 +486,7 @@ async def test_links_and_markup_are_stored_and_rendered_as_plain_text(user_facto
 # The socket's replay logic is the same on every backend, and `changes` has its contract test;
 # 1,000 writes take 20 s on SecantusDB, so this one runs on SQLite only.
 @pytest.mark.parametrize("backend", ["sqlite"])
-async def test_too_many_changes_while_away_get_a_reset(user_factory: Any) -> None:
-    alice = await user_factory("alice")
+async def test_too_many_changes_while_away_get_a_reset(alice: Auth, connect: Any) -> None:
     store = alice.client.app[STORE_KEY]
     since = (await store.messages.add("general", "alice", "first", "c0"))[0].created_at
     for seq in range(2, 503):
@@ -439,30 +498,27 @@ async def test_too_many_changes_while_away_get_a_reset(user_factory: Any) -> Non
     assert first["last_rev"] == 501
     assert await receive(a) == {"type": "reset", "last_seq": 502}
     await a.close()
-    a = await alice.ws("?after=502&rev=1")  # 500 to replay: sent one by one, in rev order
-    await hello(a)
+    a = await connect(alice, "?after=502&rev=1")  # 500 to replay: sent one by one, in rev order
     replayed = [await receive(a) for _ in range(500)]
     assert [(c["type"], c["rev"], c["seq"]) for c in replayed] == [
         ("change", rev, rev + 1) for rev in range(2, 502)
     ]
-    await a.close()
 
 
-async def alice_after_three_messages(user_factory: Any) -> Any:
-    """Alice's open socket in a room where she has posted messages 1 to 3."""
-    alice = await user_factory("alice")
-    a = await alice.ws()
-    await hello(a)
+@pytest.fixture
+async def alice_after_three_messages(alice: Auth, connect: Any) -> Any:
+    """Alice's open socket on general, where she has posted messages 1 to 3."""
+    a = await connect(alice)
     for i in range(3):
         await post_message(a, f"m{i}", f"c{i}")
     return a
 
 
 async def test_read_marks_are_flushed_in_the_background_only_once_noted(
-    user_factory: Any, client: TestClient[Any, Any], monkeypatch: pytest.MonkeyPatch
+    alice_after_three_messages: Any, client: TestClient[Any, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("chat.reads.FLUSH_EVERY", 0.01)
-    a = await alice_after_three_messages(user_factory)
+    a = alice_after_three_messages
     marks = client.app[READS_KEY]
     store = client.app[STORE_KEY]
     flushes = 0
@@ -484,13 +540,12 @@ async def test_read_marks_are_flushed_in_the_background_only_once_noted(
         await asyncio.sleep(0.01)
     assert await store.reads.of_user("alice") == {"general": 2}
     assert flushes == 1 and not marks.pending and not marks.noted.is_set()
-    await a.close()
 
 
-async def test_read_marks_are_stored_in_batches_and_at_shutdown(
-    user_factory: Any, client: TestClient[Any, Any], settings: Settings
+async def test_read_marks_are_noted_then_stored_by_a_flush(
+    alice_after_three_messages: Any, client: TestClient[Any, Any]
 ) -> None:
-    a = await alice_after_three_messages(user_factory)
+    a = alice_after_three_messages
     marks = client.app[READS_KEY]
     store = client.app[STORE_KEY]
     await send(a, type="read", seq=2)
@@ -498,7 +553,15 @@ async def test_read_marks_are_stored_in_batches_and_at_shutdown(
     assert await store.reads.of_user("alice") == {}  # noted, not yet written
     await marks.flush()
     assert await store.reads.of_user("alice") == {"general": 2}
+
+
+async def test_a_failed_batch_of_read_marks_stays_pending(
+    alice_after_three_messages: Any, client: TestClient[Any, Any]
+) -> None:
     # A failed batch stays pending, counts meanwhile, and is written by a later flush.
+    a = alice_after_three_messages
+    marks = client.app[READS_KEY]
+    store = client.app[STORE_KEY]
     await send(a, type="read", seq=3)
     await post_message(a, "sync", "s2")
     real = store.reads.mark_many
@@ -509,14 +572,23 @@ async def test_read_marks_are_stored_in_batches_and_at_shutdown(
     store.reads.mark_many = down  # type: ignore[method-assign]
     await marks.flush()
     assert await marks.of_user("alice") == {"general": 3}
+    assert await store.reads.of_user("alice") == {}
     store.reads.mark_many = real  # type: ignore[method-assign]
-    await send(a, type="read", seq=5)
+    await marks.flush()
+    assert await store.reads.of_user("alice") == {"general": 3}
+
+
+async def test_read_marks_pending_at_shutdown_are_stored(
+    alice_after_three_messages: Any, client: TestClient[Any, Any], settings: Settings
+) -> None:
+    a = alice_after_three_messages
+    await send(a, type="read", seq=3)
     await post_message(a, "sync", "s3")
     await a.close()
     await client.close()  # shutdown flushes what is pending
     again = open_store(settings)
     await again.setup()
     try:
-        assert await again.reads.of_user("alice") == {"general": 5}
+        assert await again.reads.of_user("alice") == {"general": 3}
     finally:
         await again.close()

@@ -84,6 +84,10 @@ def test_mongodb_requires_a_secret_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MONGODB_URI", "mongodb://127.0.0.1:1/")
     with pytest.raises(SettingsError, match="SECRET_KEY is required when MONGODB_URI is set"):
         load_settings(env_file=None)
+
+
+def test_mongodb_uri_with_a_secret_key_selects_mongodb(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MONGODB_URI", "mongodb://127.0.0.1:1/")
     key = Fernet.generate_key().decode()
     monkeypatch.setenv("SECRET_KEY", key)
     settings = load_settings(env_file=None)

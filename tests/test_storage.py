@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +17,12 @@ from storage.base import ChangeRefused, LoginTaken, RoomTaken, StorageUnavailabl
 from storage.sqlite import MIGRATIONS, SCHEMA, SqliteStore
 
 
-@pytest.fixture
-async def store(settings: Settings) -> AsyncIterator[Store]:
-    """A set-up store on a throwaway database."""
-    s = open_store(settings)
-    await s.setup()
-    yield s
-    await s.close()
+async def test_setup_creates_general(store: Store) -> None:
+    room = await store.rooms.find("general")
+    assert room is not None and room.name == "General"
 
 
-async def test_setup_is_repeatable_and_creates_general(store: Store, settings: Settings) -> None:
+async def test_setup_is_repeatable(store: Store, settings: Settings) -> None:
     await store.setup()
     room = await store.rooms.find("general")
     assert room is not None and room.name == "General"
@@ -41,6 +36,10 @@ async def test_user_create_and_find_case_insensitive(store: Store) -> None:
     found = await store.users.find_by_login("aLiCe")
     assert found == user
     assert found.login == "Alice"
+
+
+async def test_unknown_user_is_not_found(store: Store) -> None:
+    await store.users.create("alice", "a@example.com", "hash")
     assert await store.users.find_by_login("bob") is None
 
 
@@ -50,7 +49,7 @@ async def test_login_unique_case_insensitive(store: Store) -> None:
         await store.users.create("ALICE", "b@example.com", "hash")
 
 
-async def test_sessions_create_find_delete(store: Store) -> None:
+async def test_session_is_found_until_deleted(store: Store) -> None:
     user = await store.users.create("alice", "a@example.com", "hash")
     session = await store.sessions.create(user, 3600)
     found = await store.sessions.find(session.id)
@@ -58,6 +57,9 @@ async def test_sessions_create_find_delete(store: Store) -> None:
     assert found.expires_at > dt.datetime.now(dt.UTC)
     await store.sessions.delete(session.id)
     assert await store.sessions.find(session.id) is None
+
+
+async def test_never_issued_session_is_not_found(store: Store) -> None:
     assert await store.sessions.find("never-issued") is None
 
 
@@ -71,13 +73,14 @@ async def test_room_ensure_is_idempotent(store: Store) -> None:
     first = await store.rooms.ensure("dev", "Dev")
     second = await store.rooms.ensure("dev", "Other name")
     assert first == second
+
+
+async def test_unknown_room_is_not_found(store: Store) -> None:
     assert await store.rooms.find("nope") is None
 
 
-async def test_a_room_once_found_is_not_read_again(
-    store: Store, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    await store.rooms.create("dev", "Dev")
+def count_room_reads(store: Store, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Note the slug of every room read from the database, in the list returned."""
     reads: list[str] = []
     load = store.rooms._load
 
@@ -86,20 +89,43 @@ async def test_a_room_once_found_is_not_read_again(
         return await load(slug)
 
     monkeypatch.setattr(store.rooms, "_load", counted)
-    assert await store.rooms.find("late") is None
+    return reads
+
+
+async def test_a_room_once_found_is_not_read_again(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await store.rooms.create("dev", "Dev")
+    reads = count_room_reads(store, monkeypatch)
     for _ in range(3):
         assert (await store.rooms.find("dev")).name == "Dev"  # type: ignore[union-attr]
-    assert reads == ["late", "dev"]
+    assert reads == ["dev"]
+
+
+async def test_a_room_not_found_is_looked_for_again(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # A room that did not exist is looked for again: it may have been made since.
+    reads = count_room_reads(store, monkeypatch)
+    assert await store.rooms.find("late") is None
     await store.rooms.create("late", "Late")
     assert (await store.rooms.find("late")).name == "Late"  # type: ignore[union-attr]
-    assert reads == ["late", "dev", "late"]
+    assert reads == ["late", "late"]
+
+
+async def test_rooms_kept_in_memory_are_bounded(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Memory holds a bounded number of rooms: past it, the first found is read again.
+    for slug in ("dev", "late", "third"):
+        await store.rooms.create(slug, slug.title())
     monkeypatch.setattr(storage.base, "ROOMS_KEPT", 2)
-    await store.rooms.create("third", "Third")
+    reads = count_room_reads(store, monkeypatch)
+    assert await store.rooms.find("dev") is not None
+    assert await store.rooms.find("late") is not None
     assert await store.rooms.find("third") is not None
     assert await store.rooms.find("dev") is not None
-    assert reads == ["late", "dev", "late", "third", "dev"]
+    assert reads == ["dev", "late", "third", "dev"]
 
 
 async def test_messages_numbered_per_room(store: Store) -> None:
@@ -119,6 +145,11 @@ async def test_add_is_idempotent_on_client_id(store: Store) -> None:
     again, created_again = await store.messages.add("general", "alice", "changed", "c1")
     assert created and not created_again
     assert again == first
+    assert await store.messages.last_seq("general") == 1
+
+
+async def test_client_id_is_per_sender(store: Store) -> None:
+    await store.messages.add("general", "alice", "hello", "c1")
     other, created_other = await store.messages.add("general", "bob", "hello", "c1")
     assert created_other and other.seq == 2  # the key is per sender
     assert await store.messages.last_seq("general") == 2
@@ -134,15 +165,24 @@ async def test_message_fields_round_trip(store: Store) -> None:
     assert message.to_json()["created_at"].endswith("Z")
 
 
-async def test_before_and_after_pages(store: Store) -> None:
+async def ten_messages(store: Store) -> None:
+    """Add messages 1 to 10 to general."""
     for i in range(1, 11):
         await store.messages.add("general", "alice", f"m{i}", f"c{i}")
+
+
+async def test_before_pages_back_to_the_first(store: Store) -> None:
+    await ten_messages(store)
     latest = await store.messages.before("general", None, 3)
     assert [m.seq for m in latest] == [8, 9, 10]
     older = await store.messages.before("general", 8, 3)
     assert [m.seq for m in older] == [5, 6, 7]
     first = await store.messages.before("general", 3, 5)
     assert [m.seq for m in first] == [1, 2]
+
+
+async def test_after_pages_forward_to_the_last(store: Store) -> None:
+    await ten_messages(store)
     assert [m.seq for m in await store.messages.after("general", 7, 10)] == [8, 9, 10]
     assert [m.seq for m in await store.messages.after("general", 2, 2)] == [3, 4]
     assert await store.messages.after("general", 10, 5) == []
@@ -207,31 +247,65 @@ async def test_room_activity_most_recent_first(store: Store) -> None:
     assert general.last_seq == 3
     assert (quiet.last_seq, quiet.last_at) == (0, None)
     assert quiet.last_activity == quiet.room.created_at
+
+
+async def test_room_activity_is_limited(store: Store) -> None:
+    await store.rooms.create("quiet", "Quiet")
+    await store.rooms.create("busy", "Busy")
     assert len(await store.rooms.activity("alice", 2)) == 2
 
 
-async def test_edit_and_delete_own_message_take_the_next_rev(store: Store) -> None:
+SINCE_15_MINUTES = dt.timedelta(minutes=15)
+
+
+Changed = tuple[storage.base.Message, storage.base.Message, storage.base.Message]
+
+
+async def edit_first_delete_second(store: Store) -> Changed:
+    """Add messages 1 and 2 to general, edit 1, delete 2; return 1 as added, then both changes."""
     first, _ = await store.messages.add("general", "alice", "hello", "c1")
-    second, _ = await store.messages.add("general", "alice", "world", "c2")
-    assert await store.messages.last_rev("general") == 0
-    since = now() - dt.timedelta(minutes=15)
+    await store.messages.add("general", "alice", "world", "c2")
+    since = now() - SINCE_15_MINUTES
     edited = await store.messages.change("general", 1, "alice", "hello again", since)
+    deleted = await store.messages.change("general", 2, "alice", None, since)
+    return first, edited, deleted
+
+
+async def test_nothing_changed_is_rev_0(store: Store) -> None:
+    await store.messages.add("general", "alice", "hello", "c1")
+    await store.messages.add("general", "alice", "world", "c2")
+    assert await store.messages.last_rev("general") == 0
+
+
+async def test_edit_own_message_takes_the_next_rev(store: Store) -> None:
+    first, edited, _ = await edit_first_delete_second(store)
     assert (edited.text, edited.deleted) == ("hello again", False)
     assert (edited.seq, edited.id) == (1, first.id)
     assert edited.edited_at is not None and edited.rev >= 1
-    deleted = await store.messages.change("general", 2, "alice", None, since)
+
+
+async def test_delete_own_message_takes_the_next_rev(store: Store) -> None:
+    _, edited, deleted = await edit_first_delete_second(store)
     assert (deleted.text, deleted.deleted) == ("", True)
     assert deleted.rev > edited.rev
     assert await store.messages.last_rev("general") == deleted.rev
     assert await store.messages.heads("general") == (2, deleted.rev)
     assert await store.messages.heads("other") == (0, 0)
+
+
+async def test_history_shows_changes_under_the_same_seq(store: Store) -> None:
     # History shows the change, under the same seq; nothing new is numbered.
+    await edit_first_delete_second(store)
     stored = await store.messages.after("general", 0, 10)
     assert [(m.seq, m.text, m.deleted) for m in stored] == [
         (1, "hello again", False),
         (2, "", True),
     ]
     assert await store.messages.last_seq("general") == 2
+
+
+async def test_changes_are_listed_after_a_rev_in_rev_order(store: Store) -> None:
+    _, edited, deleted = await edit_first_delete_second(store)
     changes = await store.messages.changes("general", 0, 10)
     assert [m.seq for m in changes] == [1, 2]
     assert [m.seq for m in await store.messages.changes("general", edited.rev, 10)] == [2]
@@ -253,7 +327,7 @@ async def test_change_refused_with_the_reason(
 ) -> None:
     await store.messages.add("general", "alice", "hello", "c1")
     await store.messages.add("general", "alice", "gone", "c2")
-    await store.messages.change("general", 2, "alice", None, now() - dt.timedelta(minutes=15))
+    await store.messages.change("general", 2, "alice", None, now() - SINCE_15_MINUTES)
     with pytest.raises(ChangeRefused) as refused:
         await store.messages.change("general", seq, user, "x", now() - dt.timedelta(minutes=window))
     assert refused.value.code == code
@@ -271,6 +345,12 @@ async def test_read_marks_only_move_forward(store: Store) -> None:
     assert await store.reads.of_user("alice") == {"general": 5, "dev": 1}
     await store.reads.mark("alice", "general", 7)
     assert (await store.reads.of_user("alice"))["general"] == 7
+
+
+async def test_read_marks_in_a_batch_only_move_forward(store: Store) -> None:
+    await store.rooms.create("dev", "Dev")
+    await store.reads.mark("alice", "general", 7)
+    await store.reads.mark("alice", "dev", 1)
     await store.reads.mark_many([("alice", "general", 6), ("alice", "dev", 4), ("carol", "dev", 2)])
     assert await store.reads.of_user("alice") == {"general": 7, "dev": 4}
     assert await store.reads.of_user("carol") == {"dev": 2}
@@ -285,6 +365,11 @@ async def test_closed_store_reports_unavailable(store: Store) -> None:
     await store.close()
     with pytest.raises(StorageUnavailable):
         await store.ping()
+
+
+async def test_closed_store_refuses_writes(store: Store) -> None:
+    await store.close()
+    with pytest.raises(StorageUnavailable):
         await store.messages.add("general", "alice", "x", "c1")
 
 

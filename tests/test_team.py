@@ -66,15 +66,15 @@ async def join(person: Auth, token: str, login: str) -> Any:
 # Roles
 
 
-async def test_the_first_account_is_admin_the_next_a_member(user_factory: Any) -> None:
-    alice = await user_factory("alice")
-    await user_factory("bob")
+async def test_the_first_account_is_admin_the_next_a_member(make_user: Any) -> None:
+    alice = await make_user("alice")
+    await make_user("bob")
     assert await users(alice) == {"alice": (ADMIN, True), "bob": (MEMBER, True)}
 
 
-async def test_an_admin_promotes_and_demotes_but_never_the_last_admin(user_factory: Any) -> None:
-    alice = await user_factory("alice")
-    await user_factory("bob")
+async def test_an_admin_promotes_and_demotes_but_never_the_last_admin(make_user: Any) -> None:
+    alice = await make_user("alice")
+    await make_user("bob")
     resp = await alice.post("/admin/users/bob/role", {"role": "admin"}, csrf_path="/admin")
     assert resp.status == 302
     resp = await alice.post("/admin/users/alice/role", {"role": "member"}, csrf_path="/admin")
@@ -82,18 +82,18 @@ async def test_an_admin_promotes_and_demotes_but_never_the_last_admin(user_facto
     assert await users(alice) == {"alice": (MEMBER, True), "bob": (ADMIN, True)}
 
 
-async def test_demoting_the_last_admin_is_refused(user_factory: Any) -> None:
-    alice = await user_factory("alice")
-    await user_factory("bob")
+async def test_demoting_the_last_admin_is_refused(make_user: Any) -> None:
+    alice = await make_user("alice")
+    await make_user("bob")
     resp = await alice.post("/admin/users/alice/role", {"role": "member"}, csrf_path="/admin")
     assert resp.status == 409
     assert "at least one active admin" in await resp.text()
     assert (await users(alice))["alice"] == (ADMIN, True)
 
 
-async def test_members_cannot_use_the_admin_page(user_factory: Any) -> None:
-    await user_factory("alice")
-    bob = await user_factory("bob")
+async def test_members_cannot_use_the_admin_page(make_user: Any) -> None:
+    await make_user("alice")
+    bob = await make_user("bob")
     page = await bob.client.get("/admin", headers={"Accept": "text/html"})
     assert page.status == 403 and "Only an admin" in await page.text()
     token = await bob.csrf("/")
@@ -109,8 +109,8 @@ async def test_members_cannot_use_the_admin_page(user_factory: Any) -> None:
     assert await bob.client.app[STORE_KEY].invites.live(10) == []
 
 
-async def test_admin_forms_need_the_csrf_token(user_factory: Any) -> None:
-    alice = await user_factory("alice")
+async def test_admin_forms_need_the_csrf_token(make_user: Any) -> None:
+    alice = await make_user("alice")
     resp = await alice.post("/admin/invites", {"csrf_token": "forged"})
     assert resp.status == 403
     assert await alice.client.app[STORE_KEY].invites.live(10) == []
@@ -243,11 +243,12 @@ async def test_an_expired_invitation_is_a_404(auth: Auth, make_client: Any) -> N
 # People: deactivation
 
 
-async def test_deactivating_someone_ends_their_sessions_and_sockets(user_factory: Any) -> None:
-    alice = await user_factory("alice")
-    bob = await user_factory("bob")
-    ws = await bob.ws()
-    await hello(ws)
+async def test_deactivating_someone_ends_their_sessions_and_sockets(
+    make_user: Any, connect: Any
+) -> None:
+    alice = await make_user("alice")
+    bob = await make_user("bob")
+    ws = await connect(bob)
     said = await post_message(ws, "before", "c1")
     resp = await alice.post("/admin/users/bob/deactivate", {}, csrf_path="/admin")
     assert resp.status == 302
@@ -263,9 +264,9 @@ async def test_deactivating_someone_ends_their_sessions_and_sockets(user_factory
     assert "(deactivated)" in chat
 
 
-async def test_a_deactivated_account_gets_the_generic_login_failure(user_factory: Any) -> None:
-    alice = await user_factory("alice")
-    bob = await user_factory("bob")
+async def test_a_deactivated_account_gets_the_generic_login_failure(make_user: Any) -> None:
+    alice = await make_user("alice")
+    bob = await make_user("bob")
     await alice.post("/admin/users/bob/deactivate", {}, csrf_path="/admin")
     wrong = await bob.login("bob", "not the password")
     refused = await bob.login("bob")
@@ -276,18 +277,18 @@ async def test_a_deactivated_account_gets_the_generic_login_failure(user_factory
     assert (await users(alice))["bob"] == (MEMBER, True)
 
 
-async def test_the_last_admin_cannot_be_deactivated(user_factory: Any) -> None:
-    alice = await user_factory("alice")
+async def test_the_last_admin_cannot_be_deactivated(make_user: Any) -> None:
+    alice = await make_user("alice")
     resp = await alice.post("/admin/users/alice/deactivate", {}, csrf_path="/admin")
     assert resp.status == 409
     assert (await users(alice))["alice"] == (ADMIN, True)
 
 
 async def test_the_admin_page_lists_people_with_role_state_and_last_seen(
-    user_factory: Any,
+    make_user: Any,
 ) -> None:
-    alice = await user_factory("alice")
-    await user_factory("bob")
+    alice = await make_user("alice")
+    await make_user("bob")
     await alice.post("/admin/users/bob/deactivate", {}, csrf_path="/admin")
     page = await (await alice.client.get("/admin")).text()
     rows = re.findall(r'<tr class="person" data-login="([^"]+)">(.*?)</tr>', page, re.S)
@@ -299,8 +300,8 @@ async def test_the_admin_page_lists_people_with_role_state_and_last_seen(
     assert alice_row.count("UTC") == 2  # created, last seen
 
 
-async def test_unknown_logins_on_admin_actions_are_404(user_factory: Any) -> None:
-    alice = await user_factory("alice")
+async def test_unknown_logins_on_admin_actions_are_404(make_user: Any) -> None:
+    alice = await make_user("alice")
     for action in ("deactivate", "reactivate"):
         resp = await alice.post(f"/admin/users/nobody/{action}", {}, csrf_path="/admin")
         assert resp.status == 404
@@ -309,13 +310,13 @@ async def test_unknown_logins_on_admin_actions_are_404(user_factory: Any) -> Non
 # Moderation
 
 
-async def test_an_admin_deletes_anyone_s_message_and_everyone_sees_it(user_factory: Any) -> None:
-    alice = await user_factory("alice")
-    bob = await user_factory("bob")
-    carol = await user_factory("carol")
-    a, b, c = await alice.ws(), await bob.ws(), await carol.ws()
-    for ws in (a, b, c):
-        await hello(ws)
+async def test_an_admin_deletes_anyone_s_message_and_everyone_sees_it(
+    make_user: Any, connect: Any
+) -> None:
+    alice = await make_user("alice")
+    bob = await make_user("bob")
+    carol = await make_user("carol")
+    a, b, c = await connect(alice), await connect(bob), await connect(carol)
     said = await post_message(b, "spam", "c1")
     await send(a, type="delete", seq=said["seq"])
     for ws in (a, b, c):  # the author is told by the same change frame
@@ -328,34 +329,26 @@ async def test_an_admin_deletes_anyone_s_message_and_everyone_sees_it(user_facto
         )
     (kept,) = (await (await carol.client.get("/rooms/general/messages")).json())["messages"]
     assert kept["deleted"] is True
-    for ws in (a, b, c):
-        await ws.close()
 
 
-async def test_members_still_cannot_delete_others_messages(user_factory: Any) -> None:
-    await user_factory("alice")
-    bob = await user_factory("bob")
-    carol = await user_factory("carol")
-    b, c = await bob.ws(), await carol.ws()
-    await hello(b)
-    await hello(c)
+async def test_members_still_cannot_delete_others_messages(make_user: Any, connect: Any) -> None:
+    await make_user("alice")
+    bob = await make_user("bob")
+    carol = await make_user("carol")
+    b, c = await connect(bob), await connect(carol)
     said = await post_message(b, "mine", "c1")
     await send(c, type="delete", seq=said["seq"])
     error = await receive_until(c, "error")
     assert error["code"] == "forbidden"
-    await b.close()
-    await c.close()
 
 
 @pytest.mark.parametrize("settings_overrides", [{"edit_window": 1}])
 async def test_an_admin_deletes_past_the_edit_window_but_never_edits_others(
-    user_factory: Any,
+    make_user: Any, connect: Any
 ) -> None:
-    alice = await user_factory("alice")
-    bob = await user_factory("bob")
-    a, b = await alice.ws(), await bob.ws()
-    await hello(a)
-    await hello(b)
+    alice = await make_user("alice")
+    bob = await make_user("bob")
+    a, b = await connect(alice), await connect(bob)
     said = await post_message(b, "old", "c1")
     await send(a, type="edit", seq=said["seq"], text="rewritten")
     assert (await receive_until(a, "error"))["code"] == "forbidden"
@@ -366,8 +359,6 @@ async def test_an_admin_deletes_past_the_edit_window_but_never_edits_others(
     assert (await receive_until(a, "error"))["code"] == "forbidden"
     await send(b, type="edit", seq=said["seq"], text="late")
     await receive_until(b, "change")  # still within the window for bob's own edit
-    await a.close()
-    await b.close()
 
 
 # Private rooms
@@ -400,9 +391,9 @@ async def assert_invisible(person: Auth, slug: str) -> None:
         assert resp.status == 404, path
 
 
-async def test_a_private_room_does_not_exist_for_others(user_factory: Any) -> None:
-    alice = await user_factory("alice")
-    bob = await user_factory("bob")
+async def test_a_private_room_does_not_exist_for_others(make_user: Any) -> None:
+    alice = await make_user("alice")
+    bob = await make_user("bob")
     slug = await make_private_room(alice)
     page = await (await alice.client.get(f"/rooms/{slug}")).text()
     assert "#Plans" in page and 'class="members"' in page
@@ -410,21 +401,20 @@ async def test_a_private_room_does_not_exist_for_others(user_factory: Any) -> No
     await assert_invisible(bob, slug)
 
 
-async def test_members_add_others_who_then_see_it_live(user_factory: Any) -> None:
-    alice = await user_factory("alice")
-    bob = await user_factory("bob")
-    carol = await user_factory("carol")
+async def test_members_add_others_who_then_see_it_live(make_user: Any, connect: Any) -> None:
+    alice = await make_user("alice")
+    bob = await make_user("bob")
+    carol = await make_user("carol")
     slug = await make_private_room(alice)
     resp = await alice.post(f"/rooms/{slug}/members", {"login": "BOB"}, csrf_path="/")
     assert resp.status == 302
     assert (await bob.client.get(f"/rooms/{slug}")).status == 200
     members = await alice.client.app[STORE_KEY].rooms.members(slug, 10)
     assert members == ["alice", "bob"]
-    a, b = await alice.ws(f"?room={slug}"), await bob.ws(f"?room={slug}")
-    await hello(a)
+    a = await connect(alice, f"?room={slug}")
+    b = await bob.ws(f"?room={slug}")
     assert (await hello(b))["online"] == ["alice", "bob"]
-    g = await carol.ws("?room=general")
-    await hello(g)
+    g = await connect(carol, "?room=general")
     said = await post_message(a, "secret", "c1")
     assert (await receive_until(b, "message"))["text"] == "secret"
     with pytest.raises(TimeoutError):
@@ -436,15 +426,15 @@ async def test_members_add_others_who_then_see_it_live(user_factory: Any) -> Non
         await ws.close()
 
 
-async def test_leaving_a_private_room_closes_its_sockets_and_hides_it(user_factory: Any) -> None:
-    alice = await user_factory("alice")
-    bob = await user_factory("bob")
+async def test_leaving_a_private_room_closes_its_sockets_and_hides_it(
+    make_user: Any, connect: Any
+) -> None:
+    alice = await make_user("alice")
+    bob = await make_user("bob")
     slug = await make_private_room(alice)
     await alice.post(f"/rooms/{slug}/members", {"login": "bob"}, csrf_path="/")
-    b = await bob.ws(f"?room={slug}")
-    await hello(b)
-    general = await bob.ws()
-    await hello(general)
+    b = await connect(bob, f"?room={slug}")
+    general = await connect(bob)
     resp = await bob.post(f"/rooms/{slug}/leave", {}, csrf_path="/")
     assert (resp.status, resp.headers["Location"]) == (302, "/")
     closing = await b.receive(timeout=5)
@@ -455,8 +445,8 @@ async def test_leaving_a_private_room_closes_its_sockets_and_hides_it(user_facto
     await general.close()
 
 
-async def test_open_rooms_cannot_be_left_or_given_members(user_factory: Any) -> None:
-    alice = await user_factory("alice")
+async def test_open_rooms_cannot_be_left_or_given_members(make_user: Any) -> None:
+    alice = await make_user("alice")
     for path in ("/rooms/general/leave", "/rooms/general/members"):
         resp = await alice.post(path, {"login": "alice"}, csrf_path="/")
         assert resp.status == 400, path
@@ -465,10 +455,10 @@ async def test_open_rooms_cannot_be_left_or_given_members(user_factory: Any) -> 
 # Direct messages
 
 
-async def test_a_direct_message_opens_one_room_for_both(user_factory: Any) -> None:
-    alice = await user_factory("alice")
-    bob = await user_factory("bob")
-    carol = await user_factory("carol")
+async def test_a_direct_message_opens_one_room_for_both(make_user: Any) -> None:
+    alice = await make_user("alice")
+    bob = await make_user("bob")
+    carol = await make_user("carol")
     first = await alice.client.get("/dm/bob", allow_redirects=False)
     again = await alice.client.get("/dm/BOB", allow_redirects=False)
     theirs = await bob.client.get("/dm/alice", allow_redirects=False)
@@ -488,44 +478,41 @@ async def test_a_direct_message_opens_one_room_for_both(user_factory: Any) -> No
         assert resp.status == 400, path
 
 
-async def test_a_direct_message_with_oneself_is_a_notes_room(user_factory: Any) -> None:
-    alice = await user_factory("alice")
+async def test_a_direct_message_with_oneself_is_a_notes_room(make_user: Any) -> None:
+    alice = await make_user("alice")
     resp = await alice.client.get("/dm/alice", allow_redirects=False)
     assert resp.status == 302
     page = await (await alice.client.get(resp.headers["Location"])).text()
     assert "notes to self" in page
 
 
-async def test_a_direct_message_to_nobody_is_a_404(user_factory: Any) -> None:
-    alice = await user_factory("alice")
+async def test_a_direct_message_to_nobody_is_a_404(make_user: Any) -> None:
+    alice = await make_user("alice")
     assert (await alice.client.get("/dm/nobody")).status == 404
 
 
-async def test_direct_messages_have_unread_counts(user_factory: Any) -> None:
-    alice = await user_factory("alice")
-    bob = await user_factory("bob")
+async def test_direct_messages_have_unread_counts(make_user: Any, connect: Any) -> None:
+    alice = await make_user("alice")
+    bob = await make_user("bob")
     location = (await alice.client.get("/dm/bob", allow_redirects=False)).headers["Location"]
-    a = await alice.ws(f"?room={location.removeprefix('/rooms/')}")
-    await hello(a)
+    a = await connect(alice, f"?room={location.removeprefix('/rooms/')}")
     await post_message(a, "one", "c1")
     await post_message(a, "two", "c2")
     rooms = await (await bob.client.get("/")).text()
     directs = rooms[rooms.index('id="directs"') :]
     assert 'title="2 unread"' in directs
-    await a.close()
 
 
 # The account page
 
 
 async def test_changing_the_password_ends_the_other_sessions_only(
-    user_factory: Any, make_client: Any
+    make_user: Any, make_client: Any, connect: Any
 ) -> None:
-    alice = await user_factory("alice")
+    alice = await make_user("alice")
     other = Auth(await make_client())
     assert (await other.login("alice")).status == 302
-    other_ws = await other.ws()
-    await hello(other_ws)
+    other_ws = await connect(other)
     new = "a brand new password"
     data = {"current_password": PASSWORD, "password": new, "password_confirm": new}
     resp = await alice.post("/account/password", data, csrf_path="/account")
@@ -539,8 +526,8 @@ async def test_changing_the_password_ends_the_other_sessions_only(
     assert (await other.login("alice", new)).status == 302
 
 
-async def test_a_wrong_current_password_changes_nothing(user_factory: Any) -> None:
-    alice = await user_factory("alice")
+async def test_a_wrong_current_password_changes_nothing(make_user: Any) -> None:
+    alice = await make_user("alice")
     data = {"current_password": "wrong", "password": "x" * 12, "password_confirm": "x" * 12}
     resp = await alice.post("/account/password", data, csrf_path="/account")
     assert resp.status == 400 and "not your current password" in await resp.text()
@@ -552,9 +539,9 @@ async def test_a_wrong_current_password_changes_nothing(user_factory: Any) -> No
 
 
 async def test_the_account_page_lists_sessions_and_ends_one(
-    user_factory: Any, make_client: Any
+    make_user: Any, make_client: Any
 ) -> None:
-    alice = await user_factory("alice")
+    alice = await make_user("alice")
     phone = Auth(await make_client())
     ua = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Version/17.0 Mobile Safari/604.1"
     resp = await phone.post(
@@ -584,12 +571,13 @@ async def test_the_account_page_lists_sessions_and_ends_one(
     assert again.status == 404
 
 
-async def test_log_out_everywhere_ends_every_session(user_factory: Any, make_client: Any) -> None:
-    alice = await user_factory("alice")
+async def test_log_out_everywhere_ends_every_session(
+    make_user: Any, make_client: Any, connect: Any
+) -> None:
+    alice = await make_user("alice")
     other = Auth(await make_client())
     await other.login("alice")
-    ws = await other.ws()
-    await hello(ws)
+    ws = await connect(other)
     resp = await alice.post("/account/logout-everywhere", {}, csrf_path="/account")
     assert (resp.status, resp.headers["Location"]) == (302, "/login")
     closing = await ws.receive(timeout=5)
@@ -606,11 +594,11 @@ async def test_the_account_page_needs_a_login(client: Any) -> None:
 
 
 async def test_a_socket_whose_session_was_ended_elsewhere_is_closed_by_the_sweep(
-    user_factory: Any,
+    make_user: Any,
+    connect: Any,
 ) -> None:
-    alice = await user_factory("alice")
-    ws = await alice.ws()
-    await hello(ws)
+    alice = await make_user("alice")
+    ws = await connect(alice)
     store = alice.client.app[STORE_KEY]
     user = await store.users.find_by_login("alice")
     assert user is not None

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -24,15 +23,6 @@ from storage.base import (
     now,
 )
 from storage.sqlite import MIGRATIONS, SCHEMA, SqliteStore
-
-
-@pytest.fixture
-async def store(settings: Settings) -> AsyncIterator[Store]:
-    """A set-up store on a throwaway database."""
-    s = open_store(settings)
-    await s.setup()
-    yield s
-    await s.close()
 
 
 async def make_users(store: Store, *logins: str) -> None:

@@ -17,16 +17,7 @@ from aiohttp.test_utils import TestClient
 
 from app import create_app
 from chat.hub import HUB_KEY
-from conftest import (
-    UPGRADE,
-    Auth,
-    base_settings,
-    hello,
-    origin,
-    raw_ws_connect,
-    receive,
-    receive_until,
-)
+from conftest import Auth, base_settings, hello, raw_ws_connect, receive, receive_until
 from storage import STORE_KEY
 from storage.base import now
 
@@ -35,14 +26,8 @@ async def send_message(ws: Any, text: str, client_id: str) -> None:
     await ws.send_str(json.dumps({"type": "message", "text": text, "client_id": client_id}))
 
 
-async def test_refused_when_not_logged_in(client: TestClient[Any, Any]) -> None:
-    resp = await client.get(
-        "/ws",
-        headers={
-            "Origin": origin(client),
-            **UPGRADE,
-        },
-    )
+async def test_refused_when_not_logged_in(auth: Auth) -> None:
+    resp = await auth.upgrade()
     assert resp.status == 401
 
 
@@ -51,29 +36,23 @@ async def test_refused_from_foreign_or_missing_origin(
     client: TestClient[Any, Any], auth: Auth, headers: dict[str, str]
 ) -> None:
     await auth.signup("alice")
-    resp = await client.get(
-        "/ws",
-        headers={
-            **headers,
-            **UPGRADE,
-        },
-    )
+    resp = await auth.upgrade(headers=headers)
     assert resp.status == 403
     assert HUB_KEY in client.app and not list(client.app[HUB_KEY].connections())
 
 
-async def test_unknown_room_and_bad_after(auth: Auth) -> None:
+@pytest.mark.parametrize(
+    ("query", "status"), [("?room=nope", 404), ("?after=-1", 400), ("?after=x", 400)]
+)
+async def test_unknown_room_and_bad_after(auth: Auth, query: str, status: int) -> None:
     await auth.signup("alice")
-    for query, status in (("?room=nope", 404), ("?after=-1", 400), ("?after=x", 400)):
-        resp = await auth.client.get(
-            query and "/ws" + query, headers={"Origin": origin(auth.client)}
-        )
-        assert resp.status == status
+    resp = await auth.upgrade(query)
+    assert resp.status == status
 
 
-async def test_hello_then_message_to_everyone_with_ack(user_factory: Any) -> None:
-    alice = await user_factory("alice")
-    bob = await user_factory("bob")
+async def test_hello_names_the_person_the_room_and_who_is_online(make_user: Any) -> None:
+    alice = await make_user("alice")
+    bob = await make_user("bob")
     a = await alice.ws()
     first = await hello(a)
     assert first == {
@@ -86,8 +65,30 @@ async def test_hello_then_message_to_everyone_with_ack(user_factory: Any) -> Non
     }
     b = await bob.ws()
     assert (await hello(b))["online"] == ["alice", "bob"]
+    for ws in (a, b):
+        await ws.close()
+
+
+async def test_presence_announces_join_and_leave(make_user: Any, connect: Any) -> None:
+    alice = await make_user("alice")
+    bob = await make_user("bob")
+    a = await connect(alice)
+    b = await connect(bob)
     join = await receive(a)
     assert join == {"type": "presence", "event": "join", "user": "bob", "online": ["alice", "bob"]}
+    await b.close()
+    leave = await receive(a)
+    assert leave == {"type": "presence", "event": "leave", "user": "bob", "online": ["alice"]}
+
+
+async def test_message_reaches_everyone_and_acknowledges_the_sender(
+    make_user: Any, connect: Any
+) -> None:
+    alice = await make_user("alice")
+    bob = await make_user("bob")
+    a = await connect(alice)
+    b = await connect(bob)
+    await receive(a)  # bob joined
     await send_message(a, "  hello <b>world</b>  ", "c-1")
     for ws in (a, b):
         frame = await receive(ws)
@@ -99,22 +100,15 @@ async def test_hello_then_message_to_everyone_with_ack(user_factory: Any) -> Non
         assert frame["room"] == "general"
         assert frame["created_at"].endswith("Z")
         assert isinstance(frame["id"], str) and frame["id"]
-    await b.close()
-    leave = await receive(a)
-    assert leave == {"type": "presence", "event": "leave", "user": "bob", "online": ["alice"]}
-    await a.close()
 
 
-async def test_presence_counts_sockets_per_user(user_factory: Any) -> None:
-    alice = await user_factory("alice")
-    bob = await user_factory("bob")
-    a = await alice.ws()
-    await hello(a)
-    b1 = await bob.ws()
-    await hello(b1)
+async def test_presence_counts_sockets_per_user(make_user: Any, connect: Any) -> None:
+    alice = await make_user("alice")
+    bob = await make_user("bob")
+    a = await connect(alice)
+    b1 = await connect(bob)
     assert (await receive(a))["event"] == "join"
-    b2 = await bob.ws()  # a second tab: no second join
-    await hello(b2)
+    b2 = await connect(bob)  # a second tab: no second join
     await b1.close()  # one tab left: no leave
     await send_message(a, "ping", "c1")
     assert (await receive(a))["type"] == "message"
@@ -141,11 +135,8 @@ async def test_presence_counts_sockets_per_user(user_factory: Any) -> None:
     ],
 )
 async def test_bad_frames_get_errors_and_socket_stays_open(
-    auth: Auth, raw: str, code: str, client_id: str | None
+    auth: Auth, ws: Any, raw: str, code: str, client_id: str | None
 ) -> None:
-    await auth.signup("alice")
-    ws = await auth.ws()
-    await hello(ws)
     await ws.send_str(raw)
     error = await receive(ws)
     assert error["type"] == "error"
@@ -157,48 +148,36 @@ async def test_bad_frames_get_errors_and_socket_stays_open(
     assert await auth.client.app[STORE_KEY].messages.last_seq("general") == 1
 
 
-async def test_limits_are_exact(auth: Auth) -> None:
-    await auth.signup("alice")
-    ws = await auth.ws()
-    await hello(ws)
+async def test_limits_are_exact(ws: Any) -> None:
     await send_message(ws, " " + "x" * 2000 + " ", "i" * 64)
     frame = await receive(ws)
     assert frame["type"] == "message" and len(frame["text"]) == 2000
 
 
-async def test_binary_frame_is_refused(auth: Auth) -> None:
-    await auth.signup("alice")
-    ws = await auth.ws()
-    await hello(ws)
+async def test_binary_frame_is_refused(ws: Any) -> None:
     await ws.send_bytes(b'{"type": "message"}')
     assert (await receive(ws))["code"] == "bad_frame"
     assert not ws.closed
 
 
-async def test_frame_over_64k_closes_with_1009(auth: Auth) -> None:
-    await auth.signup("alice")
-    ws = await auth.ws()
-    await hello(ws)
+async def test_frame_over_64k_closes_with_1009(ws: Any) -> None:
     await ws.send_str("x" * (64 * 1024 + 1))
     msg = await ws.receive(timeout=5)
     assert msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSED)
     assert ws.close_code == 1009
 
 
-async def test_resend_is_stored_once_and_acknowledged(user_factory: Any) -> None:
-    alice = await user_factory("alice")
-    bob = await user_factory("bob")
-    a = await alice.ws()
-    await hello(a)
-    b = await bob.ws()
-    await hello(b)
+async def test_resend_is_stored_once_and_acknowledged(make_user: Any, connect: Any) -> None:
+    alice = await make_user("alice")
+    bob = await make_user("bob")
+    a = await connect(alice)
+    b = await connect(bob)
     await receive(a)  # bob joined
     await send_message(a, "once", "dup-1")
     original = await receive(a)
     assert (await receive(b))["seq"] == original["seq"]
     await a.close()
-    a2 = await alice.ws("?after=0")  # reconnect, unsure whether it arrived: send again
-    await hello(a2)
+    a2 = await connect(alice, "?after=0")  # reconnect, unsure whether it arrived: send again
     assert (await receive(a2))["client_id"] == "dup-1"  # the resume replays it
     await send_message(a2, "once", "dup-1")
     ack = await receive(a2)
@@ -210,12 +189,11 @@ async def test_resend_is_stored_once_and_acknowledged(user_factory: Any) -> None
 
 
 async def test_resume_delivers_missed_then_live_without_gap_or_duplicate(
-    user_factory: Any,
+    make_user: Any, connect: Any
 ) -> None:
-    alice = await user_factory("alice")
-    bob = await user_factory("bob")
-    a = await alice.ws()
-    await hello(a)
+    alice = await make_user("alice")
+    bob = await make_user("bob")
+    a = await connect(alice)
     for i in range(1, 6):
         await send_message(a, f"m{i}", f"a{i}")
         await receive(a)
@@ -228,11 +206,10 @@ async def test_resume_delivers_missed_then_live_without_gap_or_duplicate(
     assert (await receive_until(b, "message"))["seq"] == 6
 
 
-async def test_resume_races_with_concurrent_sends(user_factory: Any) -> None:
-    alice = await user_factory("alice")
-    bob = await user_factory("bob")
-    a = await alice.ws()
-    await hello(a)
+async def test_resume_races_with_concurrent_sends(make_user: Any, connect: Any) -> None:
+    alice = await make_user("alice")
+    bob = await make_user("bob")
+    a = await connect(alice)
     total = 60
 
     async def sender() -> None:
@@ -242,8 +219,7 @@ async def test_resume_races_with_concurrent_sends(user_factory: Any) -> None:
 
     task = asyncio.create_task(sender())
     await asyncio.sleep(0.01)
-    b = await bob.ws("?after=0")
-    await hello(b)
+    b = await connect(bob, "?after=0")
     await task
     seen: list[int] = []
     async with asyncio.timeout(10):
@@ -254,7 +230,7 @@ async def test_resume_races_with_concurrent_sends(user_factory: Any) -> None:
     assert seen == list(range(1, total + 1))
 
 
-async def test_resume_more_than_500_missed_sends_reset(auth: Auth) -> None:
+async def test_resume_more_than_500_missed_sends_reset(auth: Auth, connect: Any) -> None:
     await auth.signup("alice")
     messages = auth.client.app[STORE_KEY].messages
     for i in range(502):
@@ -264,24 +240,20 @@ async def test_resume_more_than_500_missed_sends_reset(auth: Auth) -> None:
     assert await receive(ws) == {"type": "reset", "last_seq": 502}
     await send_message(ws, "after reset", "new")
     assert (await receive(ws))["seq"] == 503
-    exactly = await auth.ws("?after=3")  # 500 missed (4..503): replayed in full
-    await hello(exactly)
+    exactly = await connect(auth, "?after=3")  # 500 missed (4..503): replayed in full
     frames = [await receive(exactly) for _ in range(500)]
     assert [f["seq"] for f in frames] == list(range(4, 504))
 
 
-async def test_resume_after_beyond_last_seq_sends_reset(auth: Auth) -> None:
+async def test_resume_after_beyond_last_seq_sends_reset(auth: Auth, connect: Any) -> None:
     await auth.signup("alice")
-    ws = await auth.ws("?after=99")
-    await hello(ws)
+    ws = await connect(auth, "?after=99")
     assert await receive(ws) == {"type": "reset", "last_seq": 0}
 
 
-async def test_concurrent_senders_get_gapless_seq_in_order(user_factory: Any) -> None:
-    people = [await user_factory(f"user{i}") for i in range(4)]
-    sockets = [await p.ws() for p in people]
-    for ws in sockets:
-        await hello(ws)
+async def test_concurrent_senders_get_gapless_seq_in_order(make_user: Any, connect: Any) -> None:
+    people = [await make_user(f"user{i}") for i in range(4)]
+    sockets = [await connect(p) for p in people]
     per_sender = 25
 
     async def blast(ws: Any, n: int) -> None:
@@ -302,13 +274,12 @@ async def test_concurrent_senders_get_gapless_seq_in_order(user_factory: Any) ->
 
 @pytest.mark.parametrize("settings_overrides", [{"ws_queue_size": 16}])
 async def test_stalled_client_is_closed_and_others_get_everything(
-    client: TestClient[Any, Any], user_factory: Any
+    client: TestClient[Any, Any], make_user: Any, connect: Any
 ) -> None:
-    alice = await user_factory("alice")
-    bob = await user_factory("bob")
-    stalled = await user_factory("carol")
-    cookie = stalled.client.session.cookie_jar.filter_cookies(stalled.client.make_url("/"))
-    sock = await raw_ws_connect(stalled.client, cookie["chat_session"].value)
+    alice = await make_user("alice")
+    bob = await make_user("bob")
+    stalled = await make_user("carol")
+    sock = await raw_ws_connect(stalled)
     hub = client.app[HUB_KEY]
     async with asyncio.timeout(5):
         while not any(c.user == "carol" for c in hub.connections()):
@@ -317,10 +288,8 @@ async def test_stalled_client_is_closed_and_others_get_everything(
     # A small fixed send buffer on the server side stands for a slow link to this client.
     assert carol.transport is not None
     carol.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-    a = await alice.ws()
-    await hello(a)
-    b = await bob.ws()
-    await hello(b)
+    a = await connect(alice)
+    b = await connect(bob)
     total = 300
     text = "y" * 1900
     for i in range(total):
@@ -339,34 +308,22 @@ async def test_stalled_client_is_closed_and_others_get_everything(
         sock.close()
 
 
-async def test_open_socket_keeps_no_cookie_session(
-    client: TestClient[Any, Any], user_factory: Any
-) -> None:
+async def test_open_socket_keeps_no_cookie_session(client: TestClient[Any, Any], ws: Any) -> None:
     """After the upgrade the cookie session is dropped: its request lives as long as the socket."""
-    alice = await user_factory("alice")
-    a = await alice.ws()
-    await hello(a)
     (conn,) = client.app[HUB_KEY].connections()
     request = conn.ws._req  # aiohttp keeps the upgrade's request for the socket's whole life
     assert request is not None and aiohttp_session.SESSION_KEY not in request
-    await send_message(a, "still works", "c1")
-    assert (await receive_until(a, "message"))["text"] == "still works"
-    await a.close()
+    await send_message(ws, "still works", "c1")
+    assert (await receive_until(ws, "message"))["text"] == "still works"
 
 
-async def test_logout_closes_sockets_with_1008(auth: Auth) -> None:
-    await auth.signup("alice")
-    ws = await auth.ws()
-    await hello(ws)
+async def test_logout_closes_sockets_with_1008(auth: Auth, ws: Any) -> None:
     await auth.logout()
     msg = await ws.receive(timeout=5)
     assert (msg.type, msg.data) == (WSMsgType.CLOSE, 1008)
 
 
-async def test_expired_session_socket_closed_with_1008(auth: Auth) -> None:
-    await auth.signup("alice")
-    ws = await auth.ws()
-    await hello(ws)
+async def test_expired_session_socket_closed_with_1008(auth: Auth, ws: Any) -> None:
     hub = auth.client.app[HUB_KEY]
     (conn,) = list(hub.connections())
     conn.session = dataclasses.replace(conn.session, expires_at=now() - dt.timedelta(seconds=1))
@@ -375,24 +332,19 @@ async def test_expired_session_socket_closed_with_1008(auth: Auth) -> None:
     assert (msg.type, msg.data) == (WSMsgType.CLOSE, 1008)
 
 
-async def test_shutdown_closes_sockets_with_1001(auth: Auth) -> None:
-    await auth.signup("alice")
-    ws = await auth.ws()
-    await hello(ws)
+async def test_shutdown_closes_sockets_with_1001(auth: Auth, ws: Any) -> None:
     await auth.client.app.shutdown()
     msg = await ws.receive(timeout=5)
     assert (msg.type, msg.data) == (WSMsgType.CLOSE, 1001)
 
 
 @pytest.mark.parametrize("settings_overrides", [{"ws_heartbeat": 0.2}])
-async def test_server_pings(auth: Auth) -> None:
+async def test_server_pings(auth: Auth, connect: Any) -> None:
     await auth.signup("alice")
-    ws = await auth.ws(autoping=False)
-    await hello(ws)
+    ws = await connect(auth, autoping=False)
     msg = await ws.receive(timeout=5)
     assert msg.type == WSMsgType.PING
     await ws.pong(msg.data)
-    await ws.close()
 
 
 async def hub_emptied(auth: Auth) -> None:
@@ -404,10 +356,9 @@ async def hub_emptied(auth: Auth) -> None:
 
 
 @pytest.mark.parametrize("settings_overrides", [{"ws_heartbeat": 0.2}])
-async def test_a_client_that_leaves_a_ping_unanswered_is_dropped(auth: Auth) -> None:
+async def test_a_client_that_leaves_a_ping_unanswered_is_dropped(auth: Auth, connect: Any) -> None:
     await auth.signup("alice")
-    ws = await auth.ws(autoping=False)
-    await hello(ws)
+    ws = await connect(auth, autoping=False)
     msg = await ws.receive(timeout=5)
     assert msg.type == WSMsgType.PING  # and no answer: the server drops the connection
     msg = await ws.receive(timeout=5)
@@ -417,33 +368,25 @@ async def test_a_client_that_leaves_a_ping_unanswered_is_dropped(auth: Auth) -> 
 
 
 @pytest.mark.parametrize("settings_overrides", [{"ws_heartbeat": 0.2}])
-async def test_a_client_that_answers_pings_stays(auth: Auth) -> None:
-    await auth.signup("alice")
-    ws = await auth.ws()  # answers pings while it reads, as a browser does
-    await hello(ws)
+async def test_a_client_that_answers_pings_stays(ws: Any) -> None:
+    # The socket answers pings while it reads, as a browser does.
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(1.0):  # five heartbeats pass, with nothing else to read
             await ws.receive()
     await send_message(ws, "still here", "c1")
     frame = await receive_until(ws, "message")
     assert frame["text"] == "still here"
-    await ws.close()
 
 
-async def test_a_client_ping_gets_its_pong(auth: Auth) -> None:
+async def test_a_client_ping_gets_its_pong(auth: Auth, connect: Any) -> None:
     await auth.signup("alice")
-    ws = await auth.ws(autoping=False)
-    await hello(ws)
+    ws = await connect(auth, autoping=False)
     await ws.ping(b"are you there")
     msg = await ws.receive(timeout=5)
     assert (msg.type, msg.data) == (WSMsgType.PONG, b"are you there")
-    await ws.close()
 
 
-async def test_a_client_that_closes_gets_the_close_answered(auth: Auth) -> None:
-    await auth.signup("alice")
-    ws = await auth.ws()
-    await hello(ws)
+async def test_a_client_that_closes_gets_the_close_answered(auth: Auth, ws: Any) -> None:
     assert await ws.close(code=1000)
     assert ws.close_code == 1000
     await hub_emptied(auth)
