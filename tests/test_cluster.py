@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 from cryptography.fernet import Fernet
 
+from conftest import UPGRADE
 from harness import CSRF_RE, AppProcess, RedisServer, browser_session, open_socket, sign_up
 
 pytestmark = pytest.mark.cluster
@@ -307,3 +308,93 @@ async def test_logout_on_one_process_closes_that_sessions_sockets_on_the_other(
         assert resp.status == 302
     msg = await a2.receive(timeout=10)
     assert (msg.type, msg.data) == (aiohttp.WSMsgType.CLOSE, 1008)
+
+
+async def post_form(person: Person, app: AppProcess, path: str, data: dict[str, str]) -> int:
+    """Post a form on a process as its page would; return the status."""
+    async with person.session.post(
+        app.url + path,
+        data={**data, "csrf_token": await csrf(person, app)},
+        headers={"Origin": app.url},
+        allow_redirects=False,
+    ) as resp:
+        return resp.status
+
+
+async def test_deactivation_on_one_process_closes_sockets_on_the_other(
+    cluster: list[AppProcess], people: Any
+) -> None:
+    p1, p2 = cluster
+    alice = await people(p1, "alice")  # the first account: the admin
+    bob = await people(p1, "bob")
+    b2 = await bob.connect(p2)
+    assert await post_form(alice, p1, "/admin/users/bob/deactivate", {}) == 302
+    msg = await b2.receive(timeout=10)
+    assert (msg.type, msg.data) == (aiohttp.WSMsgType.CLOSE, 1008)
+    async with bob.session.get(p2.url + "/", allow_redirects=False) as resp:
+        assert resp.status == 302  # logged out on the other process too
+
+
+async def test_leaving_a_private_room_closes_its_sockets_on_the_other_process(
+    cluster: list[AppProcess], people: Any
+) -> None:
+    p1, p2 = cluster
+    alice = await people(p1, "alice")
+    bob = await people(p1, "bob")
+    async with alice.session.post(
+        p1.url + "/rooms",
+        data={"name": "Plans", "private": "on", "csrf_token": await csrf(alice, p1)},
+        headers={"Origin": p1.url},
+        allow_redirects=False,
+    ) as resp:
+        assert resp.status == 302
+        slug = resp.headers["Location"].removeprefix("/rooms/")
+    # Resuming into it on the other process is refused before the upgrade, like no room.
+    upgrade = {"Origin": p2.url, **UPGRADE}
+    async with bob.session.get(f"{p2.url}/ws?room={slug}&after=0", headers=upgrade) as resp:
+        assert resp.status == 404
+    assert await post_form(alice, p1, f"/rooms/{slug}/members", {"login": "bob"}) == 302
+    b2 = await bob.connect(p2, f"?room={slug}")
+    a1 = await alice.connect(p1, f"?room={slug}")
+    await send(a1, "for members", "c1")
+    assert [m["text"] for m in await messages(b2, 1)] == ["for members"]
+    assert await post_form(bob, p1, f"/rooms/{slug}/leave", {}) == 302
+    msg = await b2.receive(timeout=10)
+    assert (msg.type, msg.data) == (aiohttp.WSMsgType.CLOSE, 1008)
+    async with bob.session.get(f"{p2.url}/rooms/{slug}/messages") as resp:
+        assert resp.status == 404
+
+
+async def test_a_direct_room_opened_on_both_processes_at_once_is_one_room(
+    cluster: list[AppProcess], people: Any
+) -> None:
+    p1, p2 = cluster
+    alice = await people(p1, "alice")
+    bob = await people(p1, "bob")
+
+    async def open_dm(person: Person, app: AppProcess, other: str) -> str:
+        async with person.session.get(f"{app.url}/dm/{other}", allow_redirects=False) as resp:
+            assert resp.status == 302
+            return resp.headers["Location"]
+
+    rooms = await asyncio.gather(
+        *(
+            open_dm(person, app, other)
+            for _ in range(3)
+            for person, app, other in ((alice, p1, "bob"), (bob, p2, "alice"))
+        )
+    )
+    assert len(set(rooms)) == 1
+    slug = rooms[0].removeprefix("/rooms/")
+    a1 = await alice.connect(p1, f"?room={slug}")
+    b2 = await bob.connect(p2, f"?room={slug}")
+    await send(a1, "just us", "c1")
+    assert [m["text"] for m in await messages(b2, 1)] == ["just us"]
+
+
+async def csrf(person: Person, app: AppProcess) -> str:
+    """Return the CSRF token of the person's session, from a page of that process."""
+    async with person.session.get(app.url + "/") as resp:
+        token = CSRF_RE.search(await resp.text())
+        assert token
+        return token.group(1)
