@@ -21,10 +21,11 @@ from common.forms import field
 from common.pages import Page, Refusal, redirect, render_page
 from settings import SETTINGS_KEY, SIGNUP_MODES
 from storage import STORE_KEY
-from storage.base import MAX_PAGE, ROLES, LastAdmin, Session
+from storage.base import MAX_PAGE, ROLES, LastAdmin, Session, login_key
 
 ADMINS_ONLY = "Only an admin of this chat can do this."
 LAST_ADMIN = "The chat needs at least one active admin: make someone else an admin first."
+NOT_YOURSELF = "You cannot deactivate your own account; another admin can."
 NO_ACCOUNT = "There is no account with this login."
 
 
@@ -107,7 +108,7 @@ class _AccountAction(web.View):
         raise NotImplementedError
 
     async def post(self) -> web.Response:
-        require_admin(self.request)
+        session = require_admin(self.request)
         login = self.request.match_info["login"]
         try:
             await self.change(login)
@@ -115,6 +116,9 @@ class _AccountAction(web.View):
             raise Refusal(404, NO_ACCOUNT) from None
         except LastAdmin:
             return await render_admin(self.request, error=LAST_ADMIN, status=409)
+        me = await self.request.app[STORE_KEY].users.find_by_login(session.user.login)
+        if me is None or not me.is_admin:
+            raise redirect(self.request, "index")  # demoted oneself: /admin would be a 403
         raise redirect(self.request, "admin")
 
 
@@ -134,6 +138,8 @@ class UserDeactivate(_AccountAction):
 
     async def change(self, login: str) -> None:
         app = self.request.app
+        if login_key(login) == login_key(require_admin(self.request).user.login):
+            raise Refusal(409, NOT_YOURSELF)
         await deactivate(app[STORE_KEY], login, functools.partial(session_ended, app))
 
 

@@ -280,7 +280,9 @@ class SqliteUsers(Users):
         rows = await self.db.fetch("SELECT * FROM users ORDER BY id LIMIT ?", (check_limit(limit),))
         return [_user(r) for r in rows]
 
-    async def _update(self, login: str, assignment: str, value: Any) -> User | None:
+    async def _update(
+        self, login: str, assignment: str, value: Any, keep_an_admin: bool = True
+    ) -> User | None:
         """Change one column of an account, refused (LastAdmin) when no active admin is left."""
         async with self.db.transaction() as conn:
             rows = await conn.execute_fetchall(
@@ -289,9 +291,10 @@ class SqliteUsers(Users):
             )
             if not rows:
                 return None
-            ((admins,),) = await conn.execute_fetchall(ADMINS_LEFT)
-            if not admins:
-                raise LastAdmin(login)  # rolls the transaction back
+            if keep_an_admin:
+                ((admins,),) = await conn.execute_fetchall(ADMINS_LEFT)
+                if not admins:
+                    raise LastAdmin(login)  # rolls the transaction back
         return _user(next(iter(rows)))
 
     async def set_role(self, login: str, role: str) -> User | None:
@@ -301,7 +304,7 @@ class SqliteUsers(Users):
         return await self._update(login, "active = ?", int(active))
 
     async def set_password(self, login: str, password_hash: str) -> User | None:
-        return await self._update(login, "password_hash = ?", password_hash)
+        return await self._update(login, "password_hash = ?", password_hash, keep_an_admin=False)
 
     async def deactivated(self, logins: list[str]) -> set[str]:
         if not logins:

@@ -82,6 +82,23 @@ async def test_an_admin_promotes_and_demotes_but_never_the_last_admin(make_user:
     assert await users(alice) == {"alice": (MEMBER, True), "bob": (ADMIN, True)}
 
 
+async def test_an_admin_who_demotes_themselves_goes_to_the_room_list(make_user: Any) -> None:
+    alice = await make_user("alice")
+    await make_user("bob")
+    await alice.post("/admin/users/bob/role", {"role": "admin"}, csrf_path="/admin")
+    resp = await alice.post("/admin/users/alice/role", {"role": "member"}, csrf_path="/admin")
+    assert (resp.status, resp.headers["Location"]) == (302, "/")
+
+
+async def test_an_admin_cannot_deactivate_themselves(make_user: Any) -> None:
+    alice = await make_user("alice")
+    await make_user("bob")
+    await alice.post("/admin/users/bob/role", {"role": "admin"}, csrf_path="/admin")
+    resp = await alice.post("/admin/users/alice/deactivate", {}, csrf_path="/admin")
+    assert resp.status == 409 and "your own account" in await resp.text()
+    assert (await users(alice))["alice"] == (ADMIN, True)
+
+
 async def test_demoting_the_last_admin_is_refused(make_user: Any) -> None:
     alice = await make_user("alice")
     await make_user("bob")
