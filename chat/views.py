@@ -209,15 +209,20 @@ class History(Page):
         )
 
 
+async def private_room(request: web.Request, refusal: str) -> Room:
+    """Return the URL's private room for one of its members; 400 for an open or direct one."""
+    room = await visible_room(request, require_login(request))
+    if room.kind != PRIVATE:
+        raise Refusal(400, refusal)
+    return room
+
+
 class RoomMembers(web.View):
     """`POST /rooms/<slug>/members` (field `login`): a member adds someone to a private room."""
 
     async def post(self) -> web.Response:
         request = self.request
-        session = require_login(request)
-        room = await visible_room(request, session)
-        if room.kind != PRIVATE:
-            raise Refusal(400, "Only private rooms have members to add.")
+        room = await private_room(request, "Only private rooms have members to add.")
         store = request.app[STORE_KEY]
         user = await store.users.find_by_login(field(await request.post(), "login").strip())
         if user is None or not user.active:
@@ -231,12 +236,10 @@ class RoomLeave(web.View):
 
     async def post(self) -> web.Response:
         request = self.request
-        session = require_login(request)
-        room = await visible_room(request, session)
-        if room.kind != PRIVATE:
-            raise Refusal(400, "Only private rooms can be left.")
-        await request.app[STORE_KEY].rooms.remove_member(room.slug, session.user.login)
-        await request.app[BROKER_KEY].leave_room(room.slug, session.user.login)
+        room = await private_room(request, "Only private rooms can be left.")
+        me = require_login(request).user.login
+        await request.app[STORE_KEY].rooms.remove_member(room.slug, me)
+        await request.app[BROKER_KEY].leave_room(room.slug, me)
         raise web.HTTPFound(request.app.router["index"].url_for())
 
 

@@ -296,16 +296,7 @@ async def test_logout_on_one_process_closes_that_sessions_sockets_on_the_other(
     p1, p2 = cluster
     alice = await people(p1, "alice")
     a2 = await alice.connect(p2)
-    async with alice.session.get(p1.url + "/") as resp:
-        token = CSRF_RE.search(await resp.text())
-        assert token
-    async with alice.session.post(
-        p1.url + "/logout",
-        data={"csrf_token": token.group(1)},
-        headers={"Origin": p1.url},
-        allow_redirects=False,
-    ) as resp:
-        assert resp.status == 302
+    assert await post_form(alice, p1, "/logout", {}) == 302
     msg = await a2.receive(timeout=10)
     assert (msg.type, msg.data) == (aiohttp.WSMsgType.CLOSE, 1008)
 
