@@ -42,13 +42,26 @@ TIMEOUT_MS = 10_000
 expect.set_options(timeout=TIMEOUT_MS)
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[AppProcess]:
-    """The real chat process on the embedded store, in an empty directory."""
+def chat_process(tmp_path: Path, **env: str) -> AppProcess:
+    """Start the real chat process on the embedded store, in an empty directory."""
     if not Path(CHROMIUM).exists():
         pytest.fail("Chromium is missing: install Debian's chromium (apt-get install chromium)")
+    return AppProcess(tmp_path, **env).start()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[AppProcess]:
+    """The real chat process, open to anyone's sign-up (the harness's default for tests)."""
     # Seeding 120 messages from one socket is faster than the default message rate limit.
-    app = AppProcess(tmp_path, MESSAGE_BURST="1000", MESSAGE_PER_MINUTE="60000").start()
+    app = chat_process(tmp_path, MESSAGE_BURST="1000", MESSAGE_PER_MINUTE="60000")
+    yield app
+    app.kill()
+
+
+@pytest.fixture
+def invite_server(tmp_path: Path) -> Iterator[AppProcess]:
+    """The real chat process with the default sign-up mode: by invitation only."""
+    app = chat_process(tmp_path, SIGNUP_MODE="invite")
     yield app
     app.kill()
 
@@ -669,4 +682,56 @@ async def test_title_badge_and_notifications_while_hidden(
     await expect(bob).to_have_title("#General · Chat")
     assert len(await bob.evaluate("window.__shown")) == 2  # no notification while visible
     await shot(bob, "12-badge-cleared")
+    assert console.problems == []
+
+
+def unexpected(problems: list[str], *statuses: int) -> list[str]:
+    """Return the console problems but the failed loads of the given statuses, expected ones."""
+    expected = tuple(f"status of {status}" for status in statuses)
+    return [p for p in problems if not any(e in p for e in expected)]
+
+
+async def test_invitation_link_signs_someone_up(
+    invite_server: AppProcess, browser: Browser, console: Console
+) -> None:
+    url = invite_server.url
+    admin = await signed_up(browser, console, url, "alice")  # the first account: the admin
+    await admin.click("text=Admin")
+    await admin.wait_for_url(url + "/admin")
+    await expect(admin.locator("#invites tr.invite")).to_have_count(0)
+    await admin.click("#new-invite")
+    await admin.wait_for_url(url + "/admin")
+    invite = admin.locator("#invites tr.invite")
+    await expect(invite).to_have_count(1)
+    await expect(invite.locator("td").nth(1)).to_have_text("alice")
+    await expect(invite.locator("td").nth(3)).to_have_text("0")
+    link = await invite.locator("input.invite-link").input_value()
+    assert re.fullmatch(re.escape(url) + r"/join/[\w-]+", link), link
+    await shot(admin, "13-invite-made")
+    # Without the link, the sign-up page says how to get in, and has no form.
+    _, carol = await new_person(browser, console)
+    await carol.goto(url + "/signup")
+    await expect(carol.locator("#signup-refused")).to_contain_text("by invitation only")
+    await expect(carol.locator("main form")).to_have_count(0)
+    await shot(carol, "13-signup-refused")
+    await carol.goto(link)
+    await expect(carol.locator(".invited")).to_have_text("You were invited by alice.")
+    await carol.fill("#login", "carol")
+    await carol.fill("#email", "carol@example.com")
+    await carol.fill("#password", PASSWORD)
+    await carol.fill("#password_confirm", PASSWORD)
+    await shot(carol, "13-signup-invited")
+    await carol.click("button[type=submit]")
+    await carol.wait_for_url(url + "/")
+    await expect(carol.locator("header .me")).to_have_text("carol")
+    await expect(carol.locator("#rooms li a")).to_have_text(["#General"])
+    await expect(carol.locator("header").get_by_role("link", name="Admin")).to_have_count(0)
+    await shot(carol, "13-invited-in")
+    await admin.reload()
+    await expect(invite.locator("td").nth(3)).to_have_text("1")
+    await expect(admin.locator("#people tr.person")).to_have_count(2)
+    carol_row = admin.locator("#people tr.person[data-login=carol]")
+    await expect(carol_row.locator(".role")).to_have_text("member")
+    await expect(carol_row.locator(".state")).to_have_text("active")
+    await shot(admin, "13-invite-used")
     assert console.problems == []
