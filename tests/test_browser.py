@@ -423,9 +423,9 @@ async def log_in(page: Page, url: str, login: str) -> None:
     await page.wait_for_url(url + "/")
 
 
-async def unread_badges(page: Page) -> dict[str, str]:
+async def unread_badges(page: Page, listing: str = "#rooms") -> dict[str, str]:
     """Return each room's unread badge text on the room list ('' when it has none)."""
-    result: dict[str, str] = await page.locator("#rooms li").evaluate_all(
+    result: dict[str, str] = await page.locator(f"{listing} li").evaluate_all(
         """els => Object.fromEntries(els.map(e => {
             const badge = e.querySelector('.unread');
             return [e.dataset.slug, badge ? badge.firstChild.textContent : ''];
@@ -734,4 +734,36 @@ async def test_invitation_link_signs_someone_up(
     await expect(carol_row.locator(".role")).to_have_text("member")
     await expect(carol_row.locator(".state")).to_have_text("active")
     await shot(admin, "13-invite-used")
+    assert console.problems == []
+
+
+async def test_direct_message_reaches_the_other_person(
+    server: AppProcess, browser: Browser, console: Console
+) -> None:
+    alice = await signed_up(browser, console, server.url, "alice")
+    bob = await signed_up(browser, console, server.url, "bob")
+    await bob.goto(server.url + "/")
+    await expect(bob.locator("#directs li")).to_have_text(["No direct messages yet."])
+    await alice.click("text=Rooms")
+    await alice.fill("#dm-login", "bob")
+    await alice.click("text=Open conversation")
+    await alice.wait_for_url(re.compile(re.escape(server.url) + r"/rooms/[^/]+$"))
+    await expect(alice).to_have_title("bob · Chat")
+    await expect(alice.locator("h1")).to_contain_text("bob")
+    await expect(alice.locator("#status")).to_have_text("")
+    await send(alice, "hi bob, just you")
+    await expect(alice.locator("#messages li.message:not(.pending)")).to_have_count(1)
+    await shot(alice, "15-dm-sent")
+    await bob.reload()
+    await expect(bob.locator("#directs li a")).to_have_text(["alice"])
+    assert list((await unread_badges(bob, "#directs")).values()) == ["1"]
+    await expect(bob.locator("#rooms li a")).to_have_text(["#General"])  # not a room
+    await shot(bob, "15-dm-listed")
+    await bob.click("#directs li a")
+    await expect(bob).to_have_title("alice · Chat")
+    line = bob.locator("#messages li.message").last
+    await expect(line.locator(".text")).to_have_text("hi bob, just you")
+    await expect(line.locator(".author")).to_have_text("alice")
+    await expect(bob.locator("#status")).to_have_text("")
+    await shot(bob, "15-dm-read")
     assert console.problems == []
