@@ -767,3 +767,46 @@ async def test_direct_message_reaches_the_other_person(
     await expect(bob.locator("#status")).to_have_text("")
     await shot(bob, "15-dm-read")
     assert console.problems == []
+
+
+async def test_deactivation_ends_the_session_and_marks_the_name(
+    server: AppProcess, browser: Browser, console: Console
+) -> None:
+    url = server.url
+    alice = await signed_up(browser, console, url, "alice")  # the first account: the admin
+    bob = await signed_up(browser, console, url, "bob")
+    await send(bob, "bob was here")
+    await expect(alice.locator("#messages li.message .text")).to_have_text(["bob was here"])
+    admin = await alice.context.new_page()
+    console.watch(admin)
+    await admin.goto(url + "/admin")
+    bob_row = admin.locator("#people tr.person[data-login=bob]")
+    await bob_row.get_by_role("button", name="Deactivate").click()
+    await admin.wait_for_url(url + "/admin")
+    await expect(bob_row.locator(".state")).to_have_text("deactivated")
+    await shot(admin, "16-deactivated")
+    # Bob's open chat page loses its socket (1008) and goes to the login page.
+    await bob.wait_for_url(url + "/login?next=%2Frooms%2Fgeneral")
+    await bob.fill("#login", "bob")
+    await bob.fill("#password", PASSWORD)
+    await bob.click("button[type=submit]")
+    await expect(bob.locator(".form-error")).to_have_text("Wrong login or password.")
+    await shot(bob, "16-login-refused")
+    await alice.reload()
+    line = alice.locator("#messages li.message").last
+    await expect(line.locator(".author")).to_have_text("bob")
+    await expect(line.locator(".gone")).to_have_text("(deactivated)")
+    await shot(alice, "16-name-marked")
+    # Reactivated, he logs in again and is back where he was.
+    await bob_row.get_by_role("button", name="Reactivate").click()
+    await admin.wait_for_url(url + "/admin")
+    await expect(bob_row.locator(".state")).to_have_text("active")
+    await bob.fill("#password", PASSWORD)
+    await bob.click("button[type=submit]")
+    await bob.wait_for_url(url + "/rooms/general")
+    await expect(bob.locator("#status")).to_have_text("")
+    await expect(bob.locator("#messages li.message .text")).to_have_text(["bob was here"])
+    await alice.reload()
+    await expect(alice.locator("#messages li.message .gone")).to_have_count(0)
+    await shot(bob, "16-back-in")
+    assert unexpected(console.problems, 401) == []
