@@ -737,6 +737,63 @@ async def test_invitation_link_signs_someone_up(
     assert console.problems == []
 
 
+async def test_private_room_members_only(
+    server: AppProcess, browser: Browser, console: Console
+) -> None:
+    alice = await signed_up(browser, console, server.url, "alice")
+    bob = await signed_up(browser, console, server.url, "bob")
+    await alice.click("text=Rooms")
+    await alice.fill("#name", "Secret Plans")
+    await alice.check("input[name=private]")
+    await alice.click("text=Create room")
+    await alice.wait_for_url(re.compile(re.escape(server.url) + r"/rooms/secret-plans-\w+"))
+    room_url = alice.url
+    await expect(alice.locator("h1")).to_contain_text("#Secret Plans")
+    await expect(alice.locator("h1 .badge")).to_have_text("private")
+    await expect(alice.locator("#members li")).to_have_text(["alice"])
+    await expect(alice.locator("#status")).to_have_text("")
+    await shot(alice, "14-private-created")
+    # Bob can neither open it nor see it listed.
+    response = await bob.goto(room_url)
+    assert response is not None and response.status == 404
+    await expect(bob.locator("main h1")).to_have_text("404")
+    assert "Secret Plans" not in await bob.content()
+    await shot(bob, "14-private-not-found")
+    await bob.goto(server.url + "/")
+    await expect(bob.locator("#rooms li a")).to_have_text(["#General"])
+    # Once alice adds him, he has it in his list and gets its messages live.
+    await alice.fill("#member-login", "bob")
+    await alice.click("form.add-member button")
+    await alice.wait_for_url(room_url)
+    await expect(alice.locator("#members li")).to_have_text(["alice", "bob"])
+    await expect(alice.locator("#status")).to_have_text("")
+    await bob.reload()
+    entry = bob.locator("#rooms li", has_text="#Secret Plans")
+    await expect(entry.locator(".badge")).to_have_text("private")
+    await entry.locator("a").click()
+    await bob.wait_for_url(room_url)
+    await expect(bob.locator("#members li")).to_have_text(["alice", "bob"])
+    await expect(bob.locator("#status")).to_have_text("")
+    await send(alice, "just between us")
+    line = bob.locator("#messages li.message").last
+    await expect(line.locator(".text")).to_have_text("just between us")
+    await expect(line.locator(".author")).to_have_text("alice")
+    await shot(bob, "14-private-message")
+    # Leaving sends him, and his other tab in the room, to the room list, without it.
+    other_tab = await bob.context.new_page()
+    console.watch(other_tab)
+    await other_tab.goto(room_url)
+    await expect(other_tab.locator("#status")).to_have_text("")
+    await bob.click("#leave-room")
+    for page in (bob, other_tab):
+        await page.wait_for_url(server.url + "/")
+        await expect(page.locator("#rooms li a")).to_have_text(["#General"])
+    await shot(bob, "14-private-left")
+    response = await bob.goto(room_url)
+    assert response is not None and response.status == 404
+    assert unexpected(console.problems, 404) == []
+
+
 async def test_direct_message_reaches_the_other_person(
     server: AppProcess, browser: Browser, console: Console
 ) -> None:
