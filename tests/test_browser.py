@@ -42,13 +42,26 @@ TIMEOUT_MS = 10_000
 expect.set_options(timeout=TIMEOUT_MS)
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[AppProcess]:
-    """The real chat process on the embedded store, in an empty directory."""
+def chat_process(tmp_path: Path, **env: str) -> AppProcess:
+    """Start the real chat process on the embedded store, in an empty directory."""
     if not Path(CHROMIUM).exists():
         pytest.fail("Chromium is missing: install Debian's chromium (apt-get install chromium)")
+    return AppProcess(tmp_path, **env).start()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[AppProcess]:
+    """The real chat process, open to anyone's sign-up (the harness's default for tests)."""
     # Seeding 120 messages from one socket is faster than the default message rate limit.
-    app = AppProcess(tmp_path, MESSAGE_BURST="1000", MESSAGE_PER_MINUTE="60000").start()
+    app = chat_process(tmp_path, MESSAGE_BURST="1000", MESSAGE_PER_MINUTE="60000")
+    yield app
+    app.kill()
+
+
+@pytest.fixture
+def invite_server(tmp_path: Path) -> Iterator[AppProcess]:
+    """The real chat process with the default sign-up mode: by invitation only."""
+    app = chat_process(tmp_path, SIGNUP_MODE="invite")
     yield app
     app.kill()
 
@@ -410,9 +423,9 @@ async def log_in(page: Page, url: str, login: str) -> None:
     await page.wait_for_url(url + "/")
 
 
-async def unread_badges(page: Page) -> dict[str, str]:
+async def unread_badges(page: Page, listing: str = "#rooms") -> dict[str, str]:
     """Return each room's unread badge text on the room list ('' when it has none)."""
-    result: dict[str, str] = await page.locator("#rooms li").evaluate_all(
+    result: dict[str, str] = await page.locator(f"{listing} li").evaluate_all(
         """els => Object.fromEntries(els.map(e => {
             const badge = e.querySelector('.unread');
             return [e.dataset.slug, badge ? badge.firstChild.textContent : ''];
@@ -670,3 +683,187 @@ async def test_title_badge_and_notifications_while_hidden(
     assert len(await bob.evaluate("window.__shown")) == 2  # no notification while visible
     await shot(bob, "12-badge-cleared")
     assert console.problems == []
+
+
+def unexpected(problems: list[str], *statuses: int) -> list[str]:
+    """Return the console problems but the failed loads of the given statuses, expected ones."""
+    expected = tuple(f"status of {status}" for status in statuses)
+    return [p for p in problems if not any(e in p for e in expected)]
+
+
+async def test_invitation_link_signs_someone_up(
+    invite_server: AppProcess, browser: Browser, console: Console
+) -> None:
+    url = invite_server.url
+    admin = await signed_up(browser, console, url, "alice")  # the first account: the admin
+    await admin.click("text=Admin")
+    await admin.wait_for_url(url + "/admin")
+    await expect(admin.locator("#invites tr.invite")).to_have_count(0)
+    await admin.click("#new-invite")
+    await admin.wait_for_url(url + "/admin")
+    invite = admin.locator("#invites tr.invite")
+    await expect(invite).to_have_count(1)
+    await expect(invite.locator("td").nth(1)).to_have_text("alice")
+    await expect(invite.locator("td").nth(3)).to_have_text("0")
+    link = await invite.locator("input.invite-link").input_value()
+    assert re.fullmatch(re.escape(url) + r"/join/[\w-]+", link), link
+    await shot(admin, "13-invite-made")
+    # Without the link, the sign-up page says how to get in, and has no form.
+    _, carol = await new_person(browser, console)
+    await carol.goto(url + "/signup")
+    await expect(carol.locator("#signup-refused")).to_contain_text("by invitation only")
+    await expect(carol.locator("main form")).to_have_count(0)
+    await shot(carol, "13-signup-refused")
+    await carol.goto(link)
+    await expect(carol.locator(".invited")).to_have_text("You were invited by alice.")
+    await carol.fill("#login", "carol")
+    await carol.fill("#email", "carol@example.com")
+    await carol.fill("#password", PASSWORD)
+    await carol.fill("#password_confirm", PASSWORD)
+    await shot(carol, "13-signup-invited")
+    await carol.click("button[type=submit]")
+    await carol.wait_for_url(url + "/")
+    await expect(carol.locator("header .me")).to_have_text("carol")
+    await expect(carol.locator("#rooms li a")).to_have_text(["#General"])
+    await expect(carol.locator("header").get_by_role("link", name="Admin")).to_have_count(0)
+    await shot(carol, "13-invited-in")
+    await admin.reload()
+    await expect(invite.locator("td").nth(3)).to_have_text("1")
+    await expect(admin.locator("#people tr.person")).to_have_count(2)
+    carol_row = admin.locator("#people tr.person[data-login=carol]")
+    await expect(carol_row.locator(".role")).to_have_text("member")
+    await expect(carol_row.locator(".state")).to_have_text("active")
+    await shot(admin, "13-invite-used")
+    assert console.problems == []
+
+
+async def test_private_room_members_only(
+    server: AppProcess, browser: Browser, console: Console
+) -> None:
+    alice = await signed_up(browser, console, server.url, "alice")
+    bob = await signed_up(browser, console, server.url, "bob")
+    await alice.click("text=Rooms")
+    await alice.fill("#name", "Secret Plans")
+    await alice.check("input[name=private]")
+    await alice.click("text=Create room")
+    await alice.wait_for_url(re.compile(re.escape(server.url) + r"/rooms/secret-plans-\w+"))
+    room_url = alice.url
+    await expect(alice.locator("h1")).to_contain_text("#Secret Plans")
+    await expect(alice.locator("h1 .badge")).to_have_text("private")
+    await expect(alice.locator("#members li")).to_have_text(["alice"])
+    await expect(alice.locator("#status")).to_have_text("")
+    await shot(alice, "14-private-created")
+    # Bob can neither open it nor see it listed.
+    response = await bob.goto(room_url)
+    assert response is not None and response.status == 404
+    await expect(bob.locator("main h1")).to_have_text("404")
+    assert "Secret Plans" not in await bob.content()
+    await shot(bob, "14-private-not-found")
+    await bob.goto(server.url + "/")
+    await expect(bob.locator("#rooms li a")).to_have_text(["#General"])
+    # Once alice adds him, he has it in his list and gets its messages live.
+    await alice.fill("#member-login", "bob")
+    await alice.click("form.add-member button")
+    await alice.wait_for_url(room_url)
+    await expect(alice.locator("#members li")).to_have_text(["alice", "bob"])
+    await expect(alice.locator("#status")).to_have_text("")
+    await bob.reload()
+    entry = bob.locator("#rooms li", has_text="#Secret Plans")
+    await expect(entry.locator(".badge")).to_have_text("private")
+    await entry.locator("a").click()
+    await bob.wait_for_url(room_url)
+    await expect(bob.locator("#members li")).to_have_text(["alice", "bob"])
+    await expect(bob.locator("#status")).to_have_text("")
+    await send(alice, "just between us")
+    line = bob.locator("#messages li.message").last
+    await expect(line.locator(".text")).to_have_text("just between us")
+    await expect(line.locator(".author")).to_have_text("alice")
+    await shot(bob, "14-private-message")
+    # Leaving sends him, and his other tab in the room, to the room list, without it.
+    other_tab = await bob.context.new_page()
+    console.watch(other_tab)
+    await other_tab.goto(room_url)
+    await expect(other_tab.locator("#status")).to_have_text("")
+    await bob.click("#leave-room")
+    for page in (bob, other_tab):
+        await page.wait_for_url(server.url + "/")
+        await expect(page.locator("#rooms li a")).to_have_text(["#General"])
+    await shot(bob, "14-private-left")
+    response = await bob.goto(room_url)
+    assert response is not None and response.status == 404
+    assert unexpected(console.problems, 404) == []
+
+
+async def test_direct_message_reaches_the_other_person(
+    server: AppProcess, browser: Browser, console: Console
+) -> None:
+    alice = await signed_up(browser, console, server.url, "alice")
+    bob = await signed_up(browser, console, server.url, "bob")
+    await bob.goto(server.url + "/")
+    await expect(bob.locator("#directs li")).to_have_text(["No direct messages yet."])
+    await alice.click("text=Rooms")
+    await alice.fill("#dm-login", "bob")
+    await alice.click("text=Open conversation")
+    await alice.wait_for_url(re.compile(re.escape(server.url) + r"/rooms/[^/]+$"))
+    await expect(alice).to_have_title("bob · Chat")
+    await expect(alice.locator("h1")).to_contain_text("bob")
+    await expect(alice.locator("#status")).to_have_text("")
+    await send(alice, "hi bob, just you")
+    await expect(alice.locator("#messages li.message:not(.pending)")).to_have_count(1)
+    await shot(alice, "15-dm-sent")
+    await bob.reload()
+    await expect(bob.locator("#directs li a")).to_have_text(["alice"])
+    assert list((await unread_badges(bob, "#directs")).values()) == ["1"]
+    await expect(bob.locator("#rooms li a")).to_have_text(["#General"])  # not a room
+    await shot(bob, "15-dm-listed")
+    await bob.click("#directs li a")
+    await expect(bob).to_have_title("alice · Chat")
+    line = bob.locator("#messages li.message").last
+    await expect(line.locator(".text")).to_have_text("hi bob, just you")
+    await expect(line.locator(".author")).to_have_text("alice")
+    await expect(bob.locator("#status")).to_have_text("")
+    await shot(bob, "15-dm-read")
+    assert console.problems == []
+
+
+async def test_deactivation_ends_the_session_and_marks_the_name(
+    server: AppProcess, browser: Browser, console: Console
+) -> None:
+    url = server.url
+    alice = await signed_up(browser, console, url, "alice")  # the first account: the admin
+    bob = await signed_up(browser, console, url, "bob")
+    await send(bob, "bob was here")
+    await expect(alice.locator("#messages li.message .text")).to_have_text(["bob was here"])
+    admin = await alice.context.new_page()
+    console.watch(admin)
+    await admin.goto(url + "/admin")
+    bob_row = admin.locator("#people tr.person[data-login=bob]")
+    await bob_row.get_by_role("button", name="Deactivate").click()
+    await admin.wait_for_url(url + "/admin")
+    await expect(bob_row.locator(".state")).to_have_text("deactivated")
+    await shot(admin, "16-deactivated")
+    # Bob's open chat page loses its socket (1008) and goes to the login page.
+    await bob.wait_for_url(url + "/login?next=%2Frooms%2Fgeneral")
+    await bob.fill("#login", "bob")
+    await bob.fill("#password", PASSWORD)
+    await bob.click("button[type=submit]")
+    await expect(bob.locator(".form-error")).to_have_text("Wrong login or password.")
+    await shot(bob, "16-login-refused")
+    await alice.reload()
+    line = alice.locator("#messages li.message").last
+    await expect(line.locator(".author")).to_have_text("bob")
+    await expect(line.locator(".gone")).to_have_text("(deactivated)")
+    await shot(alice, "16-name-marked")
+    # Reactivated, he logs in again and is back where he was.
+    await bob_row.get_by_role("button", name="Reactivate").click()
+    await admin.wait_for_url(url + "/admin")
+    await expect(bob_row.locator(".state")).to_have_text("active")
+    await bob.fill("#password", PASSWORD)
+    await bob.click("button[type=submit]")
+    await bob.wait_for_url(url + "/rooms/general")
+    await expect(bob.locator("#status")).to_have_text("")
+    await expect(bob.locator("#messages li.message .text")).to_have_text(["bob was here"])
+    await alice.reload()
+    await expect(alice.locator("#messages li.message .gone")).to_have_count(0)
+    await shot(bob, "16-back-in")
+    assert unexpected(console.problems, 401) == []

@@ -47,8 +47,14 @@ export class RoomSocket {
     ws.addEventListener("close", (event) => {
       if (this.ws !== ws) return;
       this.ws = null;
+      if (event.code === 1008 && event.reason === "left the room") {
+        // They left this private room (here or in another tab): back to the room list, since
+        // the login page would send them on to this room, now a 404 for them.
+        location.assign("/");
+        return;
+      }
       if (event.code === 1008) {
-        // The session ended (logout elsewhere, expiry): go to the login page.
+        // The session ended (logout elsewhere, expiry, deactivation): go to the login page.
         location.assign("/login?next=" + encodeURIComponent(location.pathname));
         return;
       }
