@@ -8,8 +8,10 @@ import contextlib
 import datetime as dt
 import getpass
 import json
+import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 
 from yarl import URL
 
@@ -47,16 +49,32 @@ def where(settings: Settings) -> str:
     return f"SQLite database {(settings.data_dir / 'chat.sqlite3').resolve()}"
 
 
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """Let Ctrl-C stop a prompt at once: under asyncio.run it would wait for the next await."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def read_password(settings: Settings) -> str:
     """Ask for a new password twice on a terminal, else read one line from stdin."""
     stdin = sys.stdin
     if stdin is not None and stdin.isatty():
         try:
-            password = getpass.getpass("New password: ")
-            if getpass.getpass("Once more: ") != password:
-                raise Refused("the two passwords differ")
+            with interruptible():
+                password = getpass.getpass("New password: ")
+                again = getpass.getpass("Once more: ")
         except EOFError:
+            print(file=sys.stderr)  # end the prompt's line
             raise Refused("no password given") from None
+        if again != password:
+            raise Refused("the two passwords differ")
     else:
         line = stdin.readline() if stdin is not None else ""
         if not line:
@@ -254,8 +272,8 @@ def parser() -> argparse.ArgumentParser:
         "while the server runs. Settings come from the environment and ./.env, as for app.py: "
         "run it where the server runs, with the same DATA_DIR or MONGODB_URI.",
         epilog="Exit codes: 0 done; 1 refused (unknown login, login taken, last admin, bad "
-        "password); 2 bad usage; 3 configuration error or database unreachable. A password "
-        "is asked twice on a terminal, else read as one line from stdin.",
+        "password); 2 bad usage; 3 configuration error or database unreachable; 130 "
+        "interrupted. A password is asked twice on a terminal, else read as one line from stdin.",
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -330,6 +348,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return asyncio.run(run(args))
     except KeyboardInterrupt:
+        print(file=sys.stderr)  # end the line ^C was typed on
         error("interrupted")
         return INTERRUPTED
 

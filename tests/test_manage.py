@@ -6,9 +6,14 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
+import pty
+import select
+import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -377,6 +382,84 @@ def test_as_a_real_process(tmp_path: Path) -> None:
     ]
     refused = run("deactivate", "alice")
     assert refused.returncode == 1 and "at least one active admin" in refused.stderr
+
+
+class OnTerminal:
+    """`python manage.py ...` as a real process on a pseudo-terminal, as an operator runs it."""
+
+    def __init__(self, cwd: Path, *argv: str) -> None:
+        self.master, slave = pty.openpty()
+        self.proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "manage.py"), *argv],
+            cwd=cwd,
+            env=app_env(DATA_DIR=str(cwd / "data")),
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            start_new_session=True,
+        )
+        os.close(slave)
+        self.output = ""
+
+    def expect(self, text: str, timeout: float = 30) -> None:
+        """Read the terminal until `text` shows."""
+        deadline = time.monotonic() + timeout
+        while text not in self.output:
+            assert time.monotonic() < deadline, self.output
+            if select.select([self.master], [], [], 0.1)[0]:
+                try:
+                    self.output += os.read(self.master, 1024).decode()
+                except OSError:  # the process ended and closed its side
+                    break
+        assert text in self.output, self.output
+
+    def type(self, line: str) -> None:
+        """Type a line."""
+        os.write(self.master, line.encode() + b"\n")
+
+    def wait(self) -> int:
+        """Wait for the exit code."""
+        return self.proc.wait(30)
+
+    def close(self) -> None:
+        """Make sure the process is gone, and close the terminal."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+        os.close(self.master)
+
+
+@pytest.fixture
+def terminal(tmp_path: Path) -> Iterator[Callable[..., OnTerminal]]:
+    """Start `manage.py` on terminals in tmp_path; none outlives the test."""
+    started: list[OnTerminal] = []
+
+    def start(*argv: str) -> OnTerminal:
+        started.append(OnTerminal(tmp_path, *argv))
+        return started[-1]
+
+    yield start
+    for term in started:
+        term.close()
+
+
+def test_a_terminal_asks_twice_and_ctrl_c_stops_the_prompt(
+    terminal: Callable[..., OnTerminal],
+) -> None:
+    term = terminal("create-admin", "alice")
+    term.expect("New password: ")
+    term.type(PASSWORD)
+    term.expect("Once more: ")
+    term.type(PASSWORD)
+    term.expect("created admin alice")
+    assert term.wait() == 0
+    assert PASSWORD not in term.output  # not echoed
+
+    term = terminal("reset-password", "alice")
+    term.expect("New password: ")
+    term.proc.send_signal(signal.SIGINT)  # what ^C sends: at once, not after Enter
+    term.expect("manage.py: interrupted")
+    assert term.wait() == 130
 
 
 # With the app running
