@@ -143,7 +143,7 @@ async def create_admin(args: argparse.Namespace, settings: Settings, store: Stor
     email: str = args.email or f"{login}@localhost"
     if args.email is not None and (len(email) > EMAIL_MAX or not EMAIL_RE.fullmatch(email)):
         raise Refused(f"{email!r} is not an email address like name@example.com")
-    taken = f"the login {login!r} is taken (logins ignore case); use reset-password for it"
+    taken = f"the login {login!r} is taken (logins ignore case): promote it on /admin instead"
     if await store.users.find_by_login(login) is not None:
         raise Refused(taken)
     password_hash = await new_hash(settings)
