@@ -53,7 +53,8 @@ async def broker_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def expiry_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Close sockets whose login session expired or was ended elsewhere, in the background."""
+    """Close, in the background, the sockets whose session expired or was ended elsewhere, and
+    those in private rooms their people no longer belong to."""
 
     async def sweep() -> None:
         while True:
@@ -61,6 +62,7 @@ async def expiry_ctx(app: web.Application) -> AsyncIterator[None]:
             try:
                 await app[HUB_KEY].close_expired()
                 await app[HUB_KEY].close_ended(app[STORE_KEY].sessions)
+                await app[HUB_KEY].close_strangers(app[STORE_KEY].rooms)
             except StorageUnavailable as exc:
                 log.warning("cannot check the sockets' sessions: %s", exc)
 

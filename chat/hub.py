@@ -12,7 +12,7 @@ from aiohttp import web
 
 from chat.connection import CLOSE_GOING_AWAY, CLOSE_SESSION_ENDED, Connection, fan_out
 from chat.frames import message_frame, ws_text_frame
-from storage.base import MAX_PAGE, Messages, Sessions, StorageUnavailable, now
+from storage.base import MAX_PAGE, Messages, Rooms, Sessions, StorageUnavailable, now
 
 log = logging.getLogger(__name__)
 
@@ -196,6 +196,20 @@ class Hub:
             ended.update(set(batch) - await sessions.live(batch))
         conns = [c for c in self.connections() if c.session.id in ended]
         await self._close(conns, CLOSE_SESSION_ENDED, "session ended")
+
+    async def close_strangers(self, rooms: Rooms) -> None:
+        """Close the sockets of people no longer members of the private room they are in.
+
+        Leaving closes them at once on every process; this catches a leave whose word was lost
+        (Redis down at that moment).
+        """
+        for slug, members in list(self.rooms.items()):
+            room = await rooms.find(slug)
+            if room is None or not room.private:
+                continue
+            for user in {c.user for c in members}:
+                if not await rooms.is_member(slug, user):
+                    await self.close_member(slug, user, CLOSE_SESSION_ENDED, "left the room")
 
     async def close_expired(self) -> None:
         """Close with 1008 the sockets whose login session has expired."""

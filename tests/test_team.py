@@ -621,3 +621,21 @@ async def test_a_socket_whose_session_was_ended_elsewhere_is_closed_by_the_sweep
     await alice.client.app[HUB_KEY].close_ended(store.sessions)
     closing = await ws.receive(timeout=5)
     assert (closing.type, closing.data) == (WSMsgType.CLOSE, 1008)
+
+
+async def test_a_socket_left_in_a_private_room_by_a_lost_leave_is_closed_by_the_sweep(
+    make_user: Any, connect: Any
+) -> None:
+    alice = await make_user("alice")
+    bob = await make_user("bob")
+    slug = await make_private_room(alice)
+    await alice.post(f"/rooms/{slug}/members", {"login": "bob"}, csrf_path="/")
+    a = await connect(alice, f"?room={slug}")
+    b = await connect(bob, f"?room={slug}")
+    store = alice.client.app[STORE_KEY]
+    await store.rooms.remove_member(slug, "bob")  # no word to the hub, as with Redis down
+    await alice.client.app[HUB_KEY].close_strangers(store.rooms)
+    closing = await b.receive(timeout=5)
+    assert (closing.type, closing.data, closing.extra) == (WSMsgType.CLOSE, 1008, "left the room")
+    await send(a, type="typing")
+    assert not a.closed  # the members stay
