@@ -41,8 +41,8 @@ def create_app(settings: Settings) -> web.Application:
     """Build the application; no I/O happens until it starts."""
     storage = EncryptedCookieStorage(
         settings.secret_key,
-        cookie_name="chat_session",
-        max_age=settings.session_max_age,
+        cookie_name=settings.cookie_name,
+        max_age=settings.session_max_age,  # path "/" and no Domain, as `__Host-` requires
         httponly=True,
         samesite="Lax",
         secure=settings.cookie_secure,

@@ -72,6 +72,11 @@ class Settings:
         return "mongodb" if self.mongodb_uri else "sqlite"
 
     @property
+    def cookie_name(self) -> str:
+        """Name the session cookie: `__Host-` when Secure, so no subdomain or http page sets it."""
+        return "__Host-chat_session" if self.cookie_secure else "chat_session"
+
+    @property
     def hosts(self) -> tuple[str, ...]:
         """Return the Host entries requests may carry: ALLOWED_HOSTS, or the local defaults."""
         if self.allowed_hosts:
@@ -229,7 +234,6 @@ def load_settings(env_file: str | os.PathLike[str] | None = ".env", **overrides:
             d["mongodb_timeout_ms"].default,
             "give milliseconds",
         ),
-        "cookie_secure": _read(env, "COOKIE_SECURE", _bool, False, "use true or false"),
         "session_max_age": _read(
             env,
             "SESSION_MAX_AGE",
@@ -308,6 +312,10 @@ def load_settings(env_file: str | os.PathLike[str] | None = ".env", **overrides:
         ),
         "log_level": _read(env, "LOG_LEVEL", _log_level, d["log_level"].default, "e.g. INFO"),
     }
+    # Behind a proxy (Heroku) the site is served over HTTPS, so the cookie is Secure by default.
+    values["cookie_secure"] = _read(
+        env, "COOKIE_SECURE", _bool, values["trust_proxy"], "use true or false"
+    )
     secret = _read(env, "SECRET_KEY", _fernet_key, "", FERNET_HINT)
     values.update(overrides)
     if "secret_key" not in overrides:

@@ -171,7 +171,11 @@ async def test_session_cookie_flags(client: TestClient[Any, Any], auth: Auth) ->
 @pytest.mark.parametrize("settings_overrides", [{"cookie_secure": True}])
 async def test_secure_cookie_when_configured(client: TestClient[Any, Any]) -> None:
     resp = await client.get("/signup")
-    assert resp.cookies["chat_session"]["secure"]
+    # Secure, so it carries the __Host- prefix: Secure, path=/ and no Domain (RFC 6265bis 4.1.3.2).
+    assert "chat_session" not in resp.cookies
+    cookie = resp.cookies["__Host-chat_session"]
+    assert cookie["secure"]
+    assert cookie["path"] == "/" and not cookie["domain"]
     assert "Strict-Transport-Security" in resp.headers
 
 

@@ -83,6 +83,16 @@ def test_bad_value_names_the_setting(
     assert "\n" not in message
 
 
+def test_cookie_secure_follows_trust_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = load_settings(env_file=None)
+    assert not settings.cookie_secure and settings.cookie_name == "chat_session"
+    monkeypatch.setenv("TRUST_PROXY", "true")  # Heroku: served over HTTPS by its router
+    settings = load_settings(env_file=None)
+    assert settings.cookie_secure and settings.cookie_name == "__Host-chat_session"
+    monkeypatch.setenv("COOKIE_SECURE", "false")  # an explicit setting wins
+    assert not load_settings(env_file=None).cookie_secure
+
+
 def test_allowed_hosts_are_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
     assert load_settings(env_file=None).hosts == ("127.0.0.1", "localhost", "[::1]")
     monkeypatch.setenv("HOST", "0.0.0.0")
