@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from argon2 import PasswordHasher
 
 from conftest import PASSWORD, Auth, origin
 from storage import STORE_KEY
@@ -242,3 +243,21 @@ async def test_oversized_form_is_refused(client: TestClient[Any, Any], auth: Aut
         headers={"Origin": origin(client)},
     )
     assert resp.status == 413
+
+
+async def test_login_rehashes_a_hash_made_under_older_argon2_costs(
+    client: TestClient[Any, Any], auth: Auth
+) -> None:
+    users = client.app[STORE_KEY].users
+    old = PasswordHasher(time_cost=2, memory_cost=32).hash(PASSWORD)  # not the app's costs
+    await users.create("alice", "alice@example.com", old)
+    assert (await auth.login("alice", "wrong password")).status == 401
+    assert (await users.find_by_login("alice")).password_hash == old  # only a success rehashes
+    assert (await auth.login("alice", PASSWORD)).status == 302
+    new = (await users.find_by_login("alice")).password_hash
+    assert new != old and "m=64,t=1" in new  # the test settings' ARGON2_MEMORY_KIB/TIME_COST
+    assert PasswordHasher(time_cost=1, memory_cost=64).verify(new, PASSWORD)
+    assert (await client.get("/", allow_redirects=False)).status == 200  # the session lives
+    await auth.logout()
+    assert (await auth.login("alice", PASSWORD)).status == 302
+    assert (await users.find_by_login("alice")).password_hash == new  # current: left alone
