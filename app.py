@@ -41,15 +41,17 @@ def create_app(settings: Settings) -> web.Application:
     """Build the application; no I/O happens until it starts."""
     storage = EncryptedCookieStorage(
         settings.secret_key,
-        cookie_name="chat_session",
-        max_age=settings.session_max_age,
+        cookie_name=settings.cookie_name,
+        max_age=settings.session_max_age,  # path "/" and no Domain, as `__Host-` requires
         httponly=True,
         samesite="Lax",
         secure=settings.cookie_secure,
     )
-    # Order matters: proxy headers first (so scheme and address are the client's), error
-    # pages around everything, the session before anything that reads it (user, CSRF).
+    # Order matters: proxy headers first (so scheme, address and host are the client's), then
+    # the Host check before anything else runs, error pages around the rest, the session
+    # before anything that reads it (user, CSRF).
     chain: list[Any] = [
+        middlewares.allowed_host,
         middlewares.error_pages,
         session_middleware(storage),
         middlewares.current_user,
@@ -90,6 +92,9 @@ def main() -> None:
     log.info(
         "starting on http://%s:%d with %s storage", settings.host, settings.port, settings.backend
     )
+    if settings.trust_proxy and not settings.allowed_hosts:
+        hosts = ", ".join(settings.hosts)
+        log.warning("TRUST_PROXY but no ALLOWED_HOSTS: only %s are served", hosts)
     try:
         web.run_app(
             create_app(settings),

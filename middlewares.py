@@ -1,4 +1,4 @@
-"""Request middlewares: error pages, the logged-in user, and CSRF protection."""
+"""Request middlewares: the Host check, error pages, the logged-in user, and CSRF protection."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from common import SESSION_KEY
 from common.csrf import csrf_valid
 from common.forms import field
 from common.pages import Refusal, render_page
+from settings import SETTINGS_KEY
 from storage import STORE_KEY
 from storage.base import StorageUnavailable, now
 
@@ -35,6 +36,42 @@ ERROR_TEXT = {
     429: "Too many attempts. Please wait a little and try again.",
     503: "The chat is temporarily unavailable. Please try again in a moment.",
 }
+
+
+FOREIGN_HOST = "This site is not served under that host name."
+
+
+def host_allowed(host: str, allowed: tuple[str, ...]) -> bool:
+    """Say whether a Host is allowed: `*`, an entry with its port, or a port-less entry's name.
+
+    An entry without a port admits its name on any port: DNS rebinding brings the attacker's
+    name, and behind a proxy the port is the proxy's, not the one the app binds.
+    """
+    host = host.strip().lower()
+    if "*" in allowed or host in allowed:
+        return True
+    name, sep, port = host.rpartition(":")
+    if not sep or not port.isdigit() or (":" in name and not name[:1] + name[-1:] == "[]"):
+        return False  # no port, or a name with a colon that is no bracketed IPv6 address
+    return name in allowed
+
+
+@web.middleware
+def allowed_host(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
+    """Refuse a request whose Host (X-Forwarded-Host under TRUST_PROXY) is not ALLOWED_HOSTS.
+
+    It runs right after the proxy middleware (so request.host is the forwarded one) and before
+    every other: a foreign Host reads no cookie, renders no page and touches no store. Like
+    `csrf`, it returns the handler's awaitable so no frame of it stays under a WebSocket.
+    """
+    if host_allowed(request.host, request.app[SETTINGS_KEY].hosts):
+        return handler(request)
+    log.info("refused %s %s for host %r", request.method, request.path, request.host)
+    return _refuse_host()
+
+
+async def _refuse_host() -> web.StreamResponse:
+    return web.json_response({"error": FOREIGN_HOST}, status=400)
 
 
 def _wants_html(request: web.Request) -> bool:

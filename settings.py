@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -46,6 +47,7 @@ class Settings:
     ws_heartbeat: float = 25.0
     ws_direct_writes: bool = True
     trust_proxy: bool = False
+    allowed_hosts: tuple[str, ...] = ()  # empty: HOST, localhost and the loopback addresses
     redis_url: str = ""
     login_limit_account: int = 5
     login_limit_address: int = 20
@@ -68,6 +70,19 @@ class Settings:
     def backend(self) -> str:
         """Name the storage backend these settings select."""
         return "mongodb" if self.mongodb_uri else "sqlite"
+
+    @property
+    def cookie_name(self) -> str:
+        """Name the session cookie: `__Host-` when Secure, so no subdomain or http page sets it."""
+        return "__Host-chat_session" if self.cookie_secure else "chat_session"
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        """Return the Host entries requests may carry: ALLOWED_HOSTS, or the local defaults."""
+        if self.allowed_hosts:
+            return self.allowed_hosts
+        own = f"[{self.host}]" if ":" in self.host else self.host
+        return tuple(dict.fromkeys((own.lower(), "localhost", "127.0.0.1", "[::1]")))
 
 
 SETTINGS_KEY = web.AppKey("settings", Settings)
@@ -147,6 +162,23 @@ def _mongodb_uri(raw: str) -> str:
     return raw
 
 
+_HOST_ENTRY = re.compile(r"(?:[a-z0-9_.-]+|\[[0-9a-f:.]+\])(?::[0-9]{1,5})?")
+
+
+def allowed_hosts(raw: str) -> tuple[str, ...]:
+    """Parse ALLOWED_HOSTS: comma-separated `name`, `name:port`, `[v6]`, `[v6]:port`, or `*`."""
+    entries = tuple(dict.fromkeys(e.strip().lower() for e in raw.split(",") if e.strip()))
+    for entry in entries:
+        if entry != "*" and not _HOST_ENTRY.fullmatch(entry):
+            raise ValueError(f"{entry!r} is not a host name, host:port or *")
+        port = entry.rpartition("]")[2].rpartition(":")[2] if ":" in entry else ""
+        if port and not 1 <= int(port) <= 65535:
+            raise ValueError(f"{entry!r} has no valid port")
+    if not entries:
+        raise ValueError("name at least one host")
+    return entries
+
+
 def _redis_url(raw: str) -> str:
     if not raw.startswith(("redis://", "rediss://", "unix://")):
         raise ValueError("expected a redis://, rediss:// or unix:// URL")
@@ -202,7 +234,6 @@ def load_settings(env_file: str | os.PathLike[str] | None = ".env", **overrides:
             d["mongodb_timeout_ms"].default,
             "give milliseconds",
         ),
-        "cookie_secure": _read(env, "COOKIE_SECURE", _bool, False, "use true or false"),
         "session_max_age": _read(
             env,
             "SESSION_MAX_AGE",
@@ -242,6 +273,9 @@ def load_settings(env_file: str | os.PathLike[str] | None = ".env", **overrides:
         ),
         "ws_direct_writes": _read(env, "WS_DIRECT_WRITES", _bool, True, "use true or false"),
         "trust_proxy": _read(env, "TRUST_PROXY", _bool, False, "use true or false"),
+        "allowed_hosts": _read(
+            env, "ALLOWED_HOSTS", allowed_hosts, (), "e.g. chat.example.com,localhost"
+        ),
         **{
             name: _read(env, name.upper(), _int_in(1, 10_000_000), d[name].default, "give a count")
             for name in (
@@ -278,6 +312,10 @@ def load_settings(env_file: str | os.PathLike[str] | None = ".env", **overrides:
         ),
         "log_level": _read(env, "LOG_LEVEL", _log_level, d["log_level"].default, "e.g. INFO"),
     }
+    # Behind a proxy (Heroku) the site is served over HTTPS, so the cookie is Secure by default.
+    values["cookie_secure"] = _read(
+        env, "COOKIE_SECURE", _bool, values["trust_proxy"], "use true or false"
+    )
     secret = _read(env, "SECRET_KEY", _fernet_key, "", FERNET_HINT)
     values.update(overrides)
     if "secret_key" not in overrides:

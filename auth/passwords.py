@@ -30,6 +30,13 @@ class Passwords:
             return False
         return await asyncio.to_thread(self._check, password_hash, password)
 
+    def needs_rehash(self, password_hash: str) -> bool:
+        """Say whether a hash was made with other argon2 parameters than the current ones."""
+        try:
+            return self._hasher.check_needs_rehash(password_hash)
+        except (InvalidHashError, ValueError):
+            return False
+
     def _check(self, password_hash: str, password: str) -> bool:
         try:
             return self._hasher.verify(password_hash, password)

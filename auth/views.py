@@ -137,16 +137,19 @@ class Login(Page):
         )
         if wait:
             raise too_many(wait)
-        user = await request.app[STORE_KEY].users.find_by_login(login) if login else None
-        ok = await request.app[PASSWORDS_KEY].verify(
-            user.password_hash if user else None, password[:1024]
-        )
+        store, passwords = request.app[STORE_KEY], request.app[PASSWORDS_KEY]
+        user = await store.users.find_by_login(login) if login else None
+        ok = await passwords.verify(user.password_hash if user else None, password[:1024])
         if user is None or not ok or not user.active:  # deactivated: the same failure
             limits.login_account.hit(account)
             limits.login_address.hit(address)
             context = {"form": {"login": login}, "next": nxt, "errors": {"form": LOGIN_FAILED}}
             return await render_form(request, "login.html", context, status=401)
         limits.login_account.reset(account)
+        if passwords.needs_rehash(user.password_hash):
+            # Made under older ARGON2_* costs: store it under the current ones. The password
+            # is the same, so no session ends.
+            await store.users.set_password(user.login, await passwords.hash(password[:1024]))
         await start_session(request, user)
         raise web.HTTPFound(nxt)
 

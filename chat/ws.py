@@ -29,6 +29,7 @@ from chat.frames import (
     ws_pong_frame,
 )
 from chat.hub import HUB_KEY
+from chat.masking import MaskedWebSocketResponse
 from chat.reads import READS_KEY
 from common import SESSION_KEY
 from common.limits import TokenBucket, too_many
@@ -123,7 +124,7 @@ class ChatSocket(web.View):
         # Every frame to the client goes through its Connection, so that the hub may write to
         # the socket itself while the transport holds nothing back: the hub pings (heartbeat),
         # the view answers pings, and closes once the socket has left the hub (autoclose off).
-        ws = web.WebSocketResponse(
+        ws = MaskedWebSocketResponse(
             heartbeat=None,
             autoping=False,
             autoclose=False,

@@ -23,7 +23,7 @@ from harness import AppProcess as AppProcess  # test_browser.py imports it from 
 sys.path.insert(0, str(ROOT))
 
 from app import create_app  # noqa: E402
-from settings import Settings  # noqa: E402
+from settings import SETTINGS_KEY, Settings  # noqa: E402
 from storage import open_store  # noqa: E402
 from storage.base import Store  # noqa: E402
 
@@ -206,7 +206,7 @@ class Auth:
     def cookie(self) -> str:
         """Return the value of this client's session cookie."""
         cookies = self.client.session.cookie_jar.filter_cookies(self.client.make_url("/"))
-        return cookies["chat_session"].value
+        return cookies[cookie_name(self)].value
 
     async def ws(self, query: str = "", **kw: Any) -> ClientWebSocketResponse:
         """Open the chat socket as this client."""
@@ -296,6 +296,12 @@ async def ws(
     return await connect(auth)
 
 
+def cookie_name(person: Auth) -> str:
+    """Return the session cookie's name on this person's app."""
+    app = person.client.app
+    return app[SETTINGS_KEY].cookie_name if app is not None else "chat_session"
+
+
 async def raw_ws_connect(person: Auth) -> socket.socket:
     """Open a person's socket by hand with a tiny receive buffer, then never read from it."""
     client = person.client
@@ -308,7 +314,7 @@ async def raw_ws_connect(person: Auth) -> socket.socket:
         f"GET /ws HTTP/1.1\r\nHost: {client.host}:{client.port}\r\n"
         "Upgrade: websocket\r\nConnection: Upgrade\r\n"
         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-        f'Origin: {origin(client)}\r\nCookie: chat_session="{person.cookie()}"\r\n\r\n'
+        f'Origin: {origin(client)}\r\nCookie: {cookie_name(person)}="{person.cookie()}"\r\n\r\n'
     )
     await loop.sock_sendall(sock, request.encode())
     head = await asyncio.wait_for(loop.sock_recv(sock, 1024), 5)

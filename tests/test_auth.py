@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from argon2 import PasswordHasher
 
 from conftest import PASSWORD, Auth, origin
 from storage import STORE_KEY
@@ -171,7 +172,11 @@ async def test_session_cookie_flags(client: TestClient[Any, Any], auth: Auth) ->
 @pytest.mark.parametrize("settings_overrides", [{"cookie_secure": True}])
 async def test_secure_cookie_when_configured(client: TestClient[Any, Any]) -> None:
     resp = await client.get("/signup")
-    assert resp.cookies["chat_session"]["secure"]
+    # Secure, so it carries the __Host- prefix: Secure, path=/ and no Domain (RFC 6265bis 4.1.3.2).
+    assert "chat_session" not in resp.cookies
+    cookie = resp.cookies["__Host-chat_session"]
+    assert cookie["secure"]
+    assert cookie["path"] == "/" and not cookie["domain"]
     assert "Strict-Transport-Security" in resp.headers
 
 
@@ -238,3 +243,21 @@ async def test_oversized_form_is_refused(client: TestClient[Any, Any], auth: Aut
         headers={"Origin": origin(client)},
     )
     assert resp.status == 413
+
+
+async def test_login_rehashes_a_hash_made_under_older_argon2_costs(
+    client: TestClient[Any, Any], auth: Auth
+) -> None:
+    users = client.app[STORE_KEY].users
+    old = PasswordHasher(time_cost=2, memory_cost=32).hash(PASSWORD)  # not the app's costs
+    await users.create("alice", "alice@example.com", old)
+    assert (await auth.login("alice", "wrong password")).status == 401
+    assert (await users.find_by_login("alice")).password_hash == old  # only a success rehashes
+    assert (await auth.login("alice", PASSWORD)).status == 302
+    new = (await users.find_by_login("alice")).password_hash
+    assert new != old and "m=64,t=1" in new  # the test settings' ARGON2_MEMORY_KIB/TIME_COST
+    assert PasswordHasher(time_cost=1, memory_cost=64).verify(new, PASSWORD)
+    assert (await client.get("/", allow_redirects=False)).status == 200  # the session lives
+    await auth.logout()
+    assert (await auth.login("alice", PASSWORD)).status == 302
+    assert (await users.find_by_login("alice")).password_hash == new  # current: left alone

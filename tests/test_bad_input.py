@@ -35,12 +35,17 @@ async def close_code_from(sock: socket.socket) -> int:
             data += chunk
             pos = data.find(b"\r\n\r\n") + 4 if data.startswith(b"HTTP/") else 0
             while len(data) - pos >= 2:
-                opcode, length = data[pos] & 0x0F, data[pos + 1] & 0x7F
-                if len(data) - pos < 2 + length:
+                opcode, length, head = data[pos] & 0x0F, data[pos + 1] & 0x7F, 2
+                if length >= 126:  # a 16- or 64-bit length follows
+                    head += 2 if length == 126 else 8
+                    if len(data) - pos < head:
+                        break
+                    length = int.from_bytes(data[pos + 2 : pos + head], "big")
+                if len(data) - pos < head + length:
                     break
                 if opcode == 8:
-                    return int.from_bytes(data[pos + 2 : pos + 4], "big")
-                pos += 2 + length
+                    return int.from_bytes(data[pos + head : pos + head + 2], "big")
+                pos += head + length
             if not chunk:
                 raise ConnectionError("closed without a close frame")
 
@@ -142,3 +147,69 @@ async def test_confusable_logins_are_rejected(auth: Auth, make_client: Any, logi
     assert resp.status in (400, 409)
     assert 'id="login-error"' in await resp.text()
     assert await auth.client.app[STORE_KEY].users.find_by_login(login) is None
+
+
+def frame(opcode: int, payload: bytes, *, mask: bool = True) -> bytes:
+    """A client frame of any length, masked unless told otherwise."""
+    n = len(payload)
+    if n < 126:
+        size = bytes([n])
+    else:
+        size = (
+            bytes([126]) + n.to_bytes(2, "big")
+            if n < 65536
+            else bytes([127]) + n.to_bytes(8, "big")
+        )
+    if not mask:
+        return bytes([0x80 | opcode, size[0]]) + size[1:] + payload
+    key = os.urandom(4)
+    body = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+    return bytes([0x80 | opcode, 0x80 | size[0]]) + size[1:] + key + body
+
+
+async def test_unmasked_client_frame_is_closed_with_1002(
+    client: Any, make_user: Any, connect: Any
+) -> None:
+    alice = await make_user("alice")
+    bob = await make_user("bob")
+    witness = await connect(bob)
+    sock = await raw_ws_connect(alice)
+    try:
+        loop = asyncio.get_running_loop()
+        text = json.dumps({"type": "message", "text": "unmasked", "client_id": "u1"})
+        # RFC 6455 5.1: a server MUST close the connection on an unmasked client frame.
+        await loop.sock_sendall(sock, frame(0x1, text.encode(), mask=False))
+        assert await close_code_from(sock) == 1002
+    finally:
+        sock.close()
+    await witness.send_str(json.dumps({"type": "message", "text": "fine", "client_id": "w1"}))
+    got = await receive_until(witness, "message")
+    assert got["text"] == "fine"  # the unmasked message was never posted
+    assert [m.text for m in await client.app[STORE_KEY].messages.after("general", 0, 10)] == [
+        "fine"
+    ]
+
+
+async def test_masked_frames_before_an_unmasked_one_still_count(
+    make_user: Any, connect: Any
+) -> None:
+    alice = await make_user("alice")
+    bob = await make_user("bob")
+    witness = await connect(bob)
+    sock = await raw_ws_connect(alice)
+    try:
+        loop = asyncio.get_running_loop()
+        long_text = "x" * 300  # a 16-bit length
+        data = b"".join(
+            frame(0x1, json.dumps({"type": "message", "text": t, "client_id": t[:9]}).encode())
+            for t in ("first", long_text)
+        ) + frame(0x1, b'{"type": "typing"}', mask=False)
+        for i in range(len(data)):  # a byte at a time: headers split across reads
+            await loop.sock_sendall(sock, data[i : i + 1])
+            if i < 40 or i % 50 == 0:
+                await asyncio.sleep(0.001)
+        assert await close_code_from(sock) == 1002
+    finally:
+        sock.close()
+    assert (await receive_until(witness, "message"))["text"] == "first"
+    assert (await receive_until(witness, "message"))["text"] == long_text

@@ -18,7 +18,7 @@ ALL_VARS = [
     "LOGIN_LIMIT_ADDRESS",
     "LOGIN_WINDOW", "SIGNUP_LIMIT_ADDRESS", "SIGNUP_WINDOW", "MESSAGE_BURST", "MESSAGE_PER_MINUTE",
     "SOCKETS_PER_USER", "SOCKETS_PER_ADDRESS", "ROOM_LIMIT_USER", "ROOM_WINDOW", "EDIT_WINDOW",
-    "SIGNUP_MODE", "INVITE_TTL",
+    "SIGNUP_MODE", "INVITE_TTL", "ALLOWED_HOSTS",
 ]  # fmt: skip
 
 
@@ -67,6 +67,9 @@ def test_environment_beats_env_file(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         ("REDIS_URL", "localhost:6379"),
         ("MESSAGE_BURST", "0"),
         ("LOGIN_WINDOW", "soon"),
+        ("ALLOWED_HOSTS", "https://chat.example.com"),
+        ("ALLOWED_HOSTS", "chat.example.com:99999"),
+        ("ALLOWED_HOSTS", " , "),
     ],
 )
 def test_bad_value_names_the_setting(
@@ -78,6 +81,25 @@ def test_bad_value_names_the_setting(
     message = str(info.value)
     assert message.startswith(f"{name}=")
     assert "\n" not in message
+
+
+def test_cookie_secure_follows_trust_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = load_settings(env_file=None)
+    assert not settings.cookie_secure and settings.cookie_name == "chat_session"
+    monkeypatch.setenv("TRUST_PROXY", "true")  # Heroku: served over HTTPS by its router
+    settings = load_settings(env_file=None)
+    assert settings.cookie_secure and settings.cookie_name == "__Host-chat_session"
+    monkeypatch.setenv("COOKIE_SECURE", "false")  # an explicit setting wins
+    assert not load_settings(env_file=None).cookie_secure
+
+
+def test_allowed_hosts_are_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings(env_file=None).hosts == ("127.0.0.1", "localhost", "[::1]")
+    monkeypatch.setenv("HOST", "0.0.0.0")
+    assert load_settings(env_file=None).hosts == ("0.0.0.0", "localhost", "127.0.0.1", "[::1]")
+    monkeypatch.setenv("ALLOWED_HOSTS", " Chat.Example.com, [::1]:8080,chat.example.com ,*")
+    settings = load_settings(env_file=None)
+    assert settings.hosts == ("chat.example.com", "[::1]:8080", "*")
 
 
 def test_mongodb_requires_a_secret_key(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,74 @@
+"""MaskedFrames, the guard before aiohttp's WebSocket reader, fed in every possible split."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from aiohttp import WSCloseCode
+
+from chat.masking import MaskedFrames
+
+
+class Reader:
+    """Stands in for aiohttp's reader: keeps what it is fed."""
+
+    def __init__(self) -> None:
+        self.fed = b""
+
+    def feed_data(self, data: bytes) -> tuple[bool, bytes]:
+        """Keep the data."""
+        self.fed += data
+        return False, b""
+
+
+class Queue:
+    """Stands in for the reader's queue: keeps the exception."""
+
+    exc: Any = None
+
+    def set_exception(self, exc: BaseException) -> None:
+        """Keep the exception."""
+        self.exc = exc
+
+
+def client_frame(n: int, *, mask: bool = True) -> bytes:
+    """A binary frame with an n-byte payload (7-, 16- or 64-bit length)."""
+    if n < 126:
+        size = bytes([n])
+    else:
+        size = (
+            bytes([126]) + n.to_bytes(2, "big")
+            if n < 65536
+            else bytes([127]) + n.to_bytes(8, "big")
+        )
+    key = os.urandom(4) if mask else b""
+    return bytes([0x82, (0x80 if mask else 0) | size[0]]) + size[1:] + key + os.urandom(n)
+
+
+def feed(data: bytes, cuts: list[int]) -> tuple[Reader, Queue, bool]:
+    """Feed data in the pieces the cuts make; return the reader, queue and the last eof."""
+    reader, queue = Reader(), Queue()
+    guard = MaskedFrames(reader, queue)
+    eof = False
+    for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True):
+        eof, _ = guard.feed_data(data[a:b])
+    return reader, queue, eof
+
+
+def test_masked_frames_pass_whole_in_any_split() -> None:
+    data = client_frame(0) + client_frame(5) + client_frame(300) + client_frame(70000)
+    for cut in range(1, 40):
+        reader, queue, eof = feed(data, [cut, cut + 1, cut + 7])
+        assert reader.fed == data and queue.exc is None and not eof, cut
+    reader, queue, _ = feed(data, list(range(1, 400)))  # a byte at a time, the headers too
+    assert reader.fed == data and queue.exc is None
+
+
+def test_an_unmasked_frame_stops_the_stream_before_it() -> None:
+    good = client_frame(3) + client_frame(200)
+    data = good + client_frame(4, mask=False) + client_frame(3)
+    for cuts in ([], [len(good) + 1], list(range(1, len(data)))):
+        reader, queue, eof = feed(data, cuts)
+        assert reader.fed == good, cuts
+        assert queue.exc.code == WSCloseCode.PROTOCOL_ERROR and eof, cuts
