@@ -41,6 +41,8 @@ class Settings:
     password_min_length: int = 10
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
+    hash_concurrency: int = 2
+    hash_queue: int = 16
     history_page_size: int = 50
     ws_queue_size: int = 1024
     ws_heartbeat: float = 25.0
@@ -226,6 +228,12 @@ def load_settings(env_file: str | os.PathLike[str] | None = ".env", **overrides:
             _int_in(8, 4 * 1024 * 1024),
             d["argon2_memory_kib"].default,
             "give KiB",
+        ),
+        "hash_concurrency": _read(
+            env, "HASH_CONCURRENCY", _int_in(1, 64), d["hash_concurrency"].default, "give a count"
+        ),
+        "hash_queue": _read(
+            env, "HASH_QUEUE", _int_in(0, 10000), d["hash_queue"].default, "give a count"
         ),
         "history_page_size": _read(
             env,

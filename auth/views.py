@@ -8,7 +8,7 @@ from aiohttp import web
 
 from auth.accounts import signup_mode
 from auth.forms import safe_next, validate_signup
-from auth.passwords import PASSWORDS_KEY
+from auth.passwords import PASSWORDS_KEY, Busy, busy_refusal
 from auth.sessions import end_session, start_session
 from common import SESSION_KEY
 from common.forms import field
@@ -86,7 +86,10 @@ class SignUp(Page):
         shown = {"login": values["login"], "email": values["email"]}  # never the password
         if errors:
             return await self.render({"form": shown, "errors": errors}, status=400)
-        password_hash = await request.app[PASSWORDS_KEY].hash(values["password"])
+        try:
+            password_hash = await request.app[PASSWORDS_KEY].hash(values["password"])
+        except Busy:
+            raise busy_refusal() from None
         store = request.app[STORE_KEY]
         try:
             user = await store.users.create(values["login"], values["email"], password_hash)
@@ -138,9 +141,12 @@ class Login(Page):
         if wait:
             raise too_many(wait)
         user = await request.app[STORE_KEY].users.find_by_login(login) if login else None
-        ok = await request.app[PASSWORDS_KEY].verify(
-            user.password_hash if user else None, password[:1024]
-        )
+        try:
+            ok = await request.app[PASSWORDS_KEY].verify(
+                user.password_hash if user else None, password[:1024]
+            )
+        except Busy:
+            raise busy_refusal() from None
         if user is None or not ok or not user.active:  # deactivated: the same failure
             limits.login_account.hit(account)
             limits.login_address.hit(address)

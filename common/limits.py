@@ -35,6 +35,11 @@ class WindowLimit:
             return 0
         return max(1, math.ceil(left))
 
+    def count(self, key: str) -> int:
+        """Attempts counted for `key` in its current window."""
+        start, count = self._hits.get(key, (0.0, 0))
+        return count if self.clock() - start < self.window else 0
+
     def hit(self, key: str) -> None:
         """Count one attempt for `key`."""
         now = self.clock()

@@ -18,7 +18,7 @@ ALL_VARS = [
     "LOGIN_LIMIT_ADDRESS",
     "LOGIN_WINDOW", "SIGNUP_LIMIT_ADDRESS", "SIGNUP_WINDOW", "MESSAGE_BURST", "MESSAGE_PER_MINUTE",
     "SOCKETS_PER_USER", "SOCKETS_PER_ADDRESS", "ROOM_LIMIT_USER", "ROOM_WINDOW", "EDIT_WINDOW",
-    "SIGNUP_MODE", "INVITE_TTL",
+    "SIGNUP_MODE", "INVITE_TTL", "HASH_CONCURRENCY", "HASH_QUEUE",
 ]  # fmt: skip
 
 
@@ -67,6 +67,8 @@ def test_environment_beats_env_file(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         ("REDIS_URL", "localhost:6379"),
         ("MESSAGE_BURST", "0"),
         ("LOGIN_WINDOW", "soon"),
+        ("HASH_CONCURRENCY", "0"),
+        ("HASH_QUEUE", "-1"),
     ],
 )
 def test_bad_value_names_the_setting(
