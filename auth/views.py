@@ -86,16 +86,22 @@ class SignUp(Page):
         shown = {"login": values["login"], "email": values["email"]}  # never the password
         if errors:
             return await self.render({"form": shown, "errors": errors}, status=400)
+        store = request.app[STORE_KEY]
+        # A taken login is refused before the costly hash, and counts against the address, so
+        # the 409 cannot be used to list accounts faster than sign-ups are allowed.
+        taken = {"login": "This login is taken; choose another."}
+        if await store.users.find_by_login(values["login"]) is not None:
+            limit.hit(address)
+            return await self.render({"form": shown, "errors": taken}, status=409)
         try:
             password_hash = await request.app[PASSWORDS_KEY].hash(values["password"])
         except Busy:
             raise busy_refusal() from None
-        store = request.app[STORE_KEY]
         try:
             user = await store.users.create(values["login"], values["email"], password_hash)
-        except LoginTaken:
-            errors = {"login": "This login is taken; choose another."}
-            return await self.render({"form": shown, "errors": errors}, status=409)
+        except LoginTaken:  # taken meanwhile: the unique index decides races
+            limit.hit(address)
+            return await self.render({"form": shown, "errors": taken}, status=409)
         if self.invite is not None:
             await store.invites.use(self.invite.token)
         limit.hit(address)

@@ -130,3 +130,18 @@ async def test_signup_while_hashing_is_saturated_gets_503(auth: Auth, make_clien
         gate.opened.set()
     await held
     assert (await Auth(await make_client()).signup("bob")).status == 302
+
+
+@pytest.mark.parametrize("settings_overrides", [{"signup_limit_address": 2}])
+async def test_signup_with_a_taken_login_is_refused_before_hashing_and_counted(
+    auth: Auth, make_client: Any
+) -> None:
+    assert (await auth.signup("alice")).status == 302  # the address's first sign-up
+    gate = gated(auth.client.app[PASSWORDS_KEY])
+    gate.opened.set()
+    taken = await Auth(await make_client()).signup("ALICE")
+    assert taken.status == 409 and "This login is taken" in await taken.text()
+    assert gate.calls == []  # no hash was spent on it
+    # It counted: the address has used its two sign-ups.
+    refused = await Auth(await make_client()).signup("bob")
+    assert refused.status == 429 and int(refused.headers["Retry-After"]) > 0
