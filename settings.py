@@ -52,6 +52,7 @@ class Settings:
     login_limit_account: int = 5
     login_limit_address: int = 20
     login_window: int = 900
+    login_delay_max: float = 10.0
     signup_limit_address: int = 10
     signup_window: int = 3600
     room_limit_user: int = 10
@@ -234,6 +235,9 @@ def load_settings(env_file: str | os.PathLike[str] | None = ".env", **overrides:
         ),
         "hash_queue": _read(
             env, "HASH_QUEUE", _int_in(0, 10000), d["hash_queue"].default, "give a count"
+        ),
+        "login_delay_max": _read(
+            env, "LOGIN_DELAY_MAX", _float_in(0, 60), d["login_delay_max"].default, "give seconds"
         ),
         "history_page_size": _read(
             env,

@@ -12,7 +12,7 @@ from auth.passwords import PASSWORDS_KEY, Busy, busy_refusal
 from auth.sessions import end_session, start_session
 from common import SESSION_KEY
 from common.forms import field
-from common.limits import LIMITS_KEY, too_many
+from common.limits import LIMITS_KEY, login_pair, too_many
 from common.pages import Page, Refusal, redirect, render_form
 from settings import SETTINGS_KEY
 from storage import STORE_KEY
@@ -140,12 +140,16 @@ class Login(Page):
         nxt = safe_next(field(form, "next") or request.query.get("next", ""), "/")
         limits = request.app[LIMITS_KEY]
         account, address = login_key(login), request.remote or ""
-        # Checked before the password, so a blocked account cannot be probed any further.
+        pair = login_pair(account, address)
+        # Checked before the password, so a blocked pair or address cannot probe any further.
         wait = max(
-            limits.login_account.retry_after(account), limits.login_address.retry_after(address)
+            limits.login_account.retry_after(pair), limits.login_address.retry_after(address)
         )
         if wait:
             raise too_many(wait)
+        # Failures on this account from anywhere slow every attempt on it (bounded), the owner's
+        # too, but never lock it: the right password from another address still gets in.
+        await limits.login_delay.wait(account)
         user = await request.app[STORE_KEY].users.find_by_login(login) if login else None
         try:
             ok = await request.app[PASSWORDS_KEY].verify(
@@ -154,11 +158,13 @@ class Login(Page):
         except Busy:
             raise busy_refusal() from None
         if user is None or not ok or not user.active:  # deactivated: the same failure
-            limits.login_account.hit(account)
+            limits.login_account.hit(pair)
             limits.login_address.hit(address)
+            limits.login_delay.hit(account)
             context = {"form": {"login": login}, "next": nxt, "errors": {"form": LOGIN_FAILED}}
             return await render_form(request, "login.html", context, status=401)
-        limits.login_account.reset(account)
+        limits.login_account.reset(pair)
+        limits.login_delay.reset(account)
         await start_session(request, user)
         raise web.HTTPFound(nxt)
 

@@ -18,7 +18,7 @@ ALL_VARS = [
     "LOGIN_LIMIT_ADDRESS",
     "LOGIN_WINDOW", "SIGNUP_LIMIT_ADDRESS", "SIGNUP_WINDOW", "MESSAGE_BURST", "MESSAGE_PER_MINUTE",
     "SOCKETS_PER_USER", "SOCKETS_PER_ADDRESS", "ROOM_LIMIT_USER", "ROOM_WINDOW", "EDIT_WINDOW",
-    "SIGNUP_MODE", "INVITE_TTL", "HASH_CONCURRENCY", "HASH_QUEUE",
+    "SIGNUP_MODE", "INVITE_TTL", "HASH_CONCURRENCY", "HASH_QUEUE", "LOGIN_DELAY_MAX",
 ]  # fmt: skip
 
 
@@ -69,6 +69,7 @@ def test_environment_beats_env_file(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         ("LOGIN_WINDOW", "soon"),
         ("HASH_CONCURRENCY", "0"),
         ("HASH_QUEUE", "-1"),
+        ("LOGIN_DELAY_MAX", "forever"),
     ],
 )
 def test_bad_value_names_the_setting(
