@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from typing import Any
 
 import pytest
 
-from auth.passwords import PASSWORDS_KEY, Busy, Passwords
+from auth.passwords import HASH_NICENESS, PASSWORDS_KEY, Busy, Passwords
 from common.limits import LIMITS_KEY
 from conftest import PASSWORD, Auth
 
@@ -24,6 +25,7 @@ class Gate:
         self.most = 0
         self.calls: list[str] = []
         self.threads: set[str] = set()
+        self.niceness: set[int] = set()
 
     def _through(self, name: str, fn: Any, *args: str) -> Any:
         with self.lock:
@@ -31,6 +33,7 @@ class Gate:
             self.most = max(self.most, self.running)
             self.calls.append(name)
             self.threads.add(threading.current_thread().name)
+            self.niceness.add(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
         try:
             assert self.opened.wait(5), "the gate was never opened"
             return fn(*args)
@@ -73,6 +76,8 @@ async def test_at_most_concurrency_hash_at_once_then_a_short_queue_then_busy() -
     assert len(set(hashes)) == 5
     assert gate.most == 2
     assert all(name.startswith("argon2") for name in gate.threads), gate.threads
+    # The hashing threads yield the CPU to the event loop's thread.
+    assert gate.niceness == {os.getpriority(os.PRIO_PROCESS, 0) + HASH_NICENESS}
     assert await passwords.hash("there is room again")  # the queue drained
     passwords.close()
 
@@ -145,3 +150,22 @@ async def test_signup_with_a_taken_login_is_refused_before_hashing_and_counted(
     # It counted: the address has used its two sign-ups.
     refused = await Auth(await make_client()).signup("bob")
     assert refused.status == 429 and int(refused.headers["Retry-After"]) > 0
+
+
+@pytest.mark.parametrize("settings_overrides", [{"hash_concurrency": 1, "hash_queue": 0}])
+async def test_password_change_while_hashing_is_saturated_gets_503(
+    auth: Auth, make_client: Any
+) -> None:
+    await auth.signup("alice")
+    gate = gated(auth.client.app[PASSWORDS_KEY])
+    held = asyncio.create_task(Auth(await make_client()).login("alice", "wrong password!!"))
+    try:
+        await gate.until_running(1)
+        new = "another good password"
+        form = {"current_password": PASSWORD, "password": new, "password_confirm": new}
+        busy = await auth.post("/account/password", form, csrf_path="/account")
+        assert busy.status == 503 and busy.headers["Retry-After"] == "1"
+    finally:
+        gate.opened.set()
+    await held
+    assert (await Auth(await make_client()).login("alice", PASSWORD)).status == 302  # unchanged
