@@ -103,7 +103,9 @@ async def error_pages(request: web.Request, handler: Handler) -> web.StreamRespo
                 response.headers[name] = exc.headers[name]
         return response
     except Refusal as exc:
-        return await _error_response(request, exc.status, exc.message)
+        response = await _error_response(request, exc.status, exc.message)
+        response.headers.update(exc.headers)
+        return response
     except StorageUnavailable as exc:
         log.warning("database unavailable during %s %s: %s", request.method, request.path, exc)
         response = await _error_response(request, 503)

@@ -42,6 +42,8 @@ class Settings:
     password_min_length: int = 10
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
+    hash_concurrency: int = 2
+    hash_queue: int = 16
     history_page_size: int = 50
     ws_queue_size: int = 1024
     ws_heartbeat: float = 25.0
@@ -52,6 +54,7 @@ class Settings:
     login_limit_account: int = 5
     login_limit_address: int = 20
     login_window: int = 900
+    login_delay_max: float = 10.0
     signup_limit_address: int = 10
     signup_window: int = 3600
     room_limit_user: int = 10
@@ -257,6 +260,15 @@ def load_settings(env_file: str | os.PathLike[str] | None = ".env", **overrides:
             _int_in(8, 4 * 1024 * 1024),
             d["argon2_memory_kib"].default,
             "give KiB",
+        ),
+        "hash_concurrency": _read(
+            env, "HASH_CONCURRENCY", _int_in(1, 64), d["hash_concurrency"].default, "give a count"
+        ),
+        "hash_queue": _read(
+            env, "HASH_QUEUE", _int_in(0, 10000), d["hash_queue"].default, "give a count"
+        ),
+        "login_delay_max": _read(
+            env, "LOGIN_DELAY_MAX", _float_in(0, 60), d["login_delay_max"].default, "give seconds"
         ),
         "history_page_size": _read(
             env,

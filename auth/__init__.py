@@ -22,5 +22,15 @@ def require_login(request: web.Request) -> Session:
 
 def setup_auth(app: web.Application, settings: Settings) -> None:
     """Add password hashing, and the list of those told when a login session ends."""
-    app[PASSWORDS_KEY] = Passwords(settings.argon2_time_cost, settings.argon2_memory_kib)
+    passwords = app[PASSWORDS_KEY] = Passwords(
+        settings.argon2_time_cost,
+        settings.argon2_memory_kib,
+        settings.hash_concurrency,
+        settings.hash_queue,
+    )
     app[SESSION_ENDED_KEY] = []
+
+    async def close_passwords(app: web.Application) -> None:
+        passwords.close()
+
+    app.on_cleanup.append(close_passwords)

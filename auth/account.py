@@ -10,7 +10,7 @@ from aiohttp import web
 from auth import require_login
 from auth.accounts import end_sessions, set_password
 from auth.forms import PASSWORD_MAX
-from auth.passwords import PASSWORDS_KEY
+from auth.passwords import PASSWORDS_KEY, Busy, busy_refusal
 from auth.sessions import end_session, session_ended
 from common.forms import field
 from common.pages import Page, Refusal, redirect, render_form
@@ -52,8 +52,11 @@ class ChangePassword(web.View):
         current, new = field(form, "current_password"), field(form, "password")
         errors: dict[str, str] = {}
         passwords = request.app[PASSWORDS_KEY]
-        if not await passwords.verify(session.user.password_hash, current[:1024]):
-            errors["current_password"] = WRONG_PASSWORD
+        try:
+            if not await passwords.verify(session.user.password_hash, current[:1024]):
+                errors["current_password"] = WRONG_PASSWORD
+        except Busy:
+            raise busy_refusal() from None
         minimum = request.app[SETTINGS_KEY].password_min_length
         if len(new) < minimum:
             errors["password"] = f"Use at least {minimum} characters."
@@ -63,10 +66,14 @@ class ChangePassword(web.View):
             errors["password_confirm"] = "The two passwords differ."
         if errors:
             return await render_account(request, {"errors": errors}, status=400)
+        try:
+            new_hash = await passwords.hash(new)
+        except Busy:
+            raise busy_refusal() from None
         await set_password(
             request.app[STORE_KEY],
             session.user.login,
-            await passwords.hash(new),
+            new_hash,
             functools.partial(session_ended, request.app),
             keep=session.id,
         )

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from aiohttp import web
 
 from auth.accounts import signup_mode
 from auth.forms import safe_next, validate_signup
-from auth.passwords import PASSWORDS_KEY
+from auth.passwords import PASSWORDS_KEY, Busy, busy_refusal
 from auth.sessions import end_session, start_session
 from common import SESSION_KEY
 from common.forms import field
-from common.limits import LIMITS_KEY, too_many
+from common.limits import LIMITS_KEY, login_pair, too_many
 from common.pages import Page, Refusal, redirect, render_form
 from settings import SETTINGS_KEY
 from storage import STORE_KEY
@@ -86,13 +87,22 @@ class SignUp(Page):
         shown = {"login": values["login"], "email": values["email"]}  # never the password
         if errors:
             return await self.render({"form": shown, "errors": errors}, status=400)
-        password_hash = await request.app[PASSWORDS_KEY].hash(values["password"])
         store = request.app[STORE_KEY]
+        # A taken login is refused before the costly hash, and counts against the address, so
+        # the 409 cannot be used to list accounts faster than sign-ups are allowed.
+        taken = {"login": "This login is taken; choose another."}
+        if await store.users.find_by_login(values["login"]) is not None:
+            limit.hit(address)
+            return await self.render({"form": shown, "errors": taken}, status=409)
+        try:
+            password_hash = await request.app[PASSWORDS_KEY].hash(values["password"])
+        except Busy:
+            raise busy_refusal() from None
         try:
             user = await store.users.create(values["login"], values["email"], password_hash)
-        except LoginTaken:
-            errors = {"login": "This login is taken; choose another."}
-            return await self.render({"form": shown, "errors": errors}, status=409)
+        except LoginTaken:  # taken meanwhile: the unique index decides races
+            limit.hit(address)
+            return await self.render({"form": shown, "errors": taken}, status=409)
         if self.invite is not None:
             await store.invites.use(self.invite.token)
         limit.hit(address)
@@ -131,25 +141,35 @@ class Login(Page):
         nxt = safe_next(field(form, "next") or request.query.get("next", ""), "/")
         limits = request.app[LIMITS_KEY]
         account, address = login_key(login), request.remote or ""
-        # Checked before the password, so a blocked account cannot be probed any further.
+        pair = login_pair(account, address)
+        # Checked before the password, so a blocked pair or address cannot probe any further.
         wait = max(
-            limits.login_account.retry_after(account), limits.login_address.retry_after(address)
+            limits.login_account.retry_after(pair), limits.login_address.retry_after(address)
         )
         if wait:
             raise too_many(wait)
+        # Failures on this account from anywhere slow every attempt on it (bounded), the owner's
+        # too, but never lock it: the right password from another address still gets in.
+        await limits.login_delay.wait(account)
         store, passwords = request.app[STORE_KEY], request.app[PASSWORDS_KEY]
         user = await store.users.find_by_login(login) if login else None
-        ok = await passwords.verify(user.password_hash if user else None, password[:1024])
+        try:
+            ok = await passwords.verify(user.password_hash if user else None, password[:1024])
+        except Busy:
+            raise busy_refusal() from None
         if user is None or not ok or not user.active:  # deactivated: the same failure
-            limits.login_account.hit(account)
+            limits.login_account.hit(pair)
             limits.login_address.hit(address)
+            limits.login_delay.hit(account)
             context = {"form": {"login": login}, "next": nxt, "errors": {"form": LOGIN_FAILED}}
             return await render_form(request, "login.html", context, status=401)
-        limits.login_account.reset(account)
+        limits.login_account.reset(pair)
+        limits.login_delay.reset(account)
         if passwords.needs_rehash(user.password_hash):
             # Made under older ARGON2_* costs: store it under the current ones. The password
-            # is the same, so no session ends.
-            await store.users.set_password(user.login, await passwords.hash(password[:1024]))
+            # is the same, so no session ends; with hashing saturated, the next login does it.
+            with contextlib.suppress(Busy):
+                await store.users.set_password(user.login, await passwords.hash(password[:1024]))
         await start_session(request, user)
         raise web.HTTPFound(nxt)
 

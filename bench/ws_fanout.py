@@ -44,6 +44,7 @@ BENCH_LIMITS = {
     "SIGNUP_MODE": "open",  # the accounts are made through the real sign-up form
     "SOCKETS_PER_ADDRESS": "100000",
     "SIGNUP_LIMIT_ADDRESS": "100000",
+    "HASH_QUEUE": "10000",  # accounts are signed up 20 at once
     "MESSAGE_BURST": "100000",
     "MESSAGE_PER_MINUTE": "10000000",
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import aiohttp_jinja2
@@ -40,10 +41,11 @@ def redirect(request: web.Request, name: str, **query: str) -> web.HTTPFound:
 class Refusal(Exception):
     """A request refused with a message for people: answered as the error page (or JSON)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = dict(headers or {})  # e.g. Retry-After, sent with the page
 
 
 class Page(web.View):

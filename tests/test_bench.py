@@ -106,3 +106,16 @@ def test_flagged_runs_are_run_again_while_the_budget_lasts(monkeypatch: pytest.M
     runner.budget = 0.0  # spent: a flagged run is kept as it is
     assert runner.run(None, 10, 1.0, stall=True).flagged and runner.reruns == 2
     assert calls == [False, False, False, False, True]
+
+
+def test_login_storm_smoke() -> None:
+    summary = run_smoke("login_storm.py")
+    assert summary["logins"] == 10 and summary["status_other"] == 0
+    answered = sum(summary[f"status_{code}"] for code in (302, 401, 503))  # type: ignore[misc]
+    assert answered == 10
+    assert summary["status_302"] >= 1 and summary["status_401"] >= 1  # right and wrong passwords
+    for key in ("rss_mib_before", "rss_mib_peak", "healthz_p99_ms", "loop_lag_p99_ms"):
+        value = summary[key]
+        assert isinstance(value, float) and value == value and value >= 0, key
+    assert summary["rss_mib_peak"] >= summary["rss_mib_before"]  # type: ignore[operator]
+    assert summary["healthz_probes"] > 0 and summary["healthz_failed"] == 0

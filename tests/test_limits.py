@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from aiohttp import WSMsgType
 
-from common.limits import TokenBucket, WindowLimit
+from common.limits import LIMITS_KEY, GrowingDelay, TokenBucket, WindowLimit
 from conftest import PASSWORD, Auth, receive
 from settings import Settings
 
@@ -47,6 +47,41 @@ def test_window_limit_reset_clears_the_count() -> None:
     assert limit.retry_after("k") == 60
     limit.reset("k")
     assert limit.retry_after("k") == 0
+
+
+def test_growing_delay_grows_and_is_bounded() -> None:
+    clock = Clock()
+    delay = GrowingDelay(3, 2.0, 60, clock)
+    seen = []
+    for _ in range(8):
+        seen.append(delay.delay("k"))
+        delay.hit("k")
+    # Three failures are free; then 0.25 s, doubling per failure, never past 2 s.
+    assert seen == [0, 0, 0, 0.25, 0.5, 1.0, 2.0, 2.0]
+    for _ in range(100):
+        delay.hit("k")
+    assert delay.delay("k") == 2.0  # bounded however many failures
+    assert delay.delay("other") == 0
+    clock.now += 60
+    assert delay.delay("k") == 0  # a new window
+    for _ in range(5):
+        delay.hit("k")
+    delay.reset("k")
+    assert delay.delay("k") == 0
+    assert GrowingDelay(1, 0.0, 60, clock).delay("k") == 0  # LOGIN_DELAY_MAX=0: no delay
+
+
+async def test_growing_delay_sleeps_without_a_thread() -> None:
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    delay = GrowingDelay(1, 10.0, 60, Clock(), sleep)
+    assert await delay.wait("k") == 0 and slept == []
+    delay.hit("k")
+    delay.hit("k")
+    assert await delay.wait("k") == 0.5 and slept == [0.5]
 
 
 def test_token_bucket_bursts_then_refills() -> None:
@@ -114,6 +149,84 @@ async def test_signups_per_address(auth: Auth, make_client: Any) -> None:
         assert (await Auth(await make_client()).signup(f"user{i}")).status == 302
     refused = await Auth(await make_client()).signup("one_more")
     assert refused.status == 429 and int(refused.headers["Retry-After"]) > 0
+
+
+PROXY = {"trust_proxy": True}
+
+
+def from_address(address: str) -> dict[str, str]:
+    """Headers of a request the trusted proxy forwards from `address`."""
+    return {"X-Forwarded-For": address}
+
+
+def record_delays(auth: Auth) -> list[float]:
+    """Make the per-account delay record its sleeps instead of sleeping."""
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    auth.client.app[LIMITS_KEY].login_delay.sleep = sleep
+    return slept
+
+
+@pytest.mark.parametrize("settings_overrides", [PROXY])
+async def test_wrong_passwords_from_one_address_do_not_lock_the_owner_out(
+    auth: Auth, make_client: Any
+) -> None:
+    # The issue changed this: five wrong passwords from anywhere used to lock the owner out
+    # for LOGIN_WINDOW; now they block only that (account, address) pair.
+    await auth.signup("alice")
+    slept = record_delays(auth)
+    attacker = Auth(await make_client())
+    wrong = {"login": "alice", "password": "wrong password!!"}
+    for _ in range(DEFAULTS.login_limit_account):
+        resp = await attacker.post("/login", wrong, headers=from_address("203.0.113.7"))
+        assert resp.status == 401
+    blocked = await attacker.post("/login", wrong, headers=from_address("203.0.113.7"))
+    assert blocked.status == 429 and int(blocked.headers["Retry-After"]) > 0
+    owner = Auth(await make_client())
+    right = {"login": "alice", "password": PASSWORD}
+    resp = await owner.post("/login", right, headers=from_address("198.51.100.9"))
+    assert resp.status == 302  # the owner, from elsewhere, gets in
+    assert slept == [0.25]  # after at most a short, bounded delay
+    # The success cleared the account's delay.
+    resp = await Auth(await make_client()).post("/login", right, headers=from_address("192.0.2.1"))
+    assert resp.status == 302 and slept == [0.25]
+
+
+@pytest.mark.parametrize("settings_overrides", [PROXY])
+async def test_failures_from_many_addresses_slow_the_account_down_boundedly(
+    auth: Auth, make_client: Any
+) -> None:
+    await auth.signup("alice")
+    slept = record_delays(auth)
+    person = Auth(await make_client())
+    wrong = {"login": "alice", "password": "wrong password!!"}
+    for i in range(DEFAULTS.login_limit_account + 10):  # a new address each time
+        resp = await person.post("/login", wrong, headers=from_address(f"203.0.113.{i + 1}"))
+        assert resp.status == 401
+    assert slept == [min(0.25 * 2**k, DEFAULTS.login_delay_max) for k in range(10)]
+    assert slept[-1] == DEFAULTS.login_delay_max == 10.0
+    right = {"login": "alice", "password": PASSWORD}
+    resp = await person.post("/login", right, headers=from_address("198.51.100.9"))
+    assert resp.status == 302 and slept[-1] == 10.0  # slowed, not locked out
+
+
+@pytest.mark.parametrize("settings_overrides", [{**PROXY, "login_limit_address": 3}])
+async def test_failed_logins_per_address_across_accounts(auth: Auth, make_client: Any) -> None:
+    await auth.signup("alice")
+    person = Auth(await make_client())
+    for name in ("a1", "a2", "a3"):
+        resp = await person.post(
+            "/login", {"login": name, "password": "x" * 12}, headers=from_address("203.0.113.7")
+        )
+        assert resp.status == 401
+    right = {"login": "alice", "password": PASSWORD}
+    blocked = await person.post("/login", right, headers=from_address("203.0.113.7"))
+    assert blocked.status == 429  # that address is done, whichever account it tries
+    resp = await person.post("/login", right, headers=from_address("198.51.100.9"))
+    assert resp.status == 302  # another address is not
 
 
 RATES = {"message_burst": 10, "message_per_minute": 100}

@@ -18,7 +18,8 @@ ALL_VARS = [
     "LOGIN_LIMIT_ADDRESS",
     "LOGIN_WINDOW", "SIGNUP_LIMIT_ADDRESS", "SIGNUP_WINDOW", "MESSAGE_BURST", "MESSAGE_PER_MINUTE",
     "SOCKETS_PER_USER", "SOCKETS_PER_ADDRESS", "ROOM_LIMIT_USER", "ROOM_WINDOW", "EDIT_WINDOW",
-    "SIGNUP_MODE", "INVITE_TTL", "ALLOWED_HOSTS",
+    "SIGNUP_MODE", "INVITE_TTL", "ALLOWED_HOSTS", "HASH_CONCURRENCY", "HASH_QUEUE",
+    "LOGIN_DELAY_MAX",
 ]  # fmt: skip
 
 
@@ -70,6 +71,9 @@ def test_environment_beats_env_file(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         ("ALLOWED_HOSTS", "https://chat.example.com"),
         ("ALLOWED_HOSTS", "chat.example.com:99999"),
         ("ALLOWED_HOSTS", " , "),
+        ("HASH_CONCURRENCY", "0"),
+        ("HASH_QUEUE", "-1"),
+        ("LOGIN_DELAY_MAX", "forever"),
     ],
 )
 def test_bad_value_names_the_setting(
