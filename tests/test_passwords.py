@@ -44,6 +44,9 @@ class Gate:
     def hash(self, password: str) -> str:
         return self._through("hash", self.real.hash, password)  # type: ignore[no-any-return]
 
+    def check_needs_rehash(self, password_hash: str) -> bool:
+        return self.real.check_needs_rehash(password_hash)  # type: ignore[no-any-return]
+
     def verify(self, password_hash: str, password: str) -> bool:
         return self._through("verify", self.real.verify, password_hash, password)  # type: ignore[no-any-return]
 
