@@ -48,9 +48,11 @@ def create_app(settings: Settings) -> web.Application:
         secure=settings.cookie_secure,
     )
     # Order matters: proxy headers first (so scheme and address are the client's), error
-    # pages around everything, the session before anything that reads it (user, CSRF).
+    # pages around everything, a request's whole body before any work on it (slow clients),
+    # the session before anything that reads it (user, CSRF).
     chain: list[Any] = [
         middlewares.error_pages,
+        middlewares.body_deadline,
         session_middleware(storage),
         middlewares.current_user,
         middlewares.csrf,
