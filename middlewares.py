@@ -97,15 +97,19 @@ def body_deadline(request: web.Request, handler: Handler) -> Awaitable[web.Strea
 
 async def _body_first(request: web.Request, handler: Handler) -> web.StreamResponse:
     settings = request.app[SETTINGS_KEY]
-    if await _read_body(request, settings.body_timeout, settings.body_min_rate):
-        return await handler(request)
-    received = request.content.total_bytes
+    try:
+        if await _read_body(request, settings.body_timeout, settings.body_min_rate):
+            return await handler(request)
+    except ConnectionResetError:  # the client went away mid-body: nobody to answer
+        log.info("client closed the connection while sending %s %s", request.method, request.path)
+        request.protocol.force_close()
+        return web.Response(status=400)
     log.info(
         "client timeout reading the body of %s %s from %s (%d of %s bytes)",
         request.method,
         request.path,
         request.remote,
-        received,
+        request.content.total_bytes,
         request.content_length if request.content_length is not None else "?",
     )
     response = web.Response(status=408, text="Request body too slow.\n")
@@ -140,6 +144,8 @@ async def _read_body(request: web.Request, timeout: float, min_rate: int) -> boo
     finally:
         if not reading.done():
             reading.cancel()
+        elif not reading.cancelled():
+            reading.exception()  # retrieved, also when this task itself was cancelled
 
 
 @web.middleware

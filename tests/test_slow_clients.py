@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+from aiohttp import web
 
 from conftest import PASSWORD, Auth, origin
 from storage import STORE_KEY
@@ -105,3 +106,33 @@ def test_the_defaults_cut_one_byte_every_10_s_within_30_s() -> None:
     d = Settings.__dataclass_fields__
     timeout, rate = d["body_timeout"].default, d["body_min_rate"].default
     assert timeout <= 30 and BODY_GRACE <= timeout and rate * BODY_GRACE > 1
+
+
+@SQLITE
+async def test_a_client_leaving_mid_body_is_logged_not_a_500(
+    app: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Served as `app.py` serves it: without handler cancellation (the test client cancels).
+    caplog.set_level(logging.INFO)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        head = (
+            f"POST /login HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nOrigin: http://127.0.0.1:{port}\r\n"
+            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\n"
+        )
+        writer.write(head.encode() + b"login=a")
+        await writer.drain()
+        await asyncio.sleep(0.2)
+        writer.close()
+        async with asyncio.timeout(5):
+            while "client closed the connection" not in caplog.text:
+                await asyncio.sleep(0.05)
+    finally:
+        await runner.cleanup()
+    assert "client closed the connection while sending POST /login" in caplog.text
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
