@@ -80,6 +80,7 @@ async def test_socket_refuses_overflowing_numbers_with_400(auth: Auth, name: str
     await auth.signup("alice")
     resp = await auth.upgrade(f"?{name}={raw}")
     assert resp.status == 400
+    await resp.read()  # and so release the connection
 
 
 @HYPOTHESIS
@@ -106,6 +107,7 @@ async def test_socket_parameters_never_answer_5xx(auth: Auth, name: str, raw: st
     if whole_number(raw) is None:
         resp = await auth.upgrade("?" + urlencode({name: raw}))
         assert resp.status == 400, (raw, resp.status)
+        await resp.read()
         return
     ws = await auth.client.ws_connect(
         "/ws", params={name: raw}, headers={"Origin": str(auth.client.make_url("/"))[:-1]}

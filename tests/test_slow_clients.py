@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Any
@@ -53,6 +54,8 @@ async def trickle(auth: Auth, every: float, to_eof: bool = True) -> tuple[float,
     finally:
         sender.cancel()
         writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
     return time.monotonic() - start, answer, sender.done() and not sender.cancelled()
 
 
@@ -129,6 +132,8 @@ async def test_a_client_leaving_mid_body_is_logged_not_a_500(
         await writer.drain()
         await asyncio.sleep(0.2)
         writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
         async with asyncio.timeout(5):
             while "client closed the connection" not in caplog.text:
                 await asyncio.sleep(0.05)
