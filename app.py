@@ -48,11 +48,13 @@ def create_app(settings: Settings) -> web.Application:
         secure=settings.cookie_secure,
     )
     # Order matters: proxy headers first (so scheme, address and host are the client's), then
-    # the Host check before anything else runs, error pages around the rest, the session
-    # before anything that reads it (user, CSRF).
+    # the Host check before anything else runs, error pages around the rest, a request's whole
+    # body before any work on it (slow clients), the session before anything that reads it
+    # (user, CSRF).
     chain: list[Any] = [
         middlewares.allowed_host,
         middlewares.error_pages,
+        middlewares.body_deadline,
         session_middleware(storage),
         middlewares.current_user,
         middlewares.csrf,

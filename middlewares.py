@@ -1,7 +1,8 @@
-"""Request middlewares: the Host check, error pages, the logged-in user, and CSRF protection."""
+"""Request middlewares: the Host check, error pages, slow bodies, the user, and CSRF protection."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 from collections.abc import Awaitable
@@ -25,6 +26,8 @@ log = logging.getLogger(__name__)
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 SEEN_EVERY = dt.timedelta(minutes=5)  # how stale a session's "last seen" may get
 NO_USER_ROUTES = frozenset({"static", "healthz", "readyz"})  # served without a database lookup
+BODY_GRACE = 2.0  # seconds of a body before BODY_MIN_RATE applies (a slow start, a lost packet)
+FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
 
 ERROR_TEXT = {
     400: "The request could not be understood.",
@@ -114,6 +117,73 @@ async def error_pages(request: web.Request, handler: Handler) -> web.StreamRespo
     except Exception:
         log.exception("unhandled error during %s %s", request.method, request.path)
         return await _error_response(request, 500)
+
+
+@web.middleware
+def body_deadline(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
+    """Read a request's body first, within BODY_TIMEOUT and at BODY_MIN_RATE; else 408 and close.
+
+    aiohttp waits for a body as long as its client likes: a client sending one byte every few
+    seconds would hold a connection, and a handler, forever. The body is read (and cached: the
+    views' request.post() gets it again) before the session or any handler sees the request.
+    A request without a body goes straight on, as in `csrf` (no frame kept by a WebSocket).
+    """
+    if not request.body_exists:
+        return handler(request)
+    return _body_first(request, handler)
+
+
+async def _body_first(request: web.Request, handler: Handler) -> web.StreamResponse:
+    settings = request.app[SETTINGS_KEY]
+    try:
+        if await _read_body(request, settings.body_timeout, settings.body_min_rate):
+            return await handler(request)
+    except ConnectionResetError:  # the client went away mid-body: nobody to answer
+        log.info("client closed the connection while sending %s %s", request.method, request.path)
+        request.protocol.force_close()
+        return web.Response(status=400)
+    log.info(
+        "client timeout reading the body of %s %s from %s (%d of %s bytes)",
+        request.method,
+        request.path,
+        request.remote,
+        request.content.total_bytes,
+        request.content_length if request.content_length is not None else "?",
+    )
+    response = web.Response(status=408, text="Request body too slow.\n")
+    response.force_close()
+    await response.prepare(request)
+    await response.write_eof()
+    request.protocol.force_close()  # no lingering read of the rest of the body either
+    return response
+
+
+async def _read_body(request: web.Request, timeout: float, min_rate: int) -> bool:
+    """Read (and cache) the body; False when it is too slow (BODY_TIMEOUT, BODY_MIN_RATE)."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    reading = asyncio.ensure_future(
+        request.post() if request.content_type in FORM_TYPES else request.read()
+    )
+    try:
+        while True:
+            # Wake when the deadline passes or the average rate would fall below the minimum.
+            cut = start + timeout
+            if min_rate:
+                cut = min(cut, start + max(BODY_GRACE, request.content.total_bytes / min_rate))
+            done, _ = await asyncio.wait({reading}, timeout=max(0.0, cut - loop.time()))
+            if done:
+                reading.result()  # 413 for a body over client_max_size, as before
+                return True
+            elapsed = loop.time() - start
+            too_slow = min_rate > 0 and request.content.total_bytes < min_rate * elapsed
+            if elapsed >= timeout or (elapsed >= BODY_GRACE and too_slow):
+                return False
+    finally:
+        if not reading.done():
+            reading.cancel()
+        elif not reading.cancelled():
+            reading.exception()  # retrieved, also when this task itself was cancelled
 
 
 @web.middleware

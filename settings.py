@@ -67,6 +67,8 @@ class Settings:
     sockets_per_user: int = 20
     sockets_per_address: int = 100
     presence_ttl: float = 30.0
+    body_timeout: float = 20.0
+    body_min_rate: int = 100
     log_level: str = "INFO"
 
     @property
@@ -321,6 +323,16 @@ def load_settings(env_file: str | os.PathLike[str] | None = ".env", **overrides:
         ),
         "presence_ttl": _read(
             env, "PRESENCE_TTL", _float_in(1, 600), d["presence_ttl"].default, "give seconds"
+        ),
+        "body_timeout": _read(
+            env, "BODY_TIMEOUT", _float_in(1, 3600), d["body_timeout"].default, "give seconds"
+        ),
+        "body_min_rate": _read(
+            env,
+            "BODY_MIN_RATE",
+            _int_in(0, 10_000_000),
+            d["body_min_rate"].default,
+            "give bytes a second (0: no minimum)",
         ),
         "log_level": _read(env, "LOG_LEVEL", _log_level, d["log_level"].default, "e.g. INFO"),
     }

@@ -7,6 +7,7 @@ import json
 import struct
 from typing import Any
 
+from common.numbers import MAX_WHOLE
 from storage.base import Message
 
 TEXT_MAX = 2000
@@ -75,8 +76,10 @@ def _text(frame: dict[str, Any], client_id: str | None) -> str:
 def _seq(frame: dict[str, Any], low: int, client_id: str | None) -> int:
     seq = frame.get("seq")
     # bool is an int in Python, but `true` is not a seq.
-    if not isinstance(seq, int) or isinstance(seq, bool) or not low <= seq < 2**53:
-        raise FrameError("bad_frame", f"seq must be a whole number >= {low}.", client_id)
+    if not isinstance(seq, int) or isinstance(seq, bool) or not low <= seq <= MAX_WHOLE:
+        raise FrameError(
+            "bad_frame", f"seq must be a whole number from {low} to {MAX_WHOLE}.", client_id
+        )
     return seq
 
 

@@ -15,6 +15,7 @@ from chat.reads import READS_KEY
 from common import SESSION_KEY
 from common.forms import field
 from common.limits import LIMITS_KEY, too_many
+from common.numbers import MAX_WHOLE, whole_number
 from common.pages import Page, Refusal, render_page
 from settings import SETTINGS_KEY
 from storage import STORE_KEY
@@ -183,11 +184,10 @@ class History(Page):
         session = request.get(SESSION_KEY)
         if session is None:
             return _error(401, "Log in first.")
-        try:
-            before = int(request.query["before"]) if "before" in request.query else None
-            limit = int(request.query.get("limit", "50"))
-        except ValueError:
-            return _error(400, "before and limit must be whole numbers.")
+        before = whole_number(request.query["before"]) if "before" in request.query else None
+        limit = whole_number(request.query.get("limit", "50"))
+        if limit is None or ("before" in request.query and before is None):
+            return _error(400, f"before and limit must be whole numbers up to {MAX_WHOLE}.")
         if not 1 <= limit <= HISTORY_MAX:
             return _error(400, f"limit must be between 1 and {HISTORY_MAX}.")
         if before is not None and before < 1:

@@ -33,6 +33,7 @@ from chat.masking import MaskedWebSocketResponse
 from chat.reads import READS_KEY
 from common import SESSION_KEY
 from common.limits import TokenBucket, too_many
+from common.numbers import MAX_WHOLE, whole_number
 from settings import SETTINGS_KEY, Settings
 from storage import STORE_KEY
 from storage.base import ChangeRefused, StorageUnavailable, now
@@ -54,12 +55,9 @@ def _whole_number(request: web.Request, name: str) -> int | None:
     """Return an optional query parameter that must be a whole number >= 0; 400 otherwise."""
     if name not in request.query:
         return None
-    try:
-        value = int(request.query[name])
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise web.HTTPBadRequest(text=f"{name} must be a whole number >= 0.")
+    value = whole_number(request.query[name])
+    if value is None:
+        raise web.HTTPBadRequest(text=f"{name} must be a whole number from 0 to {MAX_WHOLE}.")
     return value
 
 
