@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -171,3 +172,72 @@ async def test_sockets_per_address(make_user: Any, connect: Any) -> None:
     await connect(bob)
     resp = await bob.upgrade()
     assert resp.status == 429
+
+
+SLOW = {"message_burst": 10, "message_per_minute": 1}  # no refill to speak of during a test
+
+
+@pytest.mark.parametrize("settings_overrides", [SLOW])
+async def test_one_account_shares_one_budget_across_its_sockets(
+    auth: Auth, connect: Any, client: Any
+) -> None:
+    await auth.signup("alice")
+    sockets = [await connect(auth) for _ in range(20)]
+
+    async def burst(ws: Any, n: int) -> None:
+        for i in range(10):
+            await ws.send_str(json.dumps({"type": "message", "text": "x", "client_id": f"{n}-{i}"}))
+
+    await asyncio.gather(*(burst(ws, n) for n, ws in enumerate(sockets)))
+    frames = [f for ws in sockets for f in await drain(ws)]
+    refused = [f for f in frames if f["type"] == "error"]
+    assert {f["code"] for f in refused} == {"rate_limited"}
+    assert len(refused) == 200 - SLOW["message_burst"]
+    resp = await client.get("/rooms/general/messages?limit=100")
+    assert len((await resp.json())["messages"]) == SLOW["message_burst"]
+
+
+async def drain(ws: Any, quiet: float = 0.5) -> list[dict[str, Any]]:
+    """Receive frames until none comes for `quiet` seconds."""
+    frames = []
+    while True:
+        try:
+            frames.append(await receive(ws, timeout=quiet))
+        except TimeoutError:
+            return frames
+
+
+@pytest.mark.parametrize("settings_overrides", [SLOW])
+async def test_typing_shares_one_budget_across_sockets(auth: Auth, connect: Any) -> None:
+    await auth.signup("alice")
+    sockets = [await connect(auth) for _ in range(2)]
+    for ws in sockets:
+        for _ in range(20):
+            await ws.send_str(json.dumps({"type": "typing"}))
+    # 40 typing frames spend from one bucket of 30
+    limited = [f["code"] for ws in sockets for f in await drain(ws) if f["type"] == "error"]
+    assert limited == ["rate_limited"] * 10
+
+
+async def test_a_ping_flood_is_cut_with_1008(auth: Auth, connect: Any) -> None:
+    await auth.signup("alice")
+    ws = await connect(auth, autoping=False)
+    for i in range(200):
+        await ws.ping(b"%d" % i)
+    pongs = 0
+    while True:
+        msg = await ws.receive(timeout=5)
+        if msg.type != WSMsgType.PONG:
+            break
+        pongs += 1
+    assert (msg.type, msg.data) == (WSMsgType.CLOSE, 1008)
+    assert pongs < 20  # the few within the budget were answered, then no more
+
+
+async def test_unsolicited_pongs_are_cut_too(auth: Auth, connect: Any) -> None:
+    await auth.signup("alice")
+    ws = await connect(auth, autoping=False)
+    for _ in range(200):
+        await ws.pong(b"")
+    msg = await ws.receive(timeout=5)
+    assert (msg.type, msg.data) == (WSMsgType.CLOSE, 1008)
