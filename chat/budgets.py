@@ -81,12 +81,12 @@ class SharedBudgets:
             wait = await self.script(keys=[key], args=[bucket.burst, bucket.rate])
         except (RedisError, OSError) as exc:
             if not self.failed:
-                log.warning("Redis unavailable for rate budgets (%s); limiting per process", exc)
+                log.warning("rate budgets: Redis failed (%s); limiting per process meanwhile", exc)
             self.failed = True
             self.down_until = time.monotonic() + REDIS_RETRY
             return None
         if self.failed:
-            log.info("Redis is back for rate budgets")
+            log.info("rate budgets: Redis answers again")
             self.failed = False
         return float(wait)
 
