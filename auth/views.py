@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from auth.accounts import signup_mode
-from auth.forms import safe_next, validate_signup
+from auth.forms import clean_login, safe_next, validate_signup
 from auth.passwords import PASSWORDS_KEY
 from auth.sessions import end_session, start_session
 from common import SESSION_KEY
@@ -16,9 +16,11 @@ from common.limits import LIMITS_KEY, too_many
 from common.pages import Page, Refusal, redirect, render_form
 from settings import SETTINGS_KEY
 from storage import STORE_KEY
-from storage.base import Invite, LoginTaken, login_key, now
+from storage.base import Invite, LoginTaken, login_key, login_skeleton, now
 
 LOGIN_FAILED = "Wrong login or password."
+# Another account's login looks the same (I, l and 1; O and 0; rn and m): one could pass for it.
+LOOKALIKE_LOGIN = "This login looks like one that is taken; choose another."
 
 
 SIGNUP_REFUSED = {
@@ -86,8 +88,12 @@ class SignUp(Page):
         shown = {"login": values["login"], "email": values["email"]}  # never the password
         if errors:
             return await self.render({"form": shown, "errors": errors}, status=400)
-        password_hash = await request.app[PASSWORDS_KEY].hash(values["password"])
         store = request.app[STORE_KEY]
+        twin = await store.users.find_by_skeleton(login_skeleton(values["login"]))
+        if twin is not None and login_key(twin.login) != login_key(values["login"]):
+            errors = {"login": LOOKALIKE_LOGIN}
+            return await self.render({"form": shown, "errors": errors}, status=409)
+        password_hash = await request.app[PASSWORDS_KEY].hash(values["password"])
         try:
             user = await store.users.create(values["login"], values["email"], password_hash)
         except LoginTaken:
@@ -126,7 +132,7 @@ class Login(Page):
     async def post(self) -> web.Response:
         request = self.request
         form = await request.post()
-        login = field(form, "login").strip()
+        login = clean_login(field(form, "login"))
         password = field(form, "password")
         nxt = safe_next(field(form, "next") or request.query.get("next", ""), "/")
         limits = request.app[LIMITS_KEY]
