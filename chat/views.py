@@ -71,6 +71,7 @@ def validate_room_name(form: Any) -> tuple[str, str | None]:
 MIXED_SCRIPT = (
     "Use one alphabet per word: this name mixes Latin, Cyrillic or Greek letters that look alike."
 )
+DIGIT_LOOKALIKES = str.maketrans("01", "ol")
 ROOM_TAKEN = "A room with this name exists already; choose another name."
 ROOM_LOOKALIKE = "A room whose name looks the same (#{}) exists already; choose another name."
 
@@ -152,6 +153,13 @@ class RoomCreate(web.View):
         )
         kind = PRIVATE if private else OPEN
         store = request.app[STORE_KEY]
+        if not private and ("0" in name or "1" in name):
+            # Digits that pass for letters (`Genera1`): an open room by the letters is refused.
+            # One way only: a name made of letters is not checked against ones with digits.
+            twin = await store.rooms.find(slug.translate(DIGIT_LOOKALIKES))
+            if twin is not None and twin.kind == OPEN:
+                error = ROOM_LOOKALIKE.format(twin.name)
+                return await render_rooms(request, shown, {"name": error}, status=409)
         try:
             room = await store.rooms.create(slug, name, kind, user)
         except RoomTaken:

@@ -676,6 +676,18 @@ async def test_real_names_in_any_script_are_accepted_in_nfkc(
     assert room is not None and room.name == shown
 
 
+async def test_digits_that_pass_for_letters_are_refused(auth: Auth) -> None:
+    await auth.signup("alice")
+    for name in ("Genera1", "GENERA1", "C0py"):
+        if name == "C0py":
+            assert (await create_room(auth, "Copy")).status == 302
+        resp = await create_room(auth, name)
+        assert resp.status == 409, name
+        assert "A room whose name looks the same (#" in await resp.text()
+    assert (await create_room(auth, "Room 101")).status == 302  # no room "room-lol"
+    assert (await create_room(auth, "2010 plans")).status == 302
+
+
 async def test_a_private_room_may_share_an_open_rooms_name(auth: Auth) -> None:
     # Private names are never checked against anything: a 409 would reveal a private room.
     await auth.signup("alice")
