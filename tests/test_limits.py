@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 from aiohttp import WSMsgType
+from redis.exceptions import ConnectionError as RedisConnectionError
 
+from chat.budgets import MESSAGES, Budgets, SharedBudgets
 from common.limits import TokenBucket, WindowLimit
 from conftest import PASSWORD, Auth, receive
 from settings import Settings
@@ -241,3 +243,65 @@ async def test_unsolicited_pongs_are_cut_too(auth: Auth, connect: Any) -> None:
         await ws.pong(b"")
     msg = await ws.receive(timeout=5)
     assert (msg.type, msg.data) == (WSMsgType.CLOSE, 1008)
+
+
+class FailingScript:
+    """A registered Redis script whose server is gone, or one that answers `wait`."""
+
+    def __init__(self, wait: str | None) -> None:
+        self.wait = wait
+        self.calls = 0
+
+    async def __call__(self, keys: list[str], args: list[Any]) -> str:
+        self.calls += 1
+        if self.wait is None:
+            raise RedisConnectionError("Connection refused")
+        return self.wait
+
+
+class FakeRedis:
+    """Just enough of redis.asyncio.Redis for SharedBudgets."""
+
+    def __init__(self, script: FailingScript) -> None:
+        self.script = script
+
+    def register_script(self, source: str) -> FailingScript:
+        return self.script
+
+
+async def test_a_redis_failure_falls_back_to_the_local_budget_and_logs_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    script = FailingScript(None)
+    budgets = Budgets(10, 100 / 60)
+    budgets.shared = SharedBudgets(FakeRedis(script), lambda: True)
+    budget = budgets.acquire("alice")
+    for _ in range(3):
+        assert budget.messages.take() == 0.0
+        assert await budgets.shared_wait("alice", MESSAGES, budget.messages) == 0.0  # granted
+    assert script.calls == 1  # Redis is left alone for a while after it failed
+    assert caplog.text.count("rate budgets: Redis failed") == 1
+    assert budget.messages.tokens == pytest.approx(7, abs=0.1)  # the local budget still counts
+
+
+async def test_a_refusal_across_processes_gives_the_local_token_back() -> None:
+    budgets = Budgets(10, 100 / 60)
+    budgets.shared = SharedBudgets(FakeRedis(FailingScript("0.5")), lambda: True)
+    budget = budgets.acquire("alice")
+    assert budget.messages.take() == 0.0
+    assert await budgets.shared_wait("alice", MESSAGES, budget.messages) == 0.5
+    assert budget.messages.tokens == pytest.approx(10, abs=0.1)
+
+
+def test_a_budget_is_kept_until_it_refilled_and_shared_meanwhile() -> None:
+    budgets = Budgets(10, 100 / 60)
+    first = budgets.acquire("alice")
+    assert budgets.acquire("alice") is first  # a second socket shares it
+    budgets.release("alice", first)
+    first.messages.take()
+    budgets.release("alice", first)  # the last socket: not full, kept (reconnecting gains nothing)
+    assert budgets.acquire("alice") is first
+    budgets.release("alice", first)
+    first.messages.tokens = 10.0
+    budgets.release("alice", budgets.acquire("alice"))
+    assert "alice" not in budgets.by_login  # full again: forgotten
