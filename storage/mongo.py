@@ -667,11 +667,7 @@ class MongoStore(Store):
             await self.db["users"].create_index("login_key", unique=True, name="login_key")
             await self.db["users"].create_index("login_skeleton", name="login_skeleton")
             # Accounts from before skeletons get theirs (once: later ones are stored with it).
-            older = self.db["users"].find({"login_skeleton": {"$exists": False}}, {"login": 1})
-            async for doc in older:
-                await self.db["users"].update_one(
-                    {"_id": doc["_id"]}, {"$set": {"login_skeleton": login_skeleton(doc["login"])}}
-                )
+            await self._fill_login_skeletons()
             await self.db["sessions"].create_index(
                 "expires_at", expireAfterSeconds=0, name="expires_at"
             )
@@ -712,6 +708,15 @@ class MongoStore(Store):
     async def ping(self) -> None:
         async with _unavailable():
             await self.db.command("ping")
+
+    async def _fill_login_skeletons(self) -> None:
+        """Give accounts stored before skeletons theirs, a page at a time."""
+        users = self.db["users"]
+        missing = {"login_skeleton": {"$exists": False}}
+        while older := await users.find(missing, {"login": 1}).to_list(MAX_PAGE):
+            for doc in older:
+                skeleton = login_skeleton(doc["login"])
+                await users.update_one({"_id": doc["_id"]}, {"$set": {"login_skeleton": skeleton}})
 
     async def close(self) -> None:
         await self.client.close()
