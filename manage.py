@@ -22,7 +22,16 @@ from chat import EXPIRY_SWEEP
 from chat.broker import CHANNEL
 from settings import SIGNUP_MODES, Settings, SettingsError, load_settings
 from storage import open_store
-from storage.base import ADMIN, MAX_PAGE, LastAdmin, LoginTaken, StorageUnavailable, Store, iso
+from storage.base import (
+    ADMIN,
+    MAX_PAGE,
+    LastAdmin,
+    LoginTaken,
+    StorageUnavailable,
+    Store,
+    iso,
+    login_skeleton,
+)
 
 PROG = "manage.py"
 ORIGIN = "manage"  # the origin of the events published on Redis (a server's is a 12-hex id)
@@ -146,6 +155,9 @@ async def create_admin(args: argparse.Namespace, settings: Settings, store: Stor
     taken = f"the login {login!r} is taken (logins ignore case): promote it on /admin instead"
     if await store.users.find_by_login(login) is not None:
         raise Refused(taken)
+    twin = await store.users.find_by_skeleton(login_skeleton(login))
+    if twin is not None:
+        raise Refused(f"the login {login!r} looks like the taken {twin.login!r}: choose another")
     password_hash = await new_hash(settings)
     try:
         user = await store.users.create(login, email, password_hash)

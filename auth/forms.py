@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping
 
 from yarl import URL
@@ -17,10 +18,15 @@ EMAIL_MAX = 254
 Errors = dict[str, str]
 
 
+def clean_login(login: str) -> str:
+    """Return a login as typed, NFKC-normalised (fullwidth `ａｌｉｃｅ` is `alice`) and trimmed."""
+    return unicodedata.normalize("NFKC", login).strip()
+
+
 def validate_signup(form: Mapping[str, object], min_password: int) -> tuple[dict[str, str], Errors]:
     """Return the cleaned sign-up values and the errors per field."""
     values = {
-        "login": field(form, "login").strip(),
+        "login": clean_login(field(form, "login")),
         "email": field(form, "email").strip(),
         "password": field(form, "password"),
         "password_confirm": field(form, "password_confirm"),

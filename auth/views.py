@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from auth.accounts import signup_mode
-from auth.forms import safe_next, validate_signup
+from auth.forms import clean_login, safe_next, validate_signup
 from auth.passwords import PASSWORDS_KEY, Busy, busy_refusal
 from auth.sessions import end_session, start_session
 from common import SESSION_KEY
@@ -17,9 +17,11 @@ from common.limits import LIMITS_KEY, login_pair, too_many
 from common.pages import Page, Refusal, redirect, render_form
 from settings import SETTINGS_KEY
 from storage import STORE_KEY
-from storage.base import Invite, LoginTaken, login_key, now
+from storage.base import Invite, LoginTaken, login_key, login_skeleton, now
 
 LOGIN_FAILED = "Wrong login or password."
+# Another account's login looks the same (I, l and 1; O and 0; rn and m): one could pass for it.
+LOOKALIKE_LOGIN = "This login looks like one that is taken; choose another."
 
 
 SIGNUP_REFUSED = {
@@ -94,6 +96,11 @@ class SignUp(Page):
         if await store.users.find_by_login(values["login"]) is not None:
             limit.hit(address)
             return await self.render({"form": shown, "errors": taken}, status=409)
+        twin = await store.users.find_by_skeleton(login_skeleton(values["login"]))
+        if twin is not None and login_key(twin.login) != login_key(values["login"]):
+            limit.hit(address)
+            errors = {"login": LOOKALIKE_LOGIN}
+            return await self.render({"form": shown, "errors": errors}, status=409)
         try:
             password_hash = await request.app[PASSWORDS_KEY].hash(values["password"])
         except Busy:
@@ -136,7 +143,7 @@ class Login(Page):
     async def post(self) -> web.Response:
         request = self.request
         form = await request.post()
-        login = field(form, "login").strip()
+        login = clean_login(field(form, "login"))
         password = field(form, "password")
         nxt = safe_next(field(form, "next") or request.query.get("next", ""), "/")
         limits = request.app[LIMITS_KEY]

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from auth.sessions import SESSION_ENDED_KEY
 from chat.broker import BROKER_KEY, LocalBroker, RedisBroker
+from chat.budgets import BUDGETS_KEY, Budgets, SharedBudgets
 from chat.hub import HUB_KEY, Hub
 from chat.reads import READS_KEY, ReadMarks, reads_ctx
 from common.health import READY_CHECKS_KEY
@@ -35,6 +36,10 @@ def setup_chat(app: web.Application, settings: Settings, store: Store) -> None:
 
     async def broker_ready() -> dict[str, str]:
         return broker.status()
+
+    budgets = app[BUDGETS_KEY] = Budgets(settings.message_burst, settings.message_per_minute / 60)
+    if isinstance(broker, RedisBroker):
+        budgets.shared = SharedBudgets(broker.redis, lambda: broker.healthy)
 
     app[SESSION_ENDED_KEY].append(broker.end_session)  # its sockets close, on every process
     app[READY_CHECKS_KEY].append(broker_ready)

@@ -15,6 +15,7 @@ from chat.reads import READS_KEY
 from common import SESSION_KEY
 from common.forms import field
 from common.limits import LIMITS_KEY, too_many
+from common.names import hidden_character, mixed_script, normalize, room_slug, skeleton
 from common.numbers import MAX_WHOLE, whole_number
 from common.pages import Page, Refusal, render_page
 from settings import SETTINGS_KEY
@@ -54,15 +55,26 @@ def slugify(name: str) -> str:
 
 
 def validate_room_name(form: Any) -> tuple[str, str | None]:
-    """Return the trimmed room name and its error, if any."""
-    name = " ".join(field(form, "name").split())
+    """Return the room name (NFKC, white space collapsed) and its error, if any."""
+    raw = unicodedata.normalize("NFKC", field(form, "name"))
+    name = normalize(raw)
     if not name:
         return name, "Give the room a name."
     if len(name) > ROOM_NAME_MAX:
         return name, f"Use at most {ROOM_NAME_MAX} characters."
-    if any(unicodedata.category(c) in ("Cc", "Cf") for c in name):
+    if hidden_character(raw.strip()) is not None:
         return name, "Use letters, digits, spaces and punctuation only."
+    if mixed_script(name):
+        return name, MIXED_SCRIPT
     return name, None
+
+
+MIXED_SCRIPT = (
+    "Use one alphabet per word: this name mixes Latin, Cyrillic or Greek letters that look alike."
+)
+DIGIT_LOOKALIKES = str.maketrans("01", "ol")
+ROOM_TAKEN = "A room with this name exists already; choose another name."
+ROOM_LOOKALIKE = "A room whose name looks the same (#{}) exists already; choose another name."
 
 
 def room_title(room: Room, me: str) -> str:
@@ -135,12 +147,31 @@ class RoomCreate(web.View):
         if error:
             return await render_rooms(request, shown, {"name": error}, status=400)
         # A private room's slug has a random end, so no open room's name can reveal it.
-        slug = f"{slugify(name)[: SLUG_MAX - 9]}-{new_room_suffix()}" if private else slugify(name)
+        # An open room's slug comes from the name's skeleton, so a look-alike name (another
+        # script, case, width or accents) finds its slug taken: the check is the unique slug.
+        slug = (
+            f"{slugify(name)[: SLUG_MAX - 9]}-{new_room_suffix()}" if private else room_slug(name)
+        )
         kind = PRIVATE if private else OPEN
+        store = request.app[STORE_KEY]
+        if not private and ("0" in name or "1" in name):
+            # Digits that pass for letters (`Genera1`): an open room by the letters is refused.
+            # One way only: a name made of letters is not checked against ones with digits.
+            twin = await store.rooms.find(slug.translate(DIGIT_LOOKALIKES))
+            if twin is not None and twin.kind == OPEN:
+                error = ROOM_LOOKALIKE.format(twin.name)
+                return await render_rooms(request, shown, {"name": error}, status=409)
         try:
-            room = await request.app[STORE_KEY].rooms.create(slug, name, kind, user)
+            room = await store.rooms.create(slug, name, kind, user)
         except RoomTaken:
-            error = "A room with this name exists already; choose another name."
+            error = ROOM_TAKEN
+            taken = await store.rooms.find(slug)  # an open room: anyone may see its name
+            if (
+                taken is not None
+                and taken.name.casefold() != name.casefold()
+                and skeleton(taken.name) == skeleton(name)
+            ):
+                error = ROOM_LOOKALIKE.format(taken.name)
             return await render_rooms(request, shown, {"name": error}, status=409)
         limit.hit(user)
         raise web.HTTPFound(request.app.router["room"].url_for(slug=room.slug))

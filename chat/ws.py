@@ -12,6 +12,7 @@ from aiohttp import WSMessage, WSMsgType, web
 from auth.origin import same_origin
 from auth.sessions import drop_cookie_session
 from chat.broker import BROKER_KEY
+from chat.budgets import BUDGETS_KEY, MESSAGES, SIGNALS, Budget, Budgets
 from chat.connection import CLOSE_SESSION_ENDED, CLOSE_TOO_SLOW, Connection, direct_socket
 from chat.frames import (
     ChangeMessage,
@@ -45,9 +46,11 @@ REPLAY_MAX = 500  # more missed than this gets a `reset` instead of a replay
 SOCKETS_RETRY_AFTER = 10  # seconds, in the 429 for one socket too many
 ABUSE_FACTOR = 3  # frames refused in a row, in bursts, before the socket is closed with 1008
 RATE_LIMITED = "Slow down: too many messages. Try again shortly."
-# `typing` and `read` frames spend tokens from their own bucket, so they never use up messages.
-SIGNAL_BURST = 30
-SIGNAL_PER_SECOND = 2.0
+# A client's pings and pongs spend from a small bucket of the socket's own: beyond it a ping is
+# not answered, and a socket that keeps on is closed with 1008.
+PING_BURST = 10
+PING_PER_SECOND = 1.0
+PING_ABUSE = 3 * PING_BURST
 TYPING_INTERVAL = 3.0  # seconds: a person's typing is announced at most this often per room
 
 
@@ -62,14 +65,16 @@ def _whole_number(request: web.Request, name: str) -> int | None:
 
 
 class Allowance:
-    """A socket's rate limits: messages and signals (typing, read) spend separate tokens."""
+    """A socket's rate limits: its account's budget (shared), and its own pings and refusals."""
 
-    __slots__ = ("messages", "signals", "refused", "abuse")
+    __slots__ = ("budget", "shared", "pings", "refused", "pings_refused", "abuse")
 
-    def __init__(self, settings: Settings) -> None:
-        self.messages = TokenBucket(settings.message_burst, settings.message_per_minute / 60)
-        self.signals = TokenBucket(SIGNAL_BURST, SIGNAL_PER_SECOND)
+    def __init__(self, settings: Settings, budget: Budget, budgets: Budgets) -> None:
+        self.budget = budget  # messages and signals (typing, read), per account
+        self.shared = budgets if budgets.shared is not None else None  # Redis: across processes
+        self.pings = TokenBucket(PING_BURST, PING_PER_SECOND)
         self.refused = 0  # frames refused in a row
+        self.pings_refused = 0  # pings and pongs refused in a row
         self.abuse = ABUSE_FACTOR * settings.message_burst  # refused in a row: the socket closes
 
 
@@ -80,18 +85,21 @@ class ChatSocket(web.View):
         conn, after, rev = await self._accept()
         log.info("socket open user=%s room=%s after=%s", conn.user, conn.room, after)
         joined = False
+        budgets = self.request.app[BUDGETS_KEY]
+        budget = budgets.acquire(conn.user)
         try:
             if await self._greet(conn, after, rev):
                 joined = True
                 conn.start()
                 # The read loop runs in this frame rather than a helper's: every coroutine frame
                 # a socket holds for its whole life costs memory on each of thousands of sockets.
-                allowance = Allowance(self.request.app[SETTINGS_KEY])
+                allowance = Allowance(self.request.app[SETTINGS_KEY], budget, budgets)
                 async for msg in conn.ws:
                     conn.heard()
                     if not await self._receive(conn, msg, allowance):
                         break
         finally:
+            budgets.release(conn.user, budget)
             self.request.app[HUB_KEY].unregister(conn)
             if joined:
                 await self.request.app[BROKER_KEY].leave(conn)
@@ -210,7 +218,13 @@ class ChatSocket(web.View):
             except FrameError as exc:
                 error = exc
             signal = isinstance(frame, Typing | Read)
-            if wait := (allowance.signals if signal else allowance.messages).take():
+            budget = allowance.budget
+            bucket = budget.signals if signal else budget.messages
+            wait = bucket.take()
+            if not wait and allowance.shared is not None:
+                kind = SIGNALS if signal else MESSAGES
+                wait = await allowance.shared.shared_wait(conn.user, kind, bucket)
+            if wait:
                 allowance.refused += 1
                 if allowance.refused >= allowance.abuse:
                     log.info("socket closed for flooding user=%s", conn.user)
@@ -235,8 +249,17 @@ class ChatSocket(web.View):
                 self._read(conn, frame.seq)
         elif msg.type == WSMsgType.BINARY:
             conn.send_text(error_frame("bad_frame", "Frames must be JSON text."))
-        elif msg.type == WSMsgType.PING:
-            conn.push(ws_pong_frame(msg.data))
+        elif msg.type in (WSMsgType.PING, WSMsgType.PONG):
+            if allowance.pings.take():
+                allowance.pings_refused += 1
+                if allowance.pings_refused >= PING_ABUSE:
+                    log.info("socket closed for flooding with pings user=%s", conn.user)
+                    await conn.close(CLOSE_SESSION_ENDED, "too many pings")
+                    return False
+                return True  # beyond the budget a ping is not answered
+            allowance.pings_refused = 0
+            if msg.type == WSMsgType.PING:
+                conn.push(ws_pong_frame(msg.data))
         elif msg.type == WSMsgType.ERROR:
             log.info("socket error user=%s: %s", conn.user, conn.ws.exception())
         return True

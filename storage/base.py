@@ -202,6 +202,19 @@ def login_key(login: str) -> str:
     return login.casefold()
 
 
+# ASCII look-alikes in a case-folded login: I (folded to i), l, 1 and |; o and 0; rn and m.
+LOGIN_LOOKALIKES = str.maketrans({"i": "l", "1": "l", "|": "l", "0": "o"})
+
+
+def login_skeleton(login: str) -> str:
+    """Return what a login looks like: logins with the same skeleton pass for one another.
+
+    Kept beside `login_key` (which alone decides uniqueness, so existing accounts stay as they
+    are); sign-up refuses a new login whose skeleton an existing account already has.
+    """
+    return login.casefold().translate(LOGIN_LOOKALIKES).replace("rn", "m").replace("vv", "w")
+
+
 def new_session_id() -> str:
     """Return a fresh unguessable session id."""
     return secrets.token_urlsafe(32)
@@ -242,6 +255,10 @@ class Users(abc.ABC):
     @abc.abstractmethod
     async def find_by_login(self, login: str) -> User | None:
         """Return the account with this login, compared case-insensitively."""
+
+    @abc.abstractmethod
+    async def find_by_skeleton(self, skeleton: str) -> User | None:
+        """Return an account whose login has this `login_skeleton`, if any."""
 
     @abc.abstractmethod
     async def exist(self) -> bool:

@@ -41,6 +41,7 @@ from storage.base import (
     dm_key,
     dm_name,
     login_key,
+    login_skeleton,
     new_invite_token,
     new_room_suffix,
     new_session_id,
@@ -136,6 +137,7 @@ class MongoUsers(Users):
         doc = {
             "login": login,
             "login_key": login_key(login),
+            "login_skeleton": login_skeleton(login),
             "email": email,
             "password_hash": password_hash,
             "created_at": now(),
@@ -164,6 +166,11 @@ class MongoUsers(Users):
     async def find_by_login(self, login: str) -> User | None:
         async with _unavailable():
             doc = await self.col.find_one({"login_key": login_key(login)})
+        return _user(doc) if doc else None
+
+    async def find_by_skeleton(self, skeleton: str) -> User | None:
+        async with _unavailable():
+            doc = await self.col.find_one({"login_skeleton": skeleton})
         return _user(doc) if doc else None
 
     async def exist(self) -> bool:
@@ -658,6 +665,9 @@ class MongoStore(Store):
     async def setup(self) -> None:
         async with _unavailable():
             await self.db["users"].create_index("login_key", unique=True, name="login_key")
+            await self.db["users"].create_index("login_skeleton", name="login_skeleton")
+            # Accounts from before skeletons get theirs (once: later ones are stored with it).
+            await self._fill_login_skeletons()
             await self.db["sessions"].create_index(
                 "expires_at", expireAfterSeconds=0, name="expires_at"
             )
@@ -698,6 +708,15 @@ class MongoStore(Store):
     async def ping(self) -> None:
         async with _unavailable():
             await self.db.command("ping")
+
+    async def _fill_login_skeletons(self) -> None:
+        """Give accounts stored before skeletons theirs, a page at a time."""
+        users = self.db["users"]
+        missing = {"login_skeleton": {"$exists": False}}
+        while older := await users.find(missing, {"login": 1}).to_list(MAX_PAGE):
+            for doc in older:
+                skeleton = login_skeleton(doc["login"])
+                await users.update_one({"_id": doc["_id"]}, {"$set": {"login_skeleton": skeleton}})
 
     async def close(self) -> None:
         await self.client.close()

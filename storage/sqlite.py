@@ -33,6 +33,7 @@ from storage.base import (
     dm_key,
     dm_name,
     login_key,
+    login_skeleton,
     new_invite_token,
     new_room_suffix,
     new_session_id,
@@ -125,6 +126,11 @@ MIGRATIONS = [
         revoked INTEGER NOT NULL DEFAULT 0
     ) WITHOUT ROWID;
     CREATE INDEX IF NOT EXISTS invites_expires ON invites(expires_at);
+    """,
+    # Look-alike logins: the skeleton of each login (filled in for older rows on start).
+    """
+    ALTER TABLE users ADD COLUMN login_skeleton TEXT;
+    CREATE INDEX IF NOT EXISTS users_login_skeleton ON users(login_skeleton);
     """,
 ]
 
@@ -257,10 +263,18 @@ class SqliteUsers(Users):
             # BEGIN IMMEDIATE serialises writers of every process: one of them is first.
             async with self.db.transaction() as conn:
                 rows = await conn.execute_fetchall(
-                    "INSERT INTO users (login, login_key, email, password_hash, created_at, role)"
-                    " VALUES (?, ?, ?, ?, ?, CASE WHEN EXISTS (SELECT 1 FROM users)"
+                    "INSERT INTO users"
+                    " (login, login_key, login_skeleton, email, password_hash, created_at, role)"
+                    " VALUES (?, ?, ?, ?, ?, ?, CASE WHEN EXISTS (SELECT 1 FROM users)"
                     " THEN 'member' ELSE 'admin' END) RETURNING id, role",
-                    (login, login_key(login), email, password_hash, _ms(created)),
+                    (
+                        login,
+                        login_key(login),
+                        login_skeleton(login),
+                        email,
+                        password_hash,
+                        _ms(created),
+                    ),
                 )
                 user_id, role = next(iter(rows))
         except sqlite3.IntegrityError:
@@ -270,6 +284,12 @@ class SqliteUsers(Users):
     async def find_by_login(self, login: str) -> User | None:
         row = await self.db.fetch_one(
             "SELECT * FROM users WHERE login_key = ?", (login_key(login),)
+        )
+        return _user(row) if row else None
+
+    async def find_by_skeleton(self, skeleton: str) -> User | None:
+        row = await self.db.fetch_one(
+            "SELECT * FROM users WHERE login_skeleton = ? LIMIT 1", (skeleton,)
         )
         return _user(row) if row else None
 
@@ -654,6 +674,14 @@ class SqliteStore(Store):
                         if statement.strip():
                             await conn.execute(statement)
                     await conn.execute(f"PRAGMA user_version = {number}")
+                # Accounts from before skeletons get theirs (once: later ones are stored with it).
+                rows = await conn.execute_fetchall(
+                    "SELECT id, login FROM users WHERE login_skeleton IS NULL"
+                )
+                await conn.executemany(
+                    "UPDATE users SET login_skeleton = ? WHERE id = ?",
+                    [(login_skeleton(r[1]), r[0]) for r in rows],
+                )
         except sqlite3.Error as exc:
             raise StorageUnavailable(f"cannot create the SQLite schema: {exc}") from exc
         await self.rooms.ensure("general", "General")

@@ -261,3 +261,40 @@ async def test_login_rehashes_a_hash_made_under_older_argon2_costs(
     await auth.logout()
     assert (await auth.login("alice", PASSWORD)).status == 302
     assert (await users.find_by_login("alice")).password_hash == new  # current: left alone
+
+
+@pytest.mark.parametrize("twin", ["al1ce", "AIice", "aIice", "a1ice"])
+async def test_a_login_that_looks_like_a_taken_one_is_refused(person: Auth, twin: str) -> None:
+    resp = await person.signup(twin)
+    assert resp.status == 409
+    assert "This login looks like one that is taken; choose another." in await resp.text()
+    assert await person.client.app[STORE_KEY].users.find_by_login(twin) is None
+
+
+async def test_the_look_alike_check_works_both_ways(auth: Auth, make_client: Any) -> None:
+    assert (await auth.signup("w0rm")).status == 302
+    other = Auth(await make_client())
+    for twin in ("worm", "WORM", "w0rrn", "vvorm"):
+        resp = await other.signup(twin)
+        assert resp.status == 409, twin
+    assert (await other.signup("warm")).status == 302  # not a look-alike
+
+
+@pytest.mark.parametrize(
+    "login", ["ali\u200bce", "ali\u202ece", "al\u0456ce", "alice\ufeff", "\u0430lice"]
+)
+async def test_logins_with_hidden_or_non_latin_characters_are_refused(
+    auth: Auth, login: str
+) -> None:
+    resp = await auth.signup(login)
+    assert resp.status == 400
+    assert "Use 3 to 32 letters, digits" in await resp.text()
+
+
+async def test_a_fullwidth_login_is_nfkc_normalised(auth: Auth, make_client: Any) -> None:
+    resp = await auth.signup("ａｌｉｃｅ")
+    assert resp.status == 302
+    user = await auth.client.app[STORE_KEY].users.find_by_login("alice")
+    assert user is not None and user.login == "alice"
+    other = Auth(await make_client())
+    assert (await other.login("ａｌｉｃｅ")).status == 302

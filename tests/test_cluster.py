@@ -31,21 +31,37 @@ def redis() -> Iterator[RedisServer]:
     server.stop()
 
 
-@pytest.fixture
-def cluster(tmp_path: Path, redis: RedisServer) -> Iterator[list[AppProcess]]:
-    """Two processes sharing one data directory, one secret key and one Redis."""
+def start_cluster(tmp_path: Path, redis: RedisServer, **extra: str) -> list[AppProcess]:
+    """Start two processes sharing one data directory, one secret key and one Redis."""
     env = {
         "DATA_DIR": str(tmp_path / "shared-data"),
         "SECRET_KEY": Fernet.generate_key().decode(),
         "REDIS_URL": redis.url,
         "PRESENCE_TTL": TTL,
-        "MESSAGE_BURST": "1000",  # the ordering test sends bursts on purpose
+        **extra,
     }
     procs = []
     for i in (1, 2):
         cwd = tmp_path / f"p{i}"
         cwd.mkdir()
         procs.append(AppProcess(cwd, **env).start(log=cwd / "app.log"))
+    return procs
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, redis: RedisServer) -> Iterator[list[AppProcess]]:
+    """Two processes sharing one data directory, one secret key and one Redis."""
+    # The ordering test sends bursts on purpose.
+    procs = start_cluster(tmp_path, redis, MESSAGE_BURST="1000")
+    yield procs
+    for app in procs:
+        app.kill()
+
+
+@pytest.fixture
+def strict_cluster(tmp_path: Path, redis: RedisServer) -> Iterator[list[AppProcess]]:
+    """The two processes with the default burst (10) and next to no refill."""
+    procs = start_cluster(tmp_path, redis, MESSAGE_BURST="10", MESSAGE_PER_MINUTE="1")
     yield procs
     for app in procs:
         app.kill()
@@ -389,3 +405,30 @@ async def csrf(person: Person, app: AppProcess) -> str:
         token = CSRF_RE.search(await resp.text())
         assert token
         return token.group(1)
+
+
+async def test_one_account_has_one_budget_across_processes(
+    strict_cluster: list[AppProcess], people: Any
+) -> None:
+    p1, p2 = strict_cluster
+    alice = await people(p1, "alice")
+    sockets = [await alice.connect(app) for app in (p1, p2) for _ in range(10)]
+
+    async def burst(ws: aiohttp.ClientWebSocketResponse, n: int) -> None:
+        for i in range(10):
+            await send(ws, "x", f"{n}-{i}")
+
+    await asyncio.gather(*(burst(ws, n) for n, ws in enumerate(sockets)))
+    refused = 0
+    for n, ws in enumerate(sockets):  # every frame is answered: its message, or `rate_limited`
+        answered = 0
+        async with asyncio.timeout(20):
+            while answered < 10:
+                data = await ws.receive_json()
+                if data["type"] == "error":
+                    assert data["code"] == "rate_limited"
+                    refused += 1
+                answered += data["type"] == "error" or data.get("client_id", "").startswith(f"{n}-")
+    assert refused == 200 - 10
+    async with alice.session.get(p2.url + "/rooms/general/messages?limit=100") as resp:
+        assert len((await resp.json())["messages"]) == 10  # 20 sockets, 2 processes, one burst

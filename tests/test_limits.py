@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 import pytest
 from aiohttp import WSMsgType
+from redis.exceptions import ConnectionError as RedisConnectionError
 
+from chat.budgets import MESSAGES, Budgets, SharedBudgets
 from common.limits import LIMITS_KEY, GrowingDelay, TokenBucket, WindowLimit
 from conftest import PASSWORD, Auth, receive
 from settings import Settings
@@ -284,3 +287,134 @@ async def test_sockets_per_address(make_user: Any, connect: Any) -> None:
     await connect(bob)
     resp = await bob.upgrade()
     assert resp.status == 429
+
+
+SLOW = {"message_burst": 10, "message_per_minute": 1}  # no refill to speak of during a test
+
+
+@pytest.mark.parametrize("settings_overrides", [SLOW])
+async def test_one_account_shares_one_budget_across_its_sockets(
+    auth: Auth, connect: Any, client: Any
+) -> None:
+    await auth.signup("alice")
+    sockets = [await connect(auth) for _ in range(20)]
+
+    async def burst(ws: Any, n: int) -> None:
+        for i in range(10):
+            await ws.send_str(json.dumps({"type": "message", "text": "x", "client_id": f"{n}-{i}"}))
+
+    await asyncio.gather(*(burst(ws, n) for n, ws in enumerate(sockets)))
+    frames = [f for ws in sockets for f in await drain(ws)]
+    refused = [f for f in frames if f["type"] == "error"]
+    assert {f["code"] for f in refused} == {"rate_limited"}
+    assert len(refused) == 200 - SLOW["message_burst"]
+    resp = await client.get("/rooms/general/messages?limit=100")
+    assert len((await resp.json())["messages"]) == SLOW["message_burst"]
+
+
+async def drain(ws: Any, quiet: float = 0.5) -> list[dict[str, Any]]:
+    """Receive frames until none comes for `quiet` seconds."""
+    frames = []
+    while True:
+        try:
+            frames.append(await receive(ws, timeout=quiet))
+        except TimeoutError:
+            return frames
+
+
+@pytest.mark.parametrize("settings_overrides", [SLOW])
+async def test_typing_shares_one_budget_across_sockets(auth: Auth, connect: Any) -> None:
+    await auth.signup("alice")
+    sockets = [await connect(auth) for _ in range(2)]
+    for ws in sockets:
+        for _ in range(20):
+            await ws.send_str(json.dumps({"type": "typing"}))
+    # 40 typing frames spend from one bucket of 30
+    limited = [f["code"] for ws in sockets for f in await drain(ws) if f["type"] == "error"]
+    assert limited == ["rate_limited"] * 10
+
+
+async def test_a_ping_flood_is_cut_with_1008(auth: Auth, connect: Any) -> None:
+    await auth.signup("alice")
+    ws = await connect(auth, autoping=False)
+    for i in range(200):
+        await ws.ping(b"%d" % i)
+    pongs = 0
+    while True:
+        msg = await ws.receive(timeout=5)
+        if msg.type != WSMsgType.PONG:
+            break
+        pongs += 1
+    assert (msg.type, msg.data) == (WSMsgType.CLOSE, 1008)
+    assert pongs < 20  # the few within the budget were answered, then no more
+
+
+async def test_unsolicited_pongs_are_cut_too(auth: Auth, connect: Any) -> None:
+    await auth.signup("alice")
+    ws = await connect(auth, autoping=False)
+    for _ in range(200):
+        await ws.pong(b"")
+    msg = await ws.receive(timeout=5)
+    assert (msg.type, msg.data) == (WSMsgType.CLOSE, 1008)
+
+
+class FailingScript:
+    """A registered Redis script whose server is gone, or one that answers `wait`."""
+
+    def __init__(self, wait: str | None) -> None:
+        self.wait = wait
+        self.calls = 0
+
+    async def __call__(self, keys: list[str], args: list[Any]) -> str:
+        self.calls += 1
+        if self.wait is None:
+            raise RedisConnectionError("Connection refused")
+        return self.wait
+
+
+class FakeRedis:
+    """Just enough of redis.asyncio.Redis for SharedBudgets."""
+
+    def __init__(self, script: FailingScript) -> None:
+        self.script = script
+
+    def register_script(self, source: str) -> FailingScript:
+        return self.script
+
+
+async def test_a_redis_failure_falls_back_to_the_local_budget_and_logs_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    script = FailingScript(None)
+    budgets = Budgets(10, 100 / 60)
+    budgets.shared = SharedBudgets(FakeRedis(script), lambda: True)
+    budget = budgets.acquire("alice")
+    for _ in range(3):
+        assert budget.messages.take() == 0.0
+        assert await budgets.shared_wait("alice", MESSAGES, budget.messages) == 0.0  # granted
+    assert script.calls == 1  # Redis is left alone for a while after it failed
+    assert caplog.text.count("rate budgets: Redis failed") == 1
+    assert budget.messages.tokens == pytest.approx(7, abs=0.1)  # the local budget still counts
+
+
+async def test_a_refusal_across_processes_gives_the_local_token_back() -> None:
+    budgets = Budgets(10, 100 / 60)
+    budgets.shared = SharedBudgets(FakeRedis(FailingScript("0.5")), lambda: True)
+    budget = budgets.acquire("alice")
+    assert budget.messages.take() == 0.0
+    assert await budgets.shared_wait("alice", MESSAGES, budget.messages) == 0.5
+    assert budget.messages.tokens == pytest.approx(10, abs=0.1)
+
+
+def test_a_budget_is_kept_until_it_refilled_and_shared_meanwhile() -> None:
+    budgets = Budgets(10, 100 / 60)
+    first = budgets.acquire("alice")
+    assert budgets.acquire("alice") is first  # a second socket shares it
+    budgets.release("alice", first)
+    first.messages.take()
+    budgets.release("alice", first)  # the last socket: not full, kept (reconnecting gains nothing)
+    assert budgets.acquire("alice") is first
+    budgets.release("alice", first)
+    first.messages.tokens = 10.0
+    budgets.release("alice", budgets.acquire("alice"))
+    assert "alice" not in budgets.by_login  # full again: forgotten

@@ -150,6 +150,7 @@ async def test_create_admin_refuses_taken_logins_and_bad_input(cli: CLI, store: 
     await account(store, "alice")
     refusals = [
         (("create-admin", "ALICE"), PASSWORD, "the login 'ALICE' is taken"),
+        (("create-admin", "al1ce"), PASSWORD, "the login 'al1ce' looks like the taken 'alice'"),
         (("create-admin", "a b"), PASSWORD, "'a b' is not a valid login"),
         (("create-admin", "bob"), "too short\n", "the password is too short: use at least 10"),
         (("create-admin", "bob"), "x" * 257, "the password is too long"),

@@ -592,3 +592,105 @@ async def test_read_marks_pending_at_shutdown_are_stored(
         assert await again.reads.of_user("alice") == {"general": 3}
     finally:
         await again.close()
+
+
+CYRILLIC_COPY = "\u0421\u043e\u0440\u0443"  # С о р у: all Cyrillic, looks like "Copy"
+
+
+@pytest.mark.parametrize(
+    ("name", "error"),
+    [
+        ("G\u0435neral", "Use one alphabet per word"),  # a Cyrillic е in a Latin word
+        ("D\u0435v", "Use one alphabet per word"),
+        ("\u0391lpha", "Use one alphabet per word"),  # a Greek Α
+        ("dev\u202eved", "Use letters, digits, spaces and punctuation only."),  # bidi override
+        ("d\u200bev", "Use letters, digits, spaces and punctuation only."),  # zero width space
+        ("dev\u2066x", "Use letters, digits, spaces and punctuation only."),  # bidi isolate
+        ("\u3164", "Use letters, digits, spaces and punctuation only."),  # Hangul filler
+        ("dev\ufe01", "Use letters, digits, spaces and punctuation only."),  # variation selector
+        ("dev\U000e0041", "Use letters, digits, spaces and punctuation only."),  # a tag
+        ("dev\u2060", "Use letters, digits, spaces and punctuation only."),  # word joiner
+    ],
+)
+async def test_names_that_lie_are_refused(auth: Auth, name: str, error: str) -> None:
+    await auth.signup("alice")
+    resp = await create_room(auth, name)
+    assert resp.status == 400
+    assert error in await resp.text()
+    rooms = await auth.client.app[STORE_KEY].rooms.activity("alice", 10)
+    assert [a.room.slug for a in rooms] == ["general"]
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("Copy", CYRILLIC_COPY),
+        (CYRILLIC_COPY, "COPY"),
+        ("General", "ＧＥＮＥＲＡＬ"),  # fullwidth
+        ("Café", "Cafe"),
+        ("Привет", "привет"),
+        ("会議", "会議"),
+    ],
+)
+async def test_a_look_alike_of_an_existing_room_is_refused(
+    auth: Auth, first: str, second: str
+) -> None:
+    await auth.signup("alice")
+    if first != "General":
+        assert (await create_room(auth, first)).status == 302
+    resp = await create_room(auth, second)
+    assert resp.status == 409
+    assert "exists already; choose another name." in await resp.text()
+    rooms = await auth.client.app[STORE_KEY].rooms.activity("alice", 10)
+    assert len(rooms) == (1 if first == "General" else 2)
+
+
+async def test_a_look_alike_in_another_script_names_the_room_it_imitates(auth: Auth) -> None:
+    await auth.signup("alice")
+    assert (await create_room(auth, "Copy")).status == 302
+    resp = await create_room(auth, CYRILLIC_COPY)
+    assert resp.status == 409
+    assert "A room whose name looks the same (#Copy) exists already" in await resp.text()
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [
+        ("ｄｅｖ", "dev"),  # fullwidth: NFKC
+        ("Привет", "Привет"),
+        ("会議", "会議"),
+        ("🎉 Party", "🎉 Party"),
+        ("❤️ team", "❤️ team"),
+        ("Dev Привет", "Dev Привет"),  # one alphabet per word, not per name
+        ("Ελληνικά", "Ελληνικά"),
+    ],
+)
+async def test_real_names_in_any_script_are_accepted_in_nfkc(
+    auth: Auth, name: str, shown: str
+) -> None:
+    await auth.signup("alice")
+    resp = await create_room(auth, name)
+    assert resp.status == 302, await resp.text()
+    slug = resp.headers["Location"].removeprefix("/rooms/")
+    room = await auth.client.app[STORE_KEY].rooms.find(slug)
+    assert room is not None and room.name == shown
+
+
+async def test_digits_that_pass_for_letters_are_refused(auth: Auth) -> None:
+    await auth.signup("alice")
+    for name in ("Genera1", "GENERA1", "C0py"):
+        if name == "C0py":
+            assert (await create_room(auth, "Copy")).status == 302
+        resp = await create_room(auth, name)
+        assert resp.status == 409, name
+        assert "A room whose name looks the same (#" in await resp.text()
+    assert (await create_room(auth, "Room 101")).status == 302  # no room "room-lol"
+    assert (await create_room(auth, "2010 plans")).status == 302
+
+
+async def test_a_private_room_may_share_an_open_rooms_name(auth: Auth) -> None:
+    # Private names are never checked against anything: a 409 would reveal a private room.
+    await auth.signup("alice")
+    resp = await auth.post("/rooms", {"name": "Secret", "private": "on"}, csrf_path="/")
+    assert resp.status == 302
+    assert (await create_room(auth, "Secret")).status == 302

@@ -20,6 +20,7 @@ from storage.base import (
     ChangeRefused,
     LastAdmin,
     Store,
+    login_skeleton,
     now,
 )
 from storage.sqlite import MIGRATIONS, SCHEMA, SqliteStore
@@ -270,5 +271,50 @@ async def test_mongo_store_from_before_roles_makes_its_first_account_admin(
         assert roles == {"carol": ADMIN, "alice": MEMBER}
         assert (await store.users.create("dave", "d@example.com", "hash")).role == MEMBER
         assert (await store.rooms.find("general")).kind == "open"  # type: ignore[union-attr]
+    finally:
+        await store.close()
+
+
+async def test_sqlite_accounts_from_before_skeletons_get_theirs(tmp_path: Path) -> None:
+    path = tmp_path / "chat.sqlite3"
+    with sqlite3.connect(path) as conn:  # the release before: every migration but the last
+        conn.executescript(SCHEMA)
+        for migration in MIGRATIONS[:-1]:
+            conn.executescript(migration)
+        conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) - 1}")
+        conn.execute(
+            "INSERT INTO users (login, login_key, email, password_hash, created_at)"
+            " VALUES ('W0rm', 'w0rm', 'w@example.com', 'hash', 0)"
+        )
+    store = SqliteStore(path)
+    await store.setup()
+    try:
+        twin = await store.users.find_by_skeleton(login_skeleton("worm"))
+        assert twin is not None and twin.login == "W0rm"
+        await store.users.create("bob", "b@example.com", "hash")
+        assert (await store.users.find_by_skeleton("bob")).login == "bob"  # type: ignore[union-attr]
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("backend", ["secantus"])
+async def test_mongo_accounts_from_before_skeletons_get_theirs(settings: Settings) -> None:
+    with MongoClient(settings.mongodb_uri) as client:
+        client[settings.mongodb_db]["users"].insert_one(
+            {
+                "login": "W0rm",
+                "login_key": "w0rm",
+                "email": "w@example.com",
+                "password_hash": "hash",
+                "created_at": now(),
+            }
+        )
+    store = open_store(settings)
+    await store.setup()
+    try:
+        twin = await store.users.find_by_skeleton(login_skeleton("worm"))
+        assert twin is not None and twin.login == "W0rm"
+        await store.users.create("bob", "b@example.com", "hash")
+        assert (await store.users.find_by_skeleton("bob")).login == "bob"  # type: ignore[union-attr]
     finally:
         await store.close()
