@@ -322,6 +322,24 @@ async def raw_ws_connect(person: Auth) -> socket.socket:
     return sock
 
 
+def client_frame(opcode: int, payload: bytes, *, mask: bool = True) -> bytes:
+    """A client frame of any length, masked unless told otherwise."""
+    n = len(payload)
+    if n < 126:
+        size = bytes([n])
+    else:
+        size = (
+            bytes([126]) + n.to_bytes(2, "big")
+            if n < 65536
+            else bytes([127]) + n.to_bytes(8, "big")
+        )
+    if not mask:
+        return bytes([0x80 | opcode, size[0]]) + size[1:] + payload
+    key = os.urandom(4)
+    body = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+    return bytes([0x80 | opcode, 0x80 | size[0]]) + size[1:] + key + body
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """Report how long the browser tests took in all."""
     total = sum(

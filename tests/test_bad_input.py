@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from aiohttp import WSMsgType
 
-from conftest import Auth, raw_ws_connect, receive, receive_until
+from conftest import Auth, client_frame, raw_ws_connect, receive, receive_until
 from storage import STORE_KEY
 
 DEFAULT_RATES = {"message_burst": 10, "message_per_minute": 100}
@@ -149,24 +149,6 @@ async def test_confusable_logins_are_rejected(auth: Auth, make_client: Any, logi
     assert await auth.client.app[STORE_KEY].users.find_by_login(login) is None
 
 
-def frame(opcode: int, payload: bytes, *, mask: bool = True) -> bytes:
-    """A client frame of any length, masked unless told otherwise."""
-    n = len(payload)
-    if n < 126:
-        size = bytes([n])
-    else:
-        size = (
-            bytes([126]) + n.to_bytes(2, "big")
-            if n < 65536
-            else bytes([127]) + n.to_bytes(8, "big")
-        )
-    if not mask:
-        return bytes([0x80 | opcode, size[0]]) + size[1:] + payload
-    key = os.urandom(4)
-    body = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
-    return bytes([0x80 | opcode, 0x80 | size[0]]) + size[1:] + key + body
-
-
 async def test_unmasked_client_frame_is_closed_with_1002(
     client: Any, make_user: Any, connect: Any
 ) -> None:
@@ -178,7 +160,7 @@ async def test_unmasked_client_frame_is_closed_with_1002(
         loop = asyncio.get_running_loop()
         text = json.dumps({"type": "message", "text": "unmasked", "client_id": "u1"})
         # RFC 6455 5.1: a server MUST close the connection on an unmasked client frame.
-        await loop.sock_sendall(sock, frame(0x1, text.encode(), mask=False))
+        await loop.sock_sendall(sock, client_frame(0x1, text.encode(), mask=False))
         assert await close_code_from(sock) == 1002
     finally:
         sock.close()
@@ -201,9 +183,11 @@ async def test_masked_frames_before_an_unmasked_one_still_count(
         loop = asyncio.get_running_loop()
         long_text = "x" * 300  # a 16-bit length
         data = b"".join(
-            frame(0x1, json.dumps({"type": "message", "text": t, "client_id": t[:9]}).encode())
+            client_frame(
+                0x1, json.dumps({"type": "message", "text": t, "client_id": t[:9]}).encode()
+            )
             for t in ("first", long_text)
-        ) + frame(0x1, b'{"type": "typing"}', mask=False)
+        ) + client_frame(0x1, b'{"type": "typing"}', mask=False)
         for i in range(len(data)):  # a byte at a time: headers split across reads
             await loop.sock_sendall(sock, data[i : i + 1])
             if i < 40 or i % 50 == 0:

@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp import WSCloseCode
 
 from chat.masking import MaskedFrames
+from conftest import client_frame
 
 
 class Reader:
@@ -32,18 +33,9 @@ class Queue:
         self.exc = exc
 
 
-def client_frame(n: int, *, mask: bool = True) -> bytes:
+def binary(n: int, *, mask: bool = True) -> bytes:
     """A binary frame with an n-byte payload (7-, 16- or 64-bit length)."""
-    if n < 126:
-        size = bytes([n])
-    else:
-        size = (
-            bytes([126]) + n.to_bytes(2, "big")
-            if n < 65536
-            else bytes([127]) + n.to_bytes(8, "big")
-        )
-    key = os.urandom(4) if mask else b""
-    return bytes([0x82, (0x80 if mask else 0) | size[0]]) + size[1:] + key + os.urandom(n)
+    return client_frame(0x2, os.urandom(n), mask=mask)
 
 
 def feed(data: bytes, cuts: list[int]) -> tuple[Reader, Queue, bool]:
@@ -57,7 +49,7 @@ def feed(data: bytes, cuts: list[int]) -> tuple[Reader, Queue, bool]:
 
 
 def test_masked_frames_pass_whole_in_any_split() -> None:
-    data = client_frame(0) + client_frame(5) + client_frame(300) + client_frame(70000)
+    data = binary(0) + binary(5) + binary(300) + binary(70000)
     for cut in range(1, 40):
         reader, queue, eof = feed(data, [cut, cut + 1, cut + 7])
         assert reader.fed == data and queue.exc is None and not eof, cut
@@ -66,8 +58,8 @@ def test_masked_frames_pass_whole_in_any_split() -> None:
 
 
 def test_an_unmasked_frame_stops_the_stream_before_it() -> None:
-    good = client_frame(3) + client_frame(200)
-    data = good + client_frame(4, mask=False) + client_frame(3)
+    good = binary(3) + binary(200)
+    data = good + binary(4, mask=False) + binary(3)
     for cuts in ([], [len(good) + 1], list(range(1, len(data)))):
         reader, queue, eof = feed(data, cuts)
         assert reader.fed == good, cuts
