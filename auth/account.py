@@ -9,7 +9,7 @@ from aiohttp import web
 
 from auth import require_login
 from auth.accounts import end_sessions, set_password
-from auth.forms import PASSWORD_MAX
+from auth.forms import new_password_errors
 from auth.passwords import PASSWORDS_KEY, Busy, busy_refusal
 from auth.sessions import end_session, session_ended
 from common.forms import field
@@ -58,12 +58,7 @@ class ChangePassword(web.View):
         except Busy:
             raise busy_refusal() from None
         minimum = request.app[SETTINGS_KEY].password_min_length
-        if len(new) < minimum:
-            errors["password"] = f"Use at least {minimum} characters."
-        elif len(new) > PASSWORD_MAX:
-            errors["password"] = f"Use at most {PASSWORD_MAX} characters."
-        elif field(form, "password_confirm") != new:
-            errors["password_confirm"] = "The two passwords differ."
+        errors.update(new_password_errors(new, field(form, "password_confirm"), minimum))
         if errors:
             return await render_account(request, {"errors": errors}, status=400)
         try:

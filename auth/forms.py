@@ -23,6 +23,17 @@ def clean_login(login: str) -> str:
     return unicodedata.normalize("NFKC", login).strip()
 
 
+def new_password_errors(password: str, confirm: str, min_password: int) -> Errors:
+    """Return the errors of a new password typed twice (sign-up, password change)."""
+    if len(password) < min_password:
+        return {"password": f"Use at least {min_password} characters."}
+    if len(password) > PASSWORD_MAX:
+        return {"password": f"Use at most {PASSWORD_MAX} characters."}
+    if confirm != password:
+        return {"password_confirm": "The two passwords differ."}
+    return {}
+
+
 def validate_signup(form: Mapping[str, object], min_password: int) -> tuple[dict[str, str], Errors]:
     """Return the cleaned sign-up values and the errors per field."""
     values = {
@@ -36,13 +47,7 @@ def validate_signup(form: Mapping[str, object], min_password: int) -> tuple[dict
         errors["login"] = "Use 3 to 32 letters, digits, dots, dashes or underscores."
     if len(values["email"]) > EMAIL_MAX or not EMAIL_RE.fullmatch(values["email"]):
         errors["email"] = "Enter an email address like name@example.com."
-    password = values["password"]
-    if len(password) < min_password:
-        errors["password"] = f"Use at least {min_password} characters."
-    elif len(password) > PASSWORD_MAX:
-        errors["password"] = f"Use at most {PASSWORD_MAX} characters."
-    if "password" not in errors and values["password_confirm"] != password:
-        errors["password_confirm"] = "The two passwords differ."
+    errors.update(new_password_errors(values["password"], values["password_confirm"], min_password))
     return values, errors
 
 
