@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import math
 import time
@@ -31,13 +30,14 @@ from chat.frames import (
 )
 from chat.hub import HUB_KEY
 from chat.masking import MaskedWebSocketResponse
+from chat.posting import change_message, post_message
 from chat.reads import READS_KEY
 from common import SESSION_KEY
 from common.limits import TokenBucket, too_many
 from common.numbers import MAX_WHOLE, whole_number
 from settings import SETTINGS_KEY, Settings
 from storage import STORE_KEY
-from storage.base import ChangeRefused, StorageUnavailable, now
+from storage.base import ChangeRefused, StorageUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -266,55 +266,25 @@ class ChatSocket(web.View):
 
     async def _post(self, conn: Connection, text: str, client_id: str) -> None:
         """Store a message, then send it to the room; the sender's copy is its acknowledgement."""
-        store = self.request.app[STORE_KEY]
-        hub = self.request.app[HUB_KEY]
         try:
-            async with hub.room_lock(conn.room):
-                message, created = await store.messages.add(conn.room, conn.user, text, client_id)
-                if created:
-                    frame = message_frame(message)
-                    await hub.deliver(conn.room, message.seq, frame)
+            message, created = await post_message(
+                self.request.app, conn.room, conn.user, text, client_id
+            )
         except StorageUnavailable as exc:
             log.warning("message not stored: %s", exc)
             conn.send_text(
                 error_frame("unavailable", "Not sent: the database is unavailable.", client_id)
             )
             return
-        if created:
-            await self.request.app[BROKER_KEY].publish_message(conn.room, message.seq, frame)
-        else:
+        if not created:
             conn.send_text(message_frame(message))  # a re-send: acknowledge with the stored message
 
     async def _change(self, conn: Connection, change: ChangeMessage) -> None:
-        """Edit or delete the sender's own recent message, then send the change to the room.
-
-        An admin may delete anyone's message, however old: asked of the store only when the
-        change was refused as someone else's or too late, so the role is never stale.
-        """
-        store = self.request.app[STORE_KEY]
-        hub = self.request.app[HUB_KEY]
-        since = now() - dt.timedelta(seconds=self.request.app[SETTINGS_KEY].edit_window)
+        """Edit or delete the sender's own recent message (or, an admin, anyone's)."""
         try:
-            # Under the room's lock, so here a change never overtakes the message it changes.
-            async with hub.room_lock(conn.room):
-                try:
-                    message = await store.messages.change(
-                        conn.room, change.seq, conn.user, change.text, since
-                    )
-                except ChangeRefused as exc:
-                    if change.text is not None or exc.code not in ("forbidden", "too_late"):
-                        raise
-                    account = await store.users.find_by_login(conn.user)
-                    if account is None or not account.is_admin:
-                        raise
-                    message = await store.messages.change(
-                        conn.room, change.seq, conn.user, None, since, moderator=True
-                    )
-                frame = message_frame(message, "change")
-                hub.broadcast(conn.room, frame)
+            await change_message(self.request.app, conn.room, change.seq, conn.user, change.text)
         except ChangeRefused as exc:
             conn.send_text(error_frame(exc.code, exc.message, change.client_id, seq=change.seq))
-            return
         except StorageUnavailable as exc:
             log.warning("message not changed: %s", exc)
             conn.send_text(
@@ -325,8 +295,6 @@ class ChatSocket(web.View):
                     seq=change.seq,
                 )
             )
-            return
-        await self.request.app[BROKER_KEY].publish_room(conn.room, frame)
 
     async def _typing(self, conn: Connection) -> None:
         """Tell the others in the room this person is typing, at most every few seconds."""

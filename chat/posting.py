@@ -1,0 +1,66 @@
+"""Posting and changing messages: persist, then send to the room here and on every process.
+
+The socket, and any HTTP way in (bots, uploads), post through here, so a message reaches the
+room's sockets in seq order whichever way it came.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from aiohttp import web
+
+from chat.broker import BROKER_KEY
+from chat.frames import message_frame
+from chat.hub import HUB_KEY
+from settings import SETTINGS_KEY
+from storage import STORE_KEY
+from storage.base import ChangeRefused, Message, now
+
+
+async def post_message(
+    app: web.Application, room: str, user: str, text: str, client_id: str
+) -> tuple[Message, bool]:
+    """Store a message and send it to the room; on a re-sent client_id return the stored one.
+
+    The flag is True when this call stored it (and sent it), False for a re-send, which goes
+    to nobody: the caller acknowledges it. Raise StorageUnavailable when it was not stored.
+    """
+    hub = app[HUB_KEY]
+    async with hub.room_lock(room):
+        message, created = await app[STORE_KEY].messages.add(room, user, text, client_id)
+        if created:
+            frame = message_frame(message)
+            await hub.deliver(room, message.seq, frame)
+    if created:
+        await app[BROKER_KEY].publish_message(room, message.seq, frame)
+    return message, created
+
+
+async def change_message(
+    app: web.Application, room: str, seq: int, user: str, text: str | None
+) -> Message:
+    """Edit (new text) or delete (None) a message, then send the change to the room.
+
+    One's own message, within EDIT_WINDOW of its sending. An admin may delete anyone's message,
+    however old: asked of the store only when the change was refused as someone else's or too
+    late, so the role is never stale. Raise ChangeRefused or StorageUnavailable.
+    """
+    store = app[STORE_KEY]
+    hub = app[HUB_KEY]
+    since = now() - dt.timedelta(seconds=app[SETTINGS_KEY].edit_window)
+    # Under the room's lock, so here a change never overtakes the message it changes.
+    async with hub.room_lock(room):
+        try:
+            message = await store.messages.change(room, seq, user, text, since)
+        except ChangeRefused as exc:
+            if text is not None or exc.code not in ("forbidden", "too_late"):
+                raise
+            account = await store.users.find_by_login(user)
+            if account is None or not account.is_admin:
+                raise
+            message = await store.messages.change(room, seq, user, None, since, moderator=True)
+        frame = message_frame(message, "change")
+        hub.broadcast(room, frame)
+    await app[BROKER_KEY].publish_room(room, frame)
+    return message
