@@ -259,7 +259,15 @@ def _unpack(source: Path, work: Path) -> dict[str, Any]:
     found: dict[str, dict[str, Any]] = {}
     manifest: dict[str, Any] | None = None
     try:
-        with tarfile.open(source, mode="r:*") as tar:
+        tar = tarfile.open(source, mode="r:*")
+    except FileNotFoundError:
+        raise BackupError(f"no backup at {source}") from None
+    except PermissionError as exc:
+        raise BackupError(f"cannot read {source}: {exc.strerror}") from None
+    except (tarfile.TarError, EOFError, OSError, zlib.error):
+        raise BackupError(f"{bad}: it is not a tar file") from None
+    try:
+        with tar:
             for member in tar:
                 name = member.name
                 if not member.isfile() or not _allowed(name):
@@ -276,12 +284,9 @@ def _unpack(source: Path, work: Path) -> dict[str, Any]:
                     found[name] = {"size": member.size, "sha256": _extract(file, work / name)}
     except _Unwritable as exc:
         raise BackupError(f"cannot restore into {work.parent}: {exc}") from None
-    except FileNotFoundError:
-        raise BackupError(f"no backup at {source}") from None
-    except PermissionError as exc:
-        raise BackupError(f"cannot read {source}: {exc.strerror}") from None
     except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
-        raise BackupError(f"{bad}: {exc}") from None
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise BackupError(f"{bad}: {reason}") from None
     if manifest is None:
         raise BackupError(f"{bad}: it has no {MANIFEST}")
     if found != manifest["files"]:
