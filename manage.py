@@ -1,4 +1,4 @@
-"""The operator's command line: accounts, invitations and sign-up, on either store, live."""
+"""The operator's command line: accounts, invitations, sign-up, backups; on either store, live."""
 
 from __future__ import annotations
 
@@ -43,11 +43,11 @@ LAST_ADMIN = "the chat needs at least one active admin; make another account an 
 
 Command = Callable[[argparse.Namespace, Settings, Store], Awaitable[None]]
 FileCommand = Callable[[argparse.Namespace, Settings], None]  # works on the files, not the store
-MONGO_BACKUP = (
-    "{command} copies the SQLite store only; with MONGODB_URI set use MongoDB's tools "
+MONGO_TOOLS = (
+    "copies the SQLite store only; with MONGODB_URI set use MongoDB's tools "
     "(see the README, Back up and restore): "
-    'mongodump --uri "$MONGODB_URI" --db "$MONGODB_DB" --archive=chat.archive --gzip, and '
-    'mongorestore --uri "$MONGODB_URI" --nsInclude "$MONGODB_DB.*" --archive=chat.archive '
+    'mongodump --uri "$MONGODB_URI" --db "${MONGODB_DB:-chat}" --archive=chat.archive --gzip, and '
+    'mongorestore --uri "$MONGODB_URI" --nsInclude "${MONGODB_DB:-chat}.*" --archive=chat.archive '
     "--gzip --drop"
 )
 
@@ -260,7 +260,7 @@ async def users(args: argparse.Namespace, settings: Settings, store: Store) -> N
 def backup_cmd(args: argparse.Namespace, settings: Settings) -> None:
     """Write a backup of the SQLite store (database and uploads) to one file."""
     if settings.mongodb_uri:
-        raise Unsupported(MONGO_BACKUP.format(command="backup"))
+        raise Unsupported(f"backup {MONGO_TOOLS}")
     try:
         made = backup(settings.data_dir, args.path, force=args.force)
     except BackupError as exc:
@@ -271,7 +271,7 @@ def backup_cmd(args: argparse.Namespace, settings: Settings) -> None:
 def restore_cmd(args: argparse.Namespace, settings: Settings) -> None:
     """Replace the SQLite store with a backup, after checking the backup whole."""
     if settings.mongodb_uri:
-        raise Unsupported(MONGO_BACKUP.format(command="restore"))
+        raise Unsupported(f"restore {MONGO_TOOLS}")
     try:
         got = restore(args.path, settings.data_dir, force=args.force)
     except BackupError as exc:
