@@ -126,8 +126,7 @@ def restore(source: Path, data_dir: Path, *, force: bool = False) -> Summary:
 def _snapshot(source: Path, snapshot: Path) -> tuple[int, dict[str, int]]:
     """Copy one consistent snapshot of the database; return its schema version and counts."""
     try:
-        # mode=rw: never create a database that is not there.
-        src = sqlite3.connect(f"file:{source}?mode=rw", uri=True, timeout=10)
+        src = sqlite3.connect(_uri(source), uri=True, timeout=10)
     except sqlite3.Error as exc:
         raise BackupError(f"cannot open {source}: {exc}") from None
     dst = sqlite3.connect(snapshot)
@@ -137,7 +136,7 @@ def _snapshot(source: Path, snapshot: Path) -> tuple[int, dict[str, int]]:
         src.backup(dst, pages=-1)
         # The copy keeps no WAL: one self-contained file.
         dst.execute("PRAGMA journal_mode = DELETE")
-        return _verify(dst, snapshot)
+        return _verify(dst, source)
     except sqlite3.Error as exc:
         raise BackupError(f"cannot back up {source}: {exc}") from None
     finally:
@@ -367,7 +366,7 @@ def _parse_manifest(raw: bytes, bad: str) -> dict[str, Any]:
 def _check_database(path: Path, source: Path) -> None:
     """Refuse a database that fails SQLite's integrity check or is newer than this code."""
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=rw", uri=True)
+        conn = sqlite3.connect(_uri(path), uri=True)
     except sqlite3.Error as exc:
         raise BackupError(f"the database in {source} cannot be opened: {exc}") from None
     try:
@@ -406,7 +405,7 @@ def _target_holds(target: Path, uploads: Path) -> str:
     held: list[str] = []
     if target.exists() and target.stat().st_size > 0:
         try:
-            conn = sqlite3.connect(f"file:{target}?mode=rw", uri=True, timeout=0)
+            conn = sqlite3.connect(_uri(target), uri=True, timeout=0)
         except sqlite3.Error as exc:
             return f"a {DATABASE} that cannot be opened: {exc}"
         try:
@@ -477,6 +476,11 @@ def _summary(manifest: dict[str, Any]) -> Summary:
         uploads=int(uploads.get("files", 0)),
         upload_bytes=int(uploads.get("bytes", 0)),
     )
+
+
+def _uri(path: Path) -> str:
+    """Return an SQLite URI that opens an existing file read-write, never creating one."""
+    return path.resolve().as_uri() + "?mode=rw"  # as_uri escapes a ? or # in the path
 
 
 def _now() -> str:
