@@ -1,4 +1,4 @@
-"""The operator's command line: accounts, invitations and sign-up, on either store, live."""
+"""The operator's command line: accounts, invitations, sign-up, backups; on either store, live."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import signal
 import sys
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from pathlib import Path
 
 from yarl import URL
 
@@ -22,6 +23,7 @@ from chat import EXPIRY_SWEEP
 from chat.broker import CHANNEL
 from settings import SIGNUP_MODES, Settings, SettingsError, load_settings
 from storage import open_store
+from storage.backup import BackupError, Summary, backup, restore
 from storage.base import (
     ADMIN,
     MAX_PAGE,
@@ -40,10 +42,22 @@ INTERRUPTED = 130
 LAST_ADMIN = "the chat needs at least one active admin; make another account an admin first"
 
 Command = Callable[[argparse.Namespace, Settings, Store], Awaitable[None]]
+FileCommand = Callable[[argparse.Namespace, Settings], None]  # works on the files, not the store
+MONGO_TOOLS = (
+    "copies the SQLite store only; with MONGODB_URI set use MongoDB's tools "
+    "(see the README, Back up and restore): "
+    'mongodump --uri "$MONGODB_URI" --db "${MONGODB_DB:-chat}" --archive=chat.archive --gzip, and '
+    'mongorestore --uri "$MONGODB_URI" --nsInclude "${MONGODB_DB:-chat}.*" --archive=chat.archive '
+    "--gzip --drop"
+)
 
 
 class Refused(Exception):
     """The operation was refused; the message says why (exit code 1)."""
+
+
+class Unsupported(Exception):
+    """The command does not apply to this configuration; the message says what does (exit 2)."""
 
 
 def error(message: str) -> None:
@@ -243,6 +257,39 @@ async def users(args: argparse.Namespace, settings: Settings, store: Store) -> N
         error(f"note: only the first {MAX_PAGE} accounts are listed")
 
 
+def backup_cmd(args: argparse.Namespace, settings: Settings) -> None:
+    """Write a backup of the SQLite store (database and uploads) to one file."""
+    if settings.mongodb_uri:
+        raise Unsupported(f"backup {MONGO_TOOLS}")
+    try:
+        made = backup(settings.data_dir, args.path, force=args.force)
+    except BackupError as exc:
+        raise Refused(str(exc)) from None
+    print(f"backed up {_contents(made)} to {args.path}")
+
+
+def restore_cmd(args: argparse.Namespace, settings: Settings) -> None:
+    """Replace the SQLite store with a backup, after checking the backup whole."""
+    if settings.mongodb_uri:
+        raise Unsupported(f"restore {MONGO_TOOLS}")
+    try:
+        got = restore(args.path, settings.data_dir, force=args.force)
+    except BackupError as exc:
+        raise Refused(str(exc)) from None
+    print(f"restored {_contents(got)}, backed up {got.created_at}, into the {where(settings)}")
+    if got.replaced is not None:
+        print(f"the files it replaced are in {got.replaced}")
+
+
+def _contents(summary: Summary) -> str:
+    """Say what a backup holds, e.g. '2 accounts, 1 room, 5 messages and 0 uploads'."""
+    c = summary.counts
+    return (
+        f"{plural(c['users'], 'account')}, {plural(c['rooms'], 'room')}, "
+        f"{plural(c['messages'], 'message')} and {plural(summary.uploads, 'upload')}"
+    )
+
+
 def _collect(ids: list[str]) -> Callable[[str], Awaitable[None]]:
     """Return a session-ended hook that notes the ids, to announce them afterwards."""
 
@@ -284,8 +331,10 @@ def parser() -> argparse.ArgumentParser:
         "while the server runs. Settings come from the environment and ./.env, as for app.py: "
         "run it where the server runs, with the same DATA_DIR or MONGODB_URI.",
         epilog="Exit codes: 0 done; 1 refused (unknown login, login taken, last admin, bad "
-        "password); 2 bad usage; 3 configuration error or database unreachable; 130 "
-        "interrupted. A password is asked twice on a terminal, else read as one line from stdin.",
+        "password, a backup that is damaged or would be overwritten); 2 bad usage (backup or "
+        "restore on MongoDB: use mongodump and mongorestore); 3 configuration error or database "
+        "unreachable; 130 interrupted. A password is asked twice on a terminal, else read as one "
+        "line from stdin.",
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -318,6 +367,26 @@ def parser() -> argparse.ArgumentParser:
     cmd = command("reactivate", reactivate_cmd, "let a deactivated account log in again")
     cmd.add_argument("login")
     command("users", users, "list the accounts: login, role, state, created, last seen")
+    for name, func, help, force in (
+        (
+            "backup",
+            backup_cmd,
+            "write the SQLite store (database, uploads) to one tar file, PATH, while the chat runs "
+            "(PATH ending in .tar.gz or .tgz: compressed; the secret key is left out)",
+            "replace PATH if it exists",
+        ),
+        (
+            "restore",
+            restore_cmd,
+            "replace the SQLite store with the backup at PATH (stop the chat first)",
+            "replace a store that holds accounts, messages or uploads (kept aside in "
+            "DATA_DIR/replaced-TIME)",
+        ),
+    ):
+        cmd = sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".")
+        cmd.set_defaults(func=None, file_func=func)
+        cmd.add_argument("path", metavar="PATH", type=Path)
+        cmd.add_argument("--force", action="store_true", help=force)
     return p
 
 
@@ -339,12 +408,19 @@ async def run(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         error(f"configuration error: {exc}")
         return UNAVAILABLE
+    file_func: FileCommand | None = getattr(args, "file_func", None)
     try:
-        async with opened(settings) as store:
-            await args.func(args, settings, store)
+        if file_func is not None:
+            file_func(args, settings)
+        else:
+            async with opened(settings) as store:
+                await args.func(args, settings, store)
     except Refused as exc:
         error(str(exc))
         return REFUSED
+    except Unsupported as exc:
+        error(str(exc))
+        return USAGE
     except StorageUnavailable as exc:
         error(f"cannot reach the database: {exc}")
         return UNAVAILABLE
