@@ -6,7 +6,6 @@ import asyncio
 import json
 import sqlite3
 import subprocess
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -51,12 +50,11 @@ async def test_sigterm_closes_sockets_with_1001_and_exits_cleanly(
     assert (await ws.receive_json(timeout=5))["type"] == "hello"
     await ws.send_json({"type": "message", "text": "kept", "client_id": "k1"})
     assert (await ws.receive_json(timeout=5))["seq"] == 1
-    started = time.monotonic()
+    # Both waits are bounded (10 s): a shutdown that hangs fails the test by raising.
     code_task = asyncio.create_task(asyncio.to_thread(server.terminate, 10))
     msg = await ws.receive(timeout=10)
     assert (msg.type, msg.data) == (WSMsgType.CLOSE, 1001)
     assert await code_task == 0
-    assert time.monotonic() - started < 10
     await ws.close()
     assert server.proc is not None and server.proc.stdout is not None
     output = server.proc.stdout.read().decode()
@@ -170,16 +168,15 @@ async def test_sigterm_under_load_closes_all_with_1001_and_keeps_every_ack(
 
         load = [asyncio.create_task(client(n, ws)) for n, ws in enumerate(sockets)]
         await asyncio.sleep(1.5)
-        started = time.monotonic()
+        # Bounded by the wait itself: past 10 s it raises (a shutdown that hangs fails the test).
         exit_code = await asyncio.to_thread(app.terminate, 10)
-        took = time.monotonic() - started
         async with asyncio.timeout(10):
             await asyncio.gather(*load)
     finally:
         for s in sessions:
             await s.close()
         app.kill()
-    assert exit_code == 0 and took < 10
+    assert exit_code == 0
     assert codes == [1001] * 200
     assert len(acked) > 200  # the load really ran
     db = sqlite3.connect(tmp_path / "data" / "chat.sqlite3")
