@@ -294,9 +294,7 @@ async def test_a_reply_must_name_a_message_of_the_room(alice: Auth, connect: Any
     assert plain["reply_to"] is None and plain["seq"] == 2
 
 
-async def test_the_page_renders_reactions_and_quotes_escaped(
-    alice: Auth, connect: Any
-) -> None:
+async def test_the_page_renders_reactions_and_quotes_escaped(alice: Auth, connect: Any) -> None:
     a = await connect(alice)
     xss = "<img src=x onerror=alert(1)>"
     await post(a, xss, "m1")
