@@ -119,6 +119,17 @@ async def test_reaction_chips_and_picker_by_mouse_and_keyboard(
     # And the server-rendered chips toggle as well.
     await line[alice].get_by_role("button", name="nice 1: bob").click()
     await expect(line[bob].get_by_role("button", name="nice 2: bob, alice")).to_be_visible()
+
+    # A reaction while Alice edits her message leaves her edit alone.
+    await line[alice].get_by_role("button", name="Edit message").click()
+    box = line[alice].locator("textarea.edit-box")
+    await box.fill("lunch at one?")
+    await line[bob].get_by_role("button", name="nice 2: bob, alice").click()
+    await expect(line[alice].get_by_role("button", name="nice 1: alice")).to_be_visible()
+    await expect(box).to_have_value("lunch at one?")
+    await box.press("Enter")
+    await expect(line[bob].locator(".text")).to_have_text("lunch at one?")
+    await expect(line[alice].get_by_role("button", name="nice 1: alice")).to_be_visible()
     assert console.problems == []
 
 

@@ -105,7 +105,9 @@ function onFrame(frame) {
     case "change": {
       timeline.lastRev = Math.max(timeline.lastRev, frame.rev || 0);
       const old = timeline.find(frame.seq);
-      if (old) {
+      if (old && old.querySelector("textarea.edit-box") && !frame.deleted) {
+        reactions.refresh(old, frame); // being edited here: keep the edit, show the reactions
+      } else if (old) {
         const fresh = render(frame, old.querySelector(".gone") !== null);
         const active = document.activeElement; // lost once the old item leaves the page
         old.replaceWith(fresh);

@@ -76,8 +76,15 @@ export class Reactions {
   // A live message's chips (a server-rendered one has them already).
   show(li, m) {
     if (m.deleted || !m.reactions || !m.reactions.length) return;
-    const at = li.querySelector(".edited") || li.querySelector(".text");
+    const at = li.querySelector(".edited") || li.querySelector(".text, textarea.edit-box");
     at.after(chips(m.reactions, this.me));
+  }
+
+  // New chips on a message left in place (one being edited).
+  refresh(li, m) {
+    const box = li.querySelector(".reactions");
+    if (box) box.remove();
+    this.show(li, m);
   }
 
   // The "React" button that opens the picker.
