@@ -7,6 +7,7 @@ import json
 import struct
 from typing import Any
 
+from chat.emoji import normalize_reaction, reaction_problem
 from common.numbers import MAX_WHOLE
 from storage.base import Message
 
@@ -17,15 +18,18 @@ CLIENT_ID_MAX = 64
 class FrameError(Exception):
     """A client frame was refused; becomes an `error` frame, the socket stays open."""
 
-    def __init__(self, code: str, message: str, client_id: str | None = None) -> None:
+    def __init__(
+        self, code: str, message: str, client_id: str | None = None, seq: int | None = None
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.client_id = client_id
+        self.seq = seq
 
     def to_frame(self) -> str:
         """Encode as the protocol's `error` frame."""
-        return error_frame(self.code, self.message, self.client_id)
+        return error_frame(self.code, self.message, self.client_id, seq=self.seq)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,6 +38,7 @@ class PostMessage:
 
     text: str
     client_id: str
+    reply_to: int | None = None  # the seq of the message it answers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,8 +62,17 @@ class Read:
     seq: int
 
 
-ClientFrame = PostMessage | ChangeMessage | Typing | Read
-TYPES = ("message", "edit", "delete", "typing", "read")
+@dataclasses.dataclass(frozen=True)
+class React:
+    """A client's `react` frame: toggle its person's reaction `emoji` on message `seq`."""
+
+    seq: int
+    emoji: str
+    client_id: str | None
+
+
+ClientFrame = PostMessage | ChangeMessage | Typing | Read | React
+TYPES = ("message", "edit", "delete", "typing", "read", "react")
 
 
 def _text(frame: dict[str, Any], client_id: str | None) -> str:
@@ -73,14 +87,25 @@ def _text(frame: dict[str, Any], client_id: str | None) -> str:
     return text
 
 
-def _seq(frame: dict[str, Any], low: int, client_id: str | None) -> int:
-    seq = frame.get("seq")
+def _seq(frame: dict[str, Any], low: int, client_id: str | None, name: str = "seq") -> int:
+    seq = frame.get(name)
     # bool is an int in Python, but `true` is not a seq.
     if not isinstance(seq, int) or isinstance(seq, bool) or not low <= seq <= MAX_WHOLE:
         raise FrameError(
-            "bad_frame", f"seq must be a whole number from {low} to {MAX_WHOLE}.", client_id
+            "bad_frame", f"{name} must be a whole number from {low} to {MAX_WHOLE}.", client_id
         )
     return seq
+
+
+def _emoji(frame: dict[str, Any], client_id: str | None, seq: int) -> str:
+    emoji = frame.get("emoji")
+    if not isinstance(emoji, str):
+        raise FrameError("bad_frame", "emoji must be a string.", client_id, seq)
+    emoji = normalize_reaction(emoji)
+    problem = reaction_problem(emoji)
+    if problem is not None:
+        raise FrameError("bad_emoji", problem, client_id, seq)
+    return emoji
 
 
 def parse_client_frame(data: str) -> ClientFrame:
@@ -110,8 +135,13 @@ def parse_client_frame(data: str) -> ClientFrame:
         )
     if kind == "message":
         assert valid_id is not None
-        return PostMessage(text=_text(frame, valid_id), client_id=valid_id)
+        reply_to = None
+        if frame.get("reply_to") is not None:
+            reply_to = _seq(frame, 1, valid_id, "reply_to")
+        return PostMessage(_text(frame, valid_id), valid_id, reply_to)
     seq = _seq(frame, 1, valid_id)
+    if kind == "react":
+        return React(seq, _emoji(frame, valid_id, seq), valid_id)
     return ChangeMessage(seq, _text(frame, valid_id) if kind == "edit" else None, valid_id)
 
 
@@ -132,7 +162,7 @@ def error_frame(
     retry_after: float | None = None,
     seq: int | None = None,
 ) -> str:
-    """Encode an `error` frame; `seq` names the message an edit or delete was refused for."""
+    """Encode an `error` frame; `seq` names the message an edit, delete or reaction was for."""
     frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
     if client_id is not None:
         frame["client_id"] = client_id

@@ -19,16 +19,26 @@ from storage.base import ChangeRefused, Message, now
 
 
 async def post_message(
-    app: web.Application, room: str, user: str, text: str, client_id: str
+    app: web.Application,
+    room: str,
+    user: str,
+    text: str,
+    client_id: str,
+    reply_to: int | None = None,
 ) -> tuple[Message, bool]:
     """Store a message and send it to the room; on a re-sent client_id return the stored one.
 
     The flag is True when this call stored it (and sent it), False for a re-send, which goes
-    to nobody: the caller acknowledges it. Raise StorageUnavailable when it was not stored.
+    to nobody: the caller acknowledges it. `reply_to` must be the seq of a message of the room
+    (messages are never removed, so it stays one), else ChangeRefused `reply_not_found`.
+    Raise StorageUnavailable when it was not stored.
     """
     hub = app[HUB_KEY]
+    messages = app[STORE_KEY].messages
+    if reply_to is not None and not await messages.find_many(room, [reply_to]):
+        raise ChangeRefused("reply_not_found", "The message you reply to is not in this room.")
     async with hub.room_lock(room):
-        message, created = await app[STORE_KEY].messages.add(room, user, text, client_id)
+        message, created = await messages.add(room, user, text, client_id, reply_to)
         if created:
             frame = message_frame(message)
             await hub.deliver(room, message.seq, frame)
@@ -60,6 +70,24 @@ async def change_message(
             if account is None or not account.is_admin:
                 raise
             message = await store.messages.change(room, seq, user, None, since, moderator=True)
+        frame = message_frame(message, "change")
+        hub.broadcast(room, frame)
+    await app[BROKER_KEY].publish_room(room, frame)
+    return message
+
+
+async def react_message(
+    app: web.Application, room: str, seq: int, user: str, emoji: str
+) -> Message:
+    """Toggle the person's reaction on a message, then send the change to the room.
+
+    Anyone who may see the room may react, to any message but a deleted one, however old.
+    Raise ChangeRefused or StorageUnavailable.
+    """
+    hub = app[HUB_KEY]
+    # Under the room's lock, as an edit: the change never overtakes the message it changes.
+    async with hub.room_lock(room):
+        message = await app[STORE_KEY].messages.react(room, seq, user, emoji)
         frame = message_frame(message, "change")
         hub.broadcast(room, frame)
     await app[BROKER_KEY].publish_room(room, frame)

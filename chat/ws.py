@@ -18,6 +18,7 @@ from chat.frames import (
     ClientFrame,
     FrameError,
     PostMessage,
+    React,
     Read,
     Typing,
     error_frame,
@@ -30,7 +31,7 @@ from chat.frames import (
 )
 from chat.hub import HUB_KEY
 from chat.masking import MaskedWebSocketResponse
-from chat.posting import change_message, post_message
+from chat.posting import change_message, post_message, react_message
 from chat.reads import READS_KEY
 from common import SESSION_KEY
 from common.limits import TokenBucket, too_many
@@ -217,7 +218,8 @@ class ChatSocket(web.View):
                 frame = parse_client_frame(msg.data)
             except FrameError as exc:
                 error = exc
-            signal = isinstance(frame, Typing | Read)
+            # A reaction is a signal, as typing: cheap, and people give many.
+            signal = isinstance(frame, Typing | Read | React)
             budget = allowance.budget
             bucket = budget.signals if signal else budget.messages
             wait = bucket.take()
@@ -240,13 +242,15 @@ class ChatSocket(web.View):
             if error is not None:
                 conn.send_text(error.to_frame())
             elif isinstance(frame, PostMessage):
-                await self._post(conn, frame.text, frame.client_id)
+                await self._post(conn, frame)
             elif isinstance(frame, ChangeMessage):
                 await self._change(conn, frame)
             elif isinstance(frame, Typing):
                 await self._typing(conn)
             elif isinstance(frame, Read):
                 self._read(conn, frame.seq)
+            elif isinstance(frame, React):
+                await self._react(conn, frame)
         elif msg.type == WSMsgType.BINARY:
             conn.send_text(error_frame("bad_frame", "Frames must be JSON text."))
         elif msg.type in (WSMsgType.PING, WSMsgType.PONG):
@@ -264,12 +268,16 @@ class ChatSocket(web.View):
             log.info("socket error user=%s: %s", conn.user, conn.ws.exception())
         return True
 
-    async def _post(self, conn: Connection, text: str, client_id: str) -> None:
+    async def _post(self, conn: Connection, post: PostMessage) -> None:
         """Store a message, then send it to the room; the sender's copy is its acknowledgement."""
+        client_id = post.client_id
         try:
             message, created = await post_message(
-                self.request.app, conn.room, conn.user, text, client_id
+                self.request.app, conn.room, conn.user, post.text, client_id, post.reply_to
             )
+        except ChangeRefused as exc:
+            conn.send_text(error_frame(exc.code, exc.message, client_id))
+            return
         except StorageUnavailable as exc:
             log.warning("message not stored: %s", exc)
             conn.send_text(
@@ -293,6 +301,23 @@ class ChatSocket(web.View):
                     "Not changed: the database is unavailable.",
                     change.client_id,
                     seq=change.seq,
+                )
+            )
+
+    async def _react(self, conn: Connection, react: React) -> None:
+        """Toggle the person's reaction on a message of this room; the change frame answers."""
+        try:
+            await react_message(self.request.app, conn.room, react.seq, conn.user, react.emoji)
+        except ChangeRefused as exc:
+            conn.send_text(error_frame(exc.code, exc.message, react.client_id, seq=react.seq))
+        except StorageUnavailable as exc:
+            log.warning("reaction not stored: %s", exc)
+            conn.send_text(
+                error_frame(
+                    "unavailable",
+                    "Not changed: the database is unavailable.",
+                    react.client_id,
+                    seq=react.seq,
                 )
             )
 

@@ -9,6 +9,9 @@ import hashlib
 import secrets
 
 MAX_PAGE = 500  # no query returns more rows than this
+REACTIONS_MAX = 20  # distinct emoji on one message
+EXCERPT_MAX = 140  # characters of the replied message a reply quotes
+REACTION_ROWS_MAX = 100_000  # reactions read for one page of messages
 MAX_ROOMS = MAX_PAGE  # the room list and a person's read marks are bounded by this too
 ROOMS_KEPT = 10_000  # rooms kept in memory once found (the oldest found goes first)
 
@@ -40,7 +43,7 @@ class LastAdmin(StorageError):
 
 
 class ChangeRefused(StorageError):
-    """An edit or delete was refused; `code` says why (the protocol's error code)."""
+    """An edit, delete, reaction or reply was refused; `code` says why (the protocol's code)."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
@@ -63,6 +66,18 @@ def refusal(
     if message.created_at < since:
         return ChangeRefused("too_late", "Too late: this message can no longer be changed.")
     return ChangeRefused("unavailable", "The message changed meanwhile; try again.")
+
+
+REACTION_REFUSALS = {
+    "not_found": "There is no such message in this room.",
+    "deleted": "This message was deleted.",
+    "too_many_reactions": f"A message takes at most {REACTIONS_MAX} different reactions.",
+}
+
+
+def reaction_refusal(code: str) -> ChangeRefused:
+    """Explain why a reaction was refused (a code of REACTION_REFUSALS)."""
+    return ChangeRefused(code, REACTION_REFUSALS[code])
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -152,6 +167,29 @@ class RoomActivity:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Reaction:
+    """One emoji (or short text) on a message and who reacted with it, first reacted first."""
+
+    emoji: str
+    users: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Quote:
+    """What a reply shows of the message it answers: its author and current text's start."""
+
+    seq: int
+    user: str | None
+    excerpt: str
+
+    @classmethod
+    def of(cls, message: Message) -> Quote:
+        """Quote a message as it is now."""
+        excerpt = "message deleted" if message.deleted else message.text[:EXCERPT_MAX]
+        return cls(message.seq, message.user, excerpt)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Message:
     """A stored chat message; `seq` numbers the room's messages 1, 2, 3... without gaps."""
 
@@ -165,6 +203,9 @@ class Message:
     edited_at: dt.datetime | None = None  # when last edited or deleted
     deleted: bool = False  # a deleted message keeps its seq; its text is erased
     rev: int = 0  # the room's change counter at its last edit or delete (0: never changed)
+    reply_to: int | None = None  # the seq of the message this one answers
+    quote: Quote | None = None  # that message as it is now (filled in when read)
+    reactions: tuple[Reaction, ...] = ()  # filled in when read
 
     def to_json(self, kind: str = "message") -> dict[str, object]:
         """Return the message as the protocol's `message` object (or a `change` frame)."""
@@ -179,10 +220,32 @@ class Message:
             "client_id": self.client_id,
             "edited_at": iso(self.edited_at) if self.edited_at else None,
             "deleted": self.deleted,
+            "reactions": [
+                {"emoji": r.emoji, "users": list(r.users)}
+                for r in (() if self.deleted else self.reactions)
+            ],
+            "reply_to": self._reply_json(),
         }
         if kind == "change":
             frame["rev"] = self.rev
         return frame
+
+    def _reply_json(self) -> dict[str, object] | None:
+        if self.reply_to is None:
+            return None
+        quote = self.quote or Quote(self.reply_to, None, "message deleted")
+        return {"seq": quote.seq, "user": quote.user, "excerpt": quote.excerpt}
+
+
+def group_reactions(rows: list[tuple[int, str, str]]) -> dict[int, tuple[Reaction, ...]]:
+    """Group (seq, emoji, user) rows, in reacting order, into each message's reactions."""
+    by_seq: dict[int, dict[str, list[str]]] = {}
+    for seq, emoji, user in rows:
+        by_seq.setdefault(seq, {}).setdefault(emoji, []).append(user)
+    return {
+        seq: tuple(Reaction(e, tuple(users)) for e, users in emoji.items())
+        for seq, emoji in by_seq.items()
+    }
 
 
 def now() -> dt.datetime:
@@ -384,10 +447,13 @@ class Messages(abc.ABC):
     """Chat messages, numbered per room."""
 
     @abc.abstractmethod
-    async def add(self, room: str, user: str, text: str, client_id: str) -> tuple[Message, bool]:
+    async def add(
+        self, room: str, user: str, text: str, client_id: str, reply_to: int | None = None
+    ) -> tuple[Message, bool]:
         """Store a message with the room's next seq; on a re-sent client_id return the stored one.
 
-        The flag is True when this call stored it, False when it was already there.
+        The flag is True when this call stored it, False when it was already there. `reply_to`
+        is the seq of the message it answers (the caller checked that it exists).
         """
 
     @abc.abstractmethod
@@ -429,6 +495,49 @@ class Messages(abc.ABC):
     @abc.abstractmethod
     async def last_rev(self, room: str) -> int:
         """Return the room's highest rev, 0 when nothing was ever edited or deleted."""
+
+    @abc.abstractmethod
+    async def react(self, room: str, seq: int, user: str, emoji: str) -> Message:
+        """Add the user's reaction to a message, or take it back when there; bump its rev.
+
+        Anyone who may see the room may react to any message but a deleted one. Raise
+        ChangeRefused: `not_found`, `deleted`, or `too_many_reactions` (REACTIONS_MAX emoji).
+        """
+
+    @abc.abstractmethod
+    async def find_many(self, room: str, seqs: list[int]) -> list[Message]:
+        """Return the room's messages with these seqs (at most MAX_PAGE), without reactions."""
+
+    @abc.abstractmethod
+    async def _reactions(self, room: str, seqs: list[int]) -> dict[int, tuple[Reaction, ...]]:
+        """Return the reactions on these messages of the room, by seq."""
+
+    async def complete(
+        self, room: str, messages: list[Message], new: bool = False
+    ) -> list[Message]:
+        """Fill in the messages' reactions and their replies' quotes (two batched reads).
+
+        `new`: messages just stored, which have no reactions yet (a post reads nothing more
+        unless it is a reply).
+        """
+        quoted = {m.seq: m for m in messages}
+        wanted = sorted({m.reply_to for m in messages if m.reply_to and m.reply_to not in quoted})
+        if not messages or (new and not wanted):
+            return messages
+        reactions = {} if new else await self._reactions(room, [m.seq for m in messages])
+        if wanted:
+            quoted.update((m.seq, m) for m in await self.find_many(room, wanted[:MAX_PAGE]))
+        done = []
+        for m in messages:
+            original = quoted.get(m.reply_to) if m.reply_to else None
+            done.append(
+                dataclasses.replace(
+                    m,
+                    reactions=reactions.get(m.seq, ()),
+                    quote=Quote.of(original) if original else None,
+                )
+            )
+        return done
 
 
 class Reads(abc.ABC):

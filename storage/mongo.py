@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,6 +20,8 @@ from storage.base import (
     MAX_ROOMS,
     MEMBER,
     OPEN,
+    REACTION_ROWS_MAX,
+    REACTIONS_MAX,
     Config,
     Invite,
     Invites,
@@ -26,6 +29,7 @@ from storage.base import (
     LoginTaken,
     Message,
     Messages,
+    Reaction,
     Reads,
     Room,
     RoomActivity,
@@ -40,12 +44,14 @@ from storage.base import (
     check_limit,
     dm_key,
     dm_name,
+    group_reactions,
     login_key,
     login_skeleton,
     new_invite_token,
     new_room_suffix,
     new_session_id,
     now,
+    reaction_refusal,
     refusal,
 )
 
@@ -119,6 +125,7 @@ def _message(doc: Doc) -> Message:
         edited_at=doc.get("edited_at"),
         deleted=bool(doc.get("deleted", False)),
         rev=int(doc.get("rev", 0)),
+        reply_to=doc.get("reply_to"),
     )
 
 
@@ -439,12 +446,21 @@ class MongoMessages(Messages):
     def __init__(self, db: AsyncDatabase[Doc]) -> None:
         self.col = db["messages"]
         self.rooms = db["rooms"]
+        self.reactions = db["reactions"]
 
     async def _find_sent(self, room: str, user: str, client_id: str) -> Message | None:
         doc = await self.col.find_one({"room": room, "user": user, "client_id": client_id})
         return _message(doc) if doc else None
 
-    async def add(self, room: str, user: str, text: str, client_id: str) -> tuple[Message, bool]:
+    async def add(
+        self, room: str, user: str, text: str, client_id: str, reply_to: int | None = None
+    ) -> tuple[Message, bool]:
+        message, created = await self._add(room, user, text, client_id, reply_to)
+        return (await self.complete(room, [message], new=created))[0], created
+
+    async def _add(
+        self, room: str, user: str, text: str, client_id: str, reply_to: int | None
+    ) -> tuple[Message, bool]:
         async with _unavailable():
             sent = await self._find_sent(room, user, client_id)
             if sent:
@@ -459,6 +475,8 @@ class MongoMessages(Messages):
                     "created_at": now(),
                     "client_id": client_id,
                 }
+                if reply_to is not None:
+                    doc["reply_to"] = reply_to
                 try:
                     await self.col.insert_one(doc)
                 except DuplicateKeyError as exc:
@@ -477,7 +495,7 @@ class MongoMessages(Messages):
         async with _unavailable():
             cursor = self.col.find(query, sort=[("seq", DESCENDING)], limit=check_limit(limit))
             docs = await cursor.to_list()
-        return [_message(d) for d in reversed(docs)]
+        return await self.complete(room, [_message(d) for d in reversed(docs)])
 
     async def after(self, room: str, after: int, limit: int) -> list[Message]:
         async with _unavailable():
@@ -487,7 +505,7 @@ class MongoMessages(Messages):
                 limit=check_limit(limit),
             )
             docs = await cursor.to_list()
-        return [_message(d) for d in docs]
+        return await self.complete(room, [_message(d) for d in docs])
 
     async def last_seq(self, room: str) -> int:
         async with _unavailable():
@@ -528,9 +546,9 @@ class MongoMessages(Messages):
                 },
                 return_document=ReturnDocument.AFTER,
             )
-            if doc is not None:
-                return _message(doc)
-            found = await self.col.find_one({"room": room, "seq": seq})
+            found = doc or await self.col.find_one({"room": room, "seq": seq})
+        if doc is not None:
+            return (await self.complete(room, [_message(doc)]))[0]
         raise refusal(_message(found) if found else None, user, since, moderated)
 
     async def changes(self, room: str, after_rev: int, limit: int) -> list[Message]:
@@ -541,7 +559,7 @@ class MongoMessages(Messages):
                 limit=check_limit(limit),
             )
             docs = await cursor.to_list()
-        return [_message(d) for d in docs]
+        return await self.complete(room, [_message(d) for d in docs])
 
     async def last_rev(self, room: str) -> int:
         async with _unavailable():
@@ -549,6 +567,65 @@ class MongoMessages(Messages):
                 {"room": room, "rev": {"$gt": 0}}, sort=[("rev", DESCENDING)], projection={"rev": 1}
             )
         return int(doc["rev"]) if doc else 0
+
+    async def react(self, room: str, seq: int, user: str, emoji: str) -> Message:
+        # One document per reaction, unique per (room, seq, emoji, user). Two processes adding a
+        # new emoji to a message at once may pass REACTIONS_MAX by one each: a bound still.
+        async with _unavailable():
+            found = await self.col.find_one({"room": room, "seq": seq}, projection={"deleted": 1})
+            if found is None:
+                raise reaction_refusal("not_found")
+            if found.get("deleted"):
+                raise reaction_refusal("deleted")
+            counter = await self.rooms.find_one_and_update(
+                {"_id": room}, {"$inc": {"rev": 1}}, return_document=ReturnDocument.AFTER
+            )
+            if counter is None:
+                raise reaction_refusal("not_found")
+            rev = int(counter["rev"])
+            key = {"room": room, "seq": seq, "emoji": emoji, "user": user}
+            removed = await self.reactions.delete_one(key)
+            if not removed.deleted_count:
+                first = await self.reactions.find_one(
+                    {"room": room, "seq": seq, "emoji": emoji}, sort=[("ord", ASCENDING)]
+                )
+                if first is None:
+                    present = await self.reactions.distinct("emoji", {"room": room, "seq": seq})
+                    if len(present) >= REACTIONS_MAX:
+                        raise reaction_refusal("too_many_reactions")
+                # A second socket of the same person adding it at once: it is there either way.
+                with contextlib.suppress(DuplicateKeyError):
+                    await self.reactions.insert_one(
+                        {**key, "ord": rev if first is None else first["ord"], "n": rev}
+                    )
+            # $max: a change that took a later rev and was stored first keeps its rev.
+            doc = await self.col.find_one_and_update(
+                {"room": room, "seq": seq},
+                {"$max": {"rev": rev}},
+                return_document=ReturnDocument.AFTER,
+            )
+        if doc is None:
+            raise reaction_refusal("not_found")
+        return (await self.complete(room, [_message(doc)]))[0]
+
+    async def find_many(self, room: str, seqs: list[int]) -> list[Message]:
+        seqs = seqs[:MAX_PAGE]
+        if not seqs:
+            return []
+        async with _unavailable():
+            docs = await self.col.find(
+                {"room": room, "seq": {"$in": seqs}}, limit=len(seqs)
+            ).to_list()
+        return [_message(d) for d in docs]
+
+    async def _reactions(self, room: str, seqs: list[int]) -> dict[int, tuple[Reaction, ...]]:
+        async with _unavailable():
+            docs = await self.reactions.find(
+                {"room": room, "seq": {"$in": seqs[:MAX_PAGE]}},
+                sort=[("seq", ASCENDING), ("ord", ASCENDING), ("n", ASCENDING)],
+                limit=REACTION_ROWS_MAX,
+            ).to_list()
+        return group_reactions([(d["seq"], d["emoji"], d["user"]) for d in docs])
 
 
 class MongoReads(Reads):
@@ -681,6 +758,20 @@ class MongoStore(Store):
             )
             await self.db["messages"].create_index(
                 [("room", ASCENDING), ("rev", ASCENDING)], name="room_rev"
+            )
+            await self.db["reactions"].create_index(
+                [
+                    ("room", ASCENDING),
+                    ("seq", ASCENDING),
+                    ("emoji", ASCENDING),
+                    ("user", ASCENDING),
+                ],
+                unique=True,
+                name="room_seq_emoji_user",
+            )
+            await self.db["reactions"].create_index(
+                [("room", ASCENDING), ("seq", ASCENDING), ("ord", ASCENDING), ("n", ASCENDING)],
+                name="room_seq_ord",
             )
             await self.db["reads"].create_index(
                 [("user", ASCENDING), ("room", ASCENDING)], unique=True, name="user_room"

@@ -11,6 +11,8 @@ from storage.base import (
     MAX_PAGE,
     MAX_ROOMS,
     OPEN,
+    REACTION_ROWS_MAX,
+    REACTIONS_MAX,
     Config,
     Invite,
     Invites,
@@ -18,6 +20,7 @@ from storage.base import (
     LoginTaken,
     Message,
     Messages,
+    Reaction,
     Reads,
     Room,
     RoomActivity,
@@ -32,12 +35,14 @@ from storage.base import (
     check_limit,
     dm_key,
     dm_name,
+    group_reactions,
     login_key,
     login_skeleton,
     new_invite_token,
     new_room_suffix,
     new_session_id,
     now,
+    reaction_refusal,
     refusal,
 )
 from storage.sqlite_engine import HEALTH_TABLE, SqliteDb
@@ -132,6 +137,20 @@ MIGRATIONS = [
     ALTER TABLE users ADD COLUMN login_skeleton TEXT;
     CREATE INDEX IF NOT EXISTS users_login_skeleton ON users(login_skeleton);
     """,
+    # Reactions and replies: the seq a message answers, and who reacted with what. `ord` orders
+    # a message's emoji (the rev that first put the emoji on it), `n` its people (their rev).
+    """
+    ALTER TABLE messages ADD COLUMN reply_to INTEGER;
+    CREATE TABLE IF NOT EXISTS reactions (
+        room TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        emoji TEXT NOT NULL,
+        user TEXT NOT NULL,
+        ord INTEGER NOT NULL,
+        n INTEGER NOT NULL,
+        PRIMARY KEY (room, seq, emoji, user)
+    ) WITHOUT ROWID;
+    """,
 ]
 
 
@@ -139,8 +158,8 @@ MIGRATIONS = [
 # under SQLite's write lock (atomic for every writer, in any process), or does nothing when
 # this sender already stored this client_id (then nothing is returned).
 ADD_MESSAGE = """
-INSERT INTO messages (room, seq, user, text, created_at, client_id)
-SELECT ?1, COALESCE(MAX(seq), 0) + 1, ?2, ?3, ?4, ?5 FROM messages WHERE room = ?1
+INSERT INTO messages (room, seq, user, text, created_at, client_id, reply_to)
+SELECT ?1, COALESCE(MAX(seq), 0) + 1, ?2, ?3, ?4, ?5, ?6 FROM messages WHERE room = ?1
 ON CONFLICT (room, user, client_id) DO NOTHING
 RETURNING id, seq
 """
@@ -158,6 +177,12 @@ UPDATE messages SET text = ?4, deleted = ?5, edited_at = ?6,
     rev = (SELECT COALESCE(MAX(rev), 0) + 1 FROM messages WHERE room = ?1 AND rev > 0)
 WHERE room = ?1 AND seq = ?2 AND deleted = 0
 RETURNING *
+"""
+NEXT_REV = "SELECT COALESCE(MAX(rev), 0) + 1 FROM messages WHERE room = ? AND rev > 0"
+# Where a reaction goes: the emoji's place when someone has it already, and how many there are.
+REACTION_SLOT = """
+SELECT (SELECT MIN(ord) FROM reactions WHERE room = ?1 AND seq = ?2 AND emoji = ?3),
+    (SELECT COUNT(DISTINCT emoji) FROM reactions WHERE room = ?1 AND seq = ?2)
 """
 # One read for a socket's greeting: the room's last seq and last rev.
 HEADS = """
@@ -244,6 +269,7 @@ def _message(row: Any) -> Message:
         edited_at=_opt_dt(row["edited_at"]),
         deleted=bool(row["deleted"]),
         rev=row["rev"],
+        reply_to=row["reply_to"],
     )
 
 
@@ -498,33 +524,40 @@ class SqliteMessages(Messages):
     def __init__(self, db: SqliteDb) -> None:
         self.db = db
 
-    async def add(self, room: str, user: str, text: str, client_id: str) -> tuple[Message, bool]:
+    async def add(
+        self, room: str, user: str, text: str, client_id: str, reply_to: int | None = None
+    ) -> tuple[Message, bool]:
         created = now()
-        rows = await self.db.write_one(ADD_MESSAGE, (room, user, text, _ms(created), client_id))
+        rows = await self.db.write_one(
+            ADD_MESSAGE, (room, user, text, _ms(created), client_id, reply_to)
+        )
         if rows:
             message_id, seq = rows[0]
-            return Message(str(message_id), room, seq, user, text, created, client_id), True
+            message = Message(
+                str(message_id), room, seq, user, text, created, client_id, reply_to=reply_to
+            )
+            return (await self.complete(room, [message], new=True))[0], True
         row = await self.db.fetch_one(
             "SELECT * FROM messages WHERE room = ? AND user = ? AND client_id = ?",
             (room, user, client_id),
         )
         if row is None:
             raise StorageUnavailable("the message was neither stored nor found; try again")
-        return _message(row), False
+        return (await self.complete(room, [_message(row)]))[0], False
 
     async def before(self, room: str, before: int | None, limit: int) -> list[Message]:
         rows = await self.db.fetch(
             "SELECT * FROM messages WHERE room = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
             (room, before if before is not None else 2**62, check_limit(limit)),
         )
-        return [_message(r) for r in reversed(rows)]
+        return await self.complete(room, [_message(r) for r in reversed(rows)])
 
     async def after(self, room: str, after: int, limit: int) -> list[Message]:
         rows = await self.db.fetch(
             "SELECT * FROM messages WHERE room = ? AND seq > ? ORDER BY seq LIMIT ?",
             (room, after, check_limit(limit)),
         )
-        return [_message(r) for r in rows]
+        return await self.complete(room, [_message(r) for r in rows])
 
     async def last_seq(self, room: str) -> int:
         row = await self.db.fetch_one(
@@ -552,7 +585,7 @@ class SqliteMessages(Messages):
         else:
             rows = await self.db.write_one(CHANGE_MESSAGE, params)
         if rows:
-            return _message(rows[0])
+            return (await self.complete(room, [_message(rows[0])]))[0]
         row = await self.db.fetch_one(
             "SELECT * FROM messages WHERE room = ? AND seq = ?", (room, seq)
         )
@@ -563,13 +596,66 @@ class SqliteMessages(Messages):
             "SELECT * FROM messages WHERE room = ? AND rev > ? AND rev > 0 ORDER BY rev LIMIT ?",
             (room, after_rev, check_limit(limit)),
         )
-        return [_message(r) for r in rows]
+        return await self.complete(room, [_message(r) for r in rows])
 
     async def last_rev(self, room: str) -> int:
         row = await self.db.fetch_one(
             "SELECT COALESCE(MAX(rev), 0) AS rev FROM messages WHERE room = ? AND rev > 0", (room,)
         )
         return int(row["rev"])
+
+    async def react(self, room: str, seq: int, user: str, emoji: str) -> Message:
+        # One transaction: the limit of distinct emoji holds however many react at once.
+        async with self.db.transaction() as conn:
+            found = await conn.execute_fetchall(
+                "SELECT deleted FROM messages WHERE room = ? AND seq = ?", (room, seq)
+            )
+            if not found:
+                raise reaction_refusal("not_found")
+            if found[0][0]:
+                raise reaction_refusal("deleted")
+            key = (room, seq, emoji, user)
+            async with conn.execute(
+                "DELETE FROM reactions WHERE room = ? AND seq = ? AND emoji = ? AND user = ?", key
+            ) as cur:
+                removed = cur.rowcount > 0
+            rows = await conn.execute_fetchall(NEXT_REV, (room,))
+            rev = int(rows[0][0])
+            if not removed:
+                rows = await conn.execute_fetchall(REACTION_SLOT, (room, seq, emoji))
+                ord_, distinct = rows[0][0], int(rows[0][1])
+                if ord_ is None and distinct >= REACTIONS_MAX:
+                    raise reaction_refusal("too_many_reactions")
+                await conn.execute(
+                    "INSERT INTO reactions (room, seq, emoji, user, ord, n)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (*key, rev if ord_ is None else ord_, rev),
+                )
+            rows = await conn.execute_fetchall(
+                "UPDATE messages SET rev = ? WHERE room = ? AND seq = ? RETURNING *",
+                (rev, room, seq),
+            )
+        return (await self.complete(room, [_message(rows[0])]))[0]
+
+    async def find_many(self, room: str, seqs: list[int]) -> list[Message]:
+        seqs = seqs[:MAX_PAGE]
+        if not seqs:
+            return []
+        marks = ",".join("?" * len(seqs))
+        rows = await self.db.fetch(
+            f"SELECT * FROM messages WHERE room = ? AND seq IN ({marks})", (room, *seqs)
+        )
+        return [_message(r) for r in rows]
+
+    async def _reactions(self, room: str, seqs: list[int]) -> dict[int, tuple[Reaction, ...]]:
+        seqs = seqs[:MAX_PAGE]
+        marks = ",".join("?" * len(seqs))
+        rows = await self.db.fetch(
+            f"SELECT seq, emoji, user FROM reactions WHERE room = ? AND seq IN ({marks})"
+            " ORDER BY seq, ord, n LIMIT ?",
+            (room, *seqs, REACTION_ROWS_MAX),
+        )
+        return group_reactions([(r[0], r[1], r[2]) for r in rows])
 
 
 class SqliteReads(Reads):

@@ -5,7 +5,9 @@ import { Controls } from "./edit.js";
 import { HistoryPages } from "./history.js";
 import { Items, upgrade } from "./messages.js";
 import { Outbox } from "./outbox.js";
+import { Reactions } from "./reactions.js";
 import { Reads } from "./reads.js";
+import { Replies } from "./replies.js";
 import { RoomSocket } from "./socket.js";
 import { Timeline } from "./timeline.js";
 import { announceTyping, Typists } from "./typing.js";
@@ -35,8 +37,27 @@ const socket = new RoomSocket({
 });
 const editWindow = (Number(data.editWindow) || 0) * 1000;
 const controls = new Controls({ me, editWindow, socket });
+const reactions = new Reactions({ me, socket, list });
+const replies = new Replies({
+  list,
+  timeline,
+  roomUrl: data.roomUrl,
+  input,
+  bar: document.getElementById("replying"),
+});
+// Reply and React on every stored message that is not deleted.
+const respond = (li, m) => {
+  if (!(m.seq > 0) || m.deleted) return;
+  const span = document.createElement("span");
+  span.className = "respond";
+  span.append(replies.button(li, m), reactions.button(li));
+  li.append(" ", span);
+};
 const render = (m, authorGone = false) => {
   const li = items.message(m, authorGone);
+  replies.show(li, m);
+  reactions.show(li, m);
+  respond(li, m);
   controls.add(li, m);
   return li;
 };
@@ -84,7 +105,15 @@ function onFrame(frame) {
     case "change": {
       timeline.lastRev = Math.max(timeline.lastRev, frame.rev || 0);
       const old = timeline.find(frame.seq);
-      if (old) old.replaceWith(render(frame, old.querySelector(".gone") !== null));
+      if (old && old.querySelector("textarea.edit-box") && !frame.deleted) {
+        reactions.refresh(old, frame); // being edited here: keep the edit, show the reactions
+      } else if (old) {
+        const fresh = render(frame, old.querySelector(".gone") !== null);
+        const active = document.activeElement; // lost once the old item leaves the page
+        old.replaceWith(fresh);
+        reactions.carry(old, fresh, active);
+      }
+      replies.update(frame);
       break;
     }
     case "typing":
@@ -114,11 +143,15 @@ function send() {
   if (!text) return;
   input.value = "";
   showNotice("");
-  outbox.send(text);
+  outbox.send(text, replies.take());
 }
 
 // Server-rendered messages: local times, links, and edit/delete on one's own recent ones.
-for (const li of list.querySelectorAll("li.message")) controls.add(li, upgrade(li));
+for (const li of list.querySelectorAll("li.message")) {
+  const m = upgrade(li);
+  respond(li, m);
+  controls.add(li, m);
+}
 announceTyping(input, socket);
 offerNotifications(document.getElementById("notify"), showNotice);
 document.addEventListener("visibilitychange", () => {

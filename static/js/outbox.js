@@ -11,15 +11,24 @@ export class Outbox {
     this.pending = new Map(); // client_id -> {text, li}
   }
 
-  send(text) {
+  // replyTo: {seq, user, excerpt} of the message it answers, or null.
+  send(text, replyTo = null) {
     const clientId = newClientId();
     const created = new Date().toISOString();
-    const li = this.render({ seq: 0, user: this.me, text: text, created_at: created });
+    const shown = { seq: 0, user: this.me, text: text, created_at: created, reply_to: replyTo };
+    const li = this.render(shown);
     li.classList.add("pending");
     this.timeline.append(li);
     this.timeline.scrollToEnd();
-    this.pending.set(clientId, { text: text, li: li });
-    this.socket.send({ type: "message", text: text, client_id: clientId }); // or after the next hello
+    const entry = { text: text, li: li, replyTo: replyTo ? replyTo.seq : null };
+    this.pending.set(clientId, entry);
+    this.socket.send(this.frame(clientId, entry)); // or after the next hello
+  }
+
+  frame(clientId, entry) {
+    const frame = { type: "message", text: entry.text, client_id: clientId };
+    if (entry.replyTo) frame.reply_to = entry.replyTo;
+    return frame;
   }
 
   // A message from the server: if it is one of ours, its pending copy goes.
@@ -33,7 +42,7 @@ export class Outbox {
 
   resendAll() {
     for (const [clientId, entry] of this.pending) {
-      this.socket.send({ type: "message", text: entry.text, client_id: clientId });
+      this.socket.send(this.frame(clientId, entry));
     }
   }
 
@@ -46,7 +55,7 @@ export class Outbox {
       const wait = (frame.retry_after || 3) * 1000;
       setTimeout(() => {
         if (this.pending.has(frame.client_id)) {
-          this.socket.send({ type: "message", text: entry.text, client_id: frame.client_id });
+          this.socket.send(this.frame(frame.client_id, entry));
         }
       }, wait);
     } else {
