@@ -1,4 +1,4 @@
-"""Request middlewares: the Host check, error pages, slow bodies, the user, and CSRF protection."""
+"""Request middlewares: the request id, the Host check, error pages, slow bodies, the user, CSRF."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from aiohttp_session import get_session
 from auth.origin import same_origin
 from auth.sessions import SID, session_id
 from common import SESSION_KEY
+from common.context import REQUEST_INFO_KEY, begin
 from common.csrf import csrf_valid
 from common.forms import field
 from common.pages import Refusal, render_page
@@ -25,7 +26,9 @@ log = logging.getLogger(__name__)
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 SEEN_EVERY = dt.timedelta(minutes=5)  # how stale a session's "last seen" may get
-NO_USER_ROUTES = frozenset({"static", "healthz", "readyz"})  # served without a database lookup
+NO_USER_ROUTES = frozenset(
+    {"static", "healthz", "readyz", "metrics"}
+)  # served without a database lookup
 BODY_GRACE = 2.0  # seconds of a body before BODY_MIN_RATE applies (a slow start, a lost packet)
 FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
 
@@ -42,6 +45,27 @@ ERROR_TEXT = {
 
 
 FOREIGN_HOST = "This site is not served under that host name."
+
+
+@web.middleware
+def request_context(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
+    """Give the request its id (a sane X-Request-ID, else a new one) and note when it began.
+
+    It runs first, on the request aiohttp made (the proxy middleware's copy shares its state),
+    and returns the handler's awaitable as `csrf` does: no frame of it stays under a WebSocket.
+    """
+    begin(request)
+    return handler(request)
+
+
+@web.middleware
+def note_user(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
+    """Note who makes the request (its login), for the log lines written while it runs."""
+    session = request.get(SESSION_KEY)
+    info = request.get(REQUEST_INFO_KEY)
+    if session is not None and info is not None:
+        info.user = session.user.login
+    return handler(request)
 
 
 def host_allowed(host: str, allowed: tuple[str, ...]) -> bool:
