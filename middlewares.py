@@ -14,7 +14,7 @@ from aiohttp_session import get_session
 from auth.origin import same_origin
 from auth.sessions import SID, session_id
 from common import SESSION_KEY
-from common.context import REQUEST_INFO_KEY, begin
+from common.context import REQUEST_INFO_KEY, begin, logged_path
 from common.csrf import csrf_valid
 from common.forms import field
 from common.pages import Refusal, render_page
@@ -93,7 +93,7 @@ def allowed_host(request: web.Request, handler: Handler) -> Awaitable[web.Stream
     """
     if host_allowed(request.host, request.app[SETTINGS_KEY].hosts):
         return handler(request)
-    log.info("refused %s %s for host %r", request.method, request.path, request.host)
+    log.info("refused %s %s for host %r", request.method, logged_path(request), request.host)
     return _refuse_host()
 
 
@@ -134,12 +134,14 @@ async def error_pages(request: web.Request, handler: Handler) -> web.StreamRespo
         response.headers.update(exc.headers)
         return response
     except StorageUnavailable as exc:
-        log.warning("database unavailable during %s %s: %s", request.method, request.path, exc)
+        log.warning(
+            "database unavailable during %s %s: %s", request.method, logged_path(request), exc
+        )
         response = await _error_response(request, 503)
         response.headers["Retry-After"] = "5"
         return response
     except Exception:
-        log.exception("unhandled error during %s %s", request.method, request.path)
+        log.exception("unhandled error during %s %s", request.method, logged_path(request))
         return await _error_response(request, 500)
 
 
@@ -163,13 +165,15 @@ async def _body_first(request: web.Request, handler: Handler) -> web.StreamRespo
         if await _read_body(request, settings.body_timeout, settings.body_min_rate):
             return await handler(request)
     except ConnectionResetError:  # the client went away mid-body: nobody to answer
-        log.info("client closed the connection while sending %s %s", request.method, request.path)
+        log.info(
+            "client closed the connection while sending %s %s", request.method, logged_path(request)
+        )
         request.protocol.force_close()
         return web.Response(status=400)
     log.info(
         "client timeout reading the body of %s %s from %s (%d of %s bytes)",
         request.method,
-        request.path,
+        logged_path(request),
         request.remote,
         request.content.total_bytes,
         request.content_length if request.content_length is not None else "?",
@@ -244,10 +248,10 @@ def csrf(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse
 
 async def _checked(request: web.Request, handler: Handler) -> web.StreamResponse:
     if not same_origin(request):
-        log.info("refused cross-origin %s %s", request.method, request.path)
+        log.info("refused cross-origin %s %s", request.method, logged_path(request))
         raise web.HTTPForbidden(reason="Cross-origin request refused")
     form = await request.post()
     if not await csrf_valid(request, field(form, "csrf_token")):
-        log.info("refused %s %s without a valid CSRF token", request.method, request.path)
+        log.info("refused %s %s without a valid CSRF token", request.method, logged_path(request))
         raise web.HTTPForbidden(reason="Missing or wrong CSRF token")
     return await handler(request)

@@ -54,6 +54,15 @@ def route_name(request: web.BaseRequest) -> str:
     return name or "unmatched"
 
 
+def logged_path(request: web.BaseRequest) -> str:
+    """Return the path to log: the route's pattern (`/join/{token}`), so no secret in it is."""
+    match_info = getattr(request, "_match_info", None)
+    resource = match_info.route.resource if match_info is not None else None
+    if resource is None or resource.name == "static":
+        return request.path[:200]  # no route (a 404), or a static file: the path is public
+    return resource.canonical
+
+
 async def echo_request_id(request: web.Request, response: web.StreamResponse) -> None:
     """Send the request's id back in X-Request-ID, so a client can quote it."""
     info = request.get(REQUEST_INFO_KEY)

@@ -16,10 +16,9 @@ from typing import Any
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from common.context import CURRENT_REQUEST, REQUEST_INFO_KEY, route_name
+from common.context import CURRENT_REQUEST, REQUEST_INFO_KEY, logged_path, route_name
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-TEXT_ACCESS_FORMAT = '%a "%r" %s %b %Tfs %{X-Request-ID}o'
 # Record attributes a JSON line carries when present (set by `extra=` or RequestContext).
 FIELDS = ("request_id", "user", "route", "method", "status", "duration_ms", "bytes")
 
@@ -59,13 +58,39 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-class JsonAccessLogger(AbstractAccessLogger):
-    """Log each answered request as `event: "request"` with its route, status and duration."""
-
+class _AccessLogger(AbstractAccessLogger):
     @property
     def enabled(self) -> bool:
         """Say whether a line would be written (not below INFO), so aiohttp skips the work."""
         return self.logger.isEnabledFor(logging.INFO)
+
+
+class TextAccessLogger(_AccessLogger):
+    """Log each answered request as a line of text: the route's pattern stands for its path.
+
+    aiohttp's own `%r` would log the path and query, and with them an invitation's token
+    (`/join/<token>`) or a private room's slug.
+    """
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        """Write the line for one request (its time in seconds, arrival to last byte)."""
+        info = request.get(REQUEST_INFO_KEY)
+        self.logger.info(
+            '%s "%s %s HTTP/%d.%d" %d %d %.6fs %s',
+            request.remote,
+            request.method,
+            logged_path(request),
+            request.version.major,
+            request.version.minor,
+            response.status,
+            response.body_length,
+            time,
+            info.id if info is not None else "-",
+        )
+
+
+class JsonAccessLogger(_AccessLogger):
+    """Log each answered request as `event: "request"` with its route, status and duration."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         """Write the line for one request (its time in seconds, arrival to last byte)."""
@@ -96,6 +121,4 @@ def configure_logging(level: str, log_format: str) -> None:
 
 def access_log_options(log_format: str) -> dict[str, Any]:
     """Return `web.run_app`'s access log arguments for the log format."""
-    if log_format == "json":
-        return {"access_log_class": JsonAccessLogger}
-    return {"access_log_format": TEXT_ACCESS_FORMAT}
+    return {"access_log_class": JsonAccessLogger if log_format == "json" else TextAccessLogger}

@@ -17,7 +17,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from common.context import request_id
-from common.logs import JsonAccessLogger, JsonFormatter, RequestContext
+from common.logs import JsonAccessLogger, JsonFormatter, RequestContext, TextAccessLogger
 from conftest import Auth, hello, receive_until
 from harness import PASSWORD, AppProcess, browser_session, open_socket, sign_up
 
@@ -164,6 +164,44 @@ async def test_no_password_token_or_cookie_is_logged(
         assert secret not in text
     assert "invitation-token-that-is-secret" not in text
     assert any(e.get("route") == "join" for e in entries(json_log))
+
+
+async def test_refusals_log_the_route_pattern_not_the_secret_path(
+    client: TestClient[Any, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    secret = "invitation-token-that-is-secret"
+    resp = await client.post(f"/join/{secret}", data={}, headers={"Origin": "https://evil.example"})
+    assert resp.status == 403
+    await client.get("/nowhere/at-all", headers={"Host": "evil.example"})
+    # The test server logs access with aiohttp's own logger: only the app's lines count here.
+    lines = [r.getMessage() for r in caplog.records if r.name != "aiohttp.access"]
+    refused = [line for line in lines if "refused" in line]
+    assert refused == [
+        "refused cross-origin POST /join/{token}",
+        "refused GET /nowhere/at-all for host 'evil.example'",  # no route: the path as is
+    ]
+    assert not any(secret in line for line in lines)
+
+
+async def test_text_access_log_names_the_route_not_the_path(
+    app: web.Application, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    server = TestServer(app)
+    await server.start_server(access_log_class=TextAccessLogger)
+    async with TestClient(server) as client:
+        await client.get(
+            "/join/invitation-token-that-is-secret?x=1", headers={"X-Request-ID": "t-9"}
+        )
+        await client.get("/static/style.css")
+    lines = [r.getMessage() for r in caplog.records if r.name == "aiohttp.access"]
+    assert len(lines) == 2
+    assert re.fullmatch(
+        r'127\.0\.0\.1 "GET /join/\{token\} HTTP/1\.1" 404 \d+ [0-9.]+s t-9', lines[0]
+    )
+    assert '"GET /static/style.css HTTP/1.1" 200' in lines[1]  # public files keep their path
+    assert "secret" not in caplog.text
 
 
 def test_context_filter_leaves_text_lines_alone() -> None:
