@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import types
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -16,6 +17,7 @@ from chat.broker import BROKER_KEY
 from chat.hub import HUB_KEY
 from common.metrics import METRICS_KEY, Metrics, instrument_store, is_loopback, may_scrape, uploaded
 from conftest import Auth, base_settings, receive_until
+from harness import RedisServer
 from storage.base import StorageUnavailable
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -163,6 +165,29 @@ async def test_redis_state_is_reported(client: TestClient[Any, Any]) -> None:
         samples = await scrape(client)
         assert value(samples, "chat_redis_connected") == expected
         assert ("chat_redis_connected", ()) in samples
+
+
+@pytest.mark.cluster
+async def test_redis_connection_is_reported_live(
+    aiohttp_client: Callable[[web.Application], Awaitable[TestClient[Any, Any]]],
+    tmp_path: Any,
+) -> None:
+    redis = RedisServer()
+    redis.start()
+    try:
+        app = create_app(base_settings(tmp_path, redis_url=redis.url, presence_ttl=3.0))
+        client = await aiohttp_client(app)
+        assert value(await scrape(client), "chat_redis_connected") == 1
+        redis.stop()
+        for _ in range(100):  # the subscription notices at once; bounded all the same
+            samples = await scrape(client)
+            if not value(samples, "chat_redis_connected"):
+                break
+            await asyncio.sleep(0.1)
+        assert ("chat_redis_connected", ()) in samples
+        assert value(samples, "chat_redis_connected") == 0
+    finally:
+        redis.stop()
 
 
 async def test_two_apps_keep_their_metrics_apart(
