@@ -26,9 +26,8 @@ log = logging.getLogger(__name__)
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 SEEN_EVERY = dt.timedelta(minutes=5)  # how stale a session's "last seen" may get
-NO_USER_ROUTES = frozenset(
-    {"static", "healthz", "readyz", "metrics"}
-)  # served without a database lookup
+# Served without a database lookup.
+NO_USER_ROUTES = frozenset({"static", "healthz", "readyz", "metrics"})
 BODY_GRACE = 2.0  # seconds of a body before BODY_MIN_RATE applies (a slow start, a lost packet)
 FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
 
