@@ -20,9 +20,13 @@ from aiohttp_session.cookie_storage import EncryptedCookieStorage
 import middlewares
 from auth import setup_auth
 from chat import setup_chat
+from chat.stats import watch_chat
+from common.context import echo_request_id
 from common.headers import security_headers
 from common.health import READY_CHECKS_KEY, setup_health
 from common.limits import LIMITS_KEY, Limits
+from common.logs import access_log_options, configure_logging
+from common.metrics import setup_metrics
 from routes import setup_routes
 from settings import SETTINGS_KEY, Settings, SettingsError, load_settings
 from storage import STORE_KEY, open_store, store_ctx, store_ready
@@ -47,29 +51,35 @@ def create_app(settings: Settings) -> web.Application:
         samesite="Lax",
         secure=settings.cookie_secure,
     )
-    # Order matters: proxy headers first (so scheme, address and host are the client's), then
-    # the Host check before anything else runs, error pages around the rest, a request's whole
-    # body before any work on it (slow clients), the session before anything that reads it
-    # (user, CSRF).
+    # Order matters: the request id first (on aiohttp's own request, which the access log
+    # gets), proxy headers next (so scheme, address and host are the client's), then the Host
+    # check before anything else runs, error pages around the rest, a request's whole body
+    # before any work on it (slow clients), the session before anything that reads it (user,
+    # CSRF).
     chain: list[Any] = [
         middlewares.allowed_host,
         middlewares.error_pages,
         middlewares.body_deadline,
         session_middleware(storage),
         middlewares.current_user,
+        middlewares.note_user,
         middlewares.csrf,
     ]
     if settings.trust_proxy:
         chain.insert(0, XForwardedRelaxed().middleware)
+    chain.insert(0, middlewares.request_context)
     app = web.Application(middlewares=chain, client_max_size=64 * 1024)
     app[SETTINGS_KEY] = settings
     store = app[STORE_KEY] = open_store(settings)
     app.cleanup_ctx.append(store_ctx)  # first: what the others start may use the store
     setup_health(app)
+    setup_metrics(app, settings)  # after the store and the lag probe, which it watches
     app[READY_CHECKS_KEY].append(functools.partial(store_ready, store))
     app[LIMITS_KEY] = Limits.from_settings(settings)
     setup_auth(app, settings)
     setup_chat(app, settings, store)
+    if settings.metrics:
+        watch_chat(app)
     aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
@@ -79,6 +89,7 @@ def create_app(settings: Settings) -> web.Application:
     app[aiohttp_jinja2.static_root_key] = "/static"
     setup_routes(app)
     app.on_response_prepare.append(security_headers)
+    app.on_response_prepare.append(echo_request_id)
     return app
 
 
@@ -88,9 +99,7 @@ def main() -> None:
         settings = load_settings()
     except SettingsError as exc:
         sys.exit(f"chat: configuration error: {exc}")
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_level, settings.log_format)
     log.info(
         "starting on http://%s:%d with %s storage", settings.host, settings.port, settings.backend
     )
@@ -103,7 +112,7 @@ def main() -> None:
             host=settings.host,
             port=settings.port,
             shutdown_timeout=SHUTDOWN_TIMEOUT,
-            access_log_format='%a "%r" %s %b %Tfs',
+            **access_log_options(settings.log_format),
             print=None,
         )
     except StorageUnavailable as exc:

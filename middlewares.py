@@ -1,4 +1,4 @@
-"""Request middlewares: the Host check, error pages, slow bodies, the user, and CSRF protection."""
+"""Request middlewares: the request id, the Host check, error pages, slow bodies, the user, CSRF."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from aiohttp_session import get_session
 from auth.origin import same_origin
 from auth.sessions import SID, session_id
 from common import SESSION_KEY
+from common.context import REQUEST_INFO_KEY, begin, logged_path
 from common.csrf import csrf_valid
 from common.forms import field
 from common.pages import Refusal, render_page
@@ -25,7 +26,8 @@ log = logging.getLogger(__name__)
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 SEEN_EVERY = dt.timedelta(minutes=5)  # how stale a session's "last seen" may get
-NO_USER_ROUTES = frozenset({"static", "healthz", "readyz"})  # served without a database lookup
+# Served without a database lookup.
+NO_USER_ROUTES = frozenset({"static", "healthz", "readyz", "metrics"})
 BODY_GRACE = 2.0  # seconds of a body before BODY_MIN_RATE applies (a slow start, a lost packet)
 FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
 
@@ -42,6 +44,27 @@ ERROR_TEXT = {
 
 
 FOREIGN_HOST = "This site is not served under that host name."
+
+
+@web.middleware
+def request_context(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
+    """Give the request its id (a sane X-Request-ID, else a new one) and note when it began.
+
+    It runs first, on the request aiohttp made (the proxy middleware's copy shares its state),
+    and returns the handler's awaitable as `csrf` does: no frame of it stays under a WebSocket.
+    """
+    begin(request)
+    return handler(request)
+
+
+@web.middleware
+def note_user(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
+    """Note who makes the request (its login), for the log lines written while it runs."""
+    session = request.get(SESSION_KEY)
+    info = request.get(REQUEST_INFO_KEY)
+    if session is not None and info is not None:
+        info.user = session.user.login
+    return handler(request)
 
 
 def host_allowed(host: str, allowed: tuple[str, ...]) -> bool:
@@ -69,7 +92,7 @@ def allowed_host(request: web.Request, handler: Handler) -> Awaitable[web.Stream
     """
     if host_allowed(request.host, request.app[SETTINGS_KEY].hosts):
         return handler(request)
-    log.info("refused %s %s for host %r", request.method, request.path, request.host)
+    log.info("refused %s %s for host %r", request.method, logged_path(request), request.host)
     return _refuse_host()
 
 
@@ -110,12 +133,14 @@ async def error_pages(request: web.Request, handler: Handler) -> web.StreamRespo
         response.headers.update(exc.headers)
         return response
     except StorageUnavailable as exc:
-        log.warning("database unavailable during %s %s: %s", request.method, request.path, exc)
+        log.warning(
+            "database unavailable during %s %s: %s", request.method, logged_path(request), exc
+        )
         response = await _error_response(request, 503)
         response.headers["Retry-After"] = "5"
         return response
     except Exception:
-        log.exception("unhandled error during %s %s", request.method, request.path)
+        log.exception("unhandled error during %s %s", request.method, logged_path(request))
         return await _error_response(request, 500)
 
 
@@ -139,13 +164,15 @@ async def _body_first(request: web.Request, handler: Handler) -> web.StreamRespo
         if await _read_body(request, settings.body_timeout, settings.body_min_rate):
             return await handler(request)
     except ConnectionResetError:  # the client went away mid-body: nobody to answer
-        log.info("client closed the connection while sending %s %s", request.method, request.path)
+        log.info(
+            "client closed the connection while sending %s %s", request.method, logged_path(request)
+        )
         request.protocol.force_close()
         return web.Response(status=400)
     log.info(
         "client timeout reading the body of %s %s from %s (%d of %s bytes)",
         request.method,
-        request.path,
+        logged_path(request),
         request.remote,
         request.content.total_bytes,
         request.content_length if request.content_length is not None else "?",
@@ -220,10 +247,10 @@ def csrf(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse
 
 async def _checked(request: web.Request, handler: Handler) -> web.StreamResponse:
     if not same_origin(request):
-        log.info("refused cross-origin %s %s", request.method, request.path)
+        log.info("refused cross-origin %s %s", request.method, logged_path(request))
         raise web.HTTPForbidden(reason="Cross-origin request refused")
     form = await request.post()
     if not await csrf_valid(request, field(form, "csrf_token")):
-        log.info("refused %s %s without a valid CSRF token", request.method, request.path)
+        log.info("refused %s %s without a valid CSRF token", request.method, logged_path(request))
         raise web.HTTPForbidden(reason="Missing or wrong CSRF token")
     return await handler(request)

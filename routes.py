@@ -29,6 +29,7 @@ from chat.views import (
 )
 from chat.ws import ChatSocket
 from common.health import Healthz, Readyz
+from common.metrics import MetricsView
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -69,6 +70,7 @@ def setup_routes(app: web.Application) -> None:
             ),
             web.view("/healthz", Healthz, name="healthz"),
             web.view("/readyz", Readyz, name="readyz"),
+            web.view("/metrics", MetricsView, name="metrics"),
             web.static("/static", STATIC_DIR, name="static"),
         ]
     )

@@ -70,6 +70,9 @@ class Settings:
     body_timeout: float = 20.0
     body_min_rate: int = 100
     log_level: str = "INFO"
+    log_format: str = "text"
+    metrics: bool = True
+    metrics_token: str = ""  # empty: /metrics only for loopback clients
 
     @property
     def backend(self) -> str:
@@ -95,6 +98,8 @@ SETTINGS_KEY = web.AppKey("settings", Settings)
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 _LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
+LOG_FORMATS = ("text", "json")
+METRICS_TOKEN_MIN = 16
 SIGNUP_MODES = ("invite", "open", "closed")
 
 
@@ -151,6 +156,20 @@ def _log_level(raw: str) -> str:
     if value not in _LOG_LEVELS:
         raise ValueError("expected one of " + ", ".join(sorted(_LOG_LEVELS)))
     return value
+
+
+def _log_format(raw: str) -> str:
+    value = raw.lower()
+    if value not in LOG_FORMATS:
+        raise ValueError("expected " + " or ".join(LOG_FORMATS))
+    return value
+
+
+def metrics_token(raw: str) -> str:
+    """Parse METRICS_TOKEN: at least METRICS_TOKEN_MIN visible ASCII characters, no spaces."""
+    if len(raw) < METRICS_TOKEN_MIN or not all("!" <= c <= "~" for c in raw):
+        raise ValueError(f"expected {METRICS_TOKEN_MIN} or more visible ASCII characters")
+    return raw
 
 
 def _fernet_key(raw: str) -> str:
@@ -335,6 +354,15 @@ def load_settings(env_file: str | os.PathLike[str] | None = ".env", **overrides:
             "give bytes a second (0: no minimum)",
         ),
         "log_level": _read(env, "LOG_LEVEL", _log_level, d["log_level"].default, "e.g. INFO"),
+        "log_format": _read(env, "LOG_FORMAT", _log_format, "text", "use text or json"),
+        "metrics": _read(env, "METRICS", _bool, True, "use true or false"),
+        "metrics_token": _read(
+            env,
+            "METRICS_TOKEN",
+            metrics_token,
+            "",
+            "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'",
+        ),
     }
     # Behind a proxy (Heroku) the site is served over HTTPS, so the cookie is Secure by default.
     values["cookie_secure"] = _read(

@@ -48,6 +48,8 @@ class Hub:
         self._typing: dict[tuple[str, str], float] = {}  # (room, user) -> last announced
         self._bursts: dict[str, Batch] = {}  # room -> frames waiting for the iteration's end
         self._sent_at: dict[str, float] = {}  # room -> when its last frames were written
+        # Frames handed to sockets, for /metrics: counted per batch, never per frame and socket.
+        self.frames_delivered = 0
 
     def typing_due(self, room: str, user: str, clock: float, interval: float) -> bool:
         """Say whether the user's typing in the room may be announced now (and note it if so)."""
@@ -156,10 +158,13 @@ class Hub:
                 if not conn.push_joined(data, first_seq):
                     for frame, seq, _ in batch:
                         conn.push(frame, seq)
+            self.frames_delivered += len(batch) * len(members)
         else:
             for frame, seq, skip_user in batch:
                 for conn in fan_out(members, frame, seq, skip_user):
                     conn.push(frame, seq)
+                skipped = 0 if skip_user is None else sum(c.user == skip_user for c in members)
+                self.frames_delivered += len(members) - skipped
         self._sent_at[room] = time.monotonic()
 
     def ping_or_drop(self, interval: float) -> None:

@@ -35,6 +35,7 @@ from chat.posting import change_message, post_message, react_message
 from chat.reads import READS_KEY
 from common import SESSION_KEY
 from common.limits import TokenBucket, too_many
+from common.metrics import METRICS_KEY
 from common.numbers import MAX_WHOLE, whole_number
 from settings import SETTINGS_KEY, Settings
 from storage import STORE_KEY
@@ -108,6 +109,7 @@ class ChatSocket(web.View):
             log.info(
                 "socket closed user=%s room=%s code=%s", conn.user, conn.room, conn.ws.close_code
             )
+            self.request.app[METRICS_KEY].socket_closed(conn.ws.close_code)
         return conn.ws
 
     async def _accept(self) -> tuple[Connection, int | None, int | None]:

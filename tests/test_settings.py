@@ -19,7 +19,7 @@ ALL_VARS = [
     "LOGIN_WINDOW", "SIGNUP_LIMIT_ADDRESS", "SIGNUP_WINDOW", "MESSAGE_BURST", "MESSAGE_PER_MINUTE",
     "SOCKETS_PER_USER", "SOCKETS_PER_ADDRESS", "ROOM_LIMIT_USER", "ROOM_WINDOW", "EDIT_WINDOW",
     "SIGNUP_MODE", "INVITE_TTL", "ALLOWED_HOSTS", "HASH_CONCURRENCY", "HASH_QUEUE",
-    "LOGIN_DELAY_MAX", "BODY_TIMEOUT", "BODY_MIN_RATE",
+    "LOGIN_DELAY_MAX", "BODY_TIMEOUT", "BODY_MIN_RATE", "LOG_FORMAT", "METRICS", "METRICS_TOKEN",
 ]  # fmt: skip
 
 
@@ -74,6 +74,11 @@ def test_environment_beats_env_file(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         ("HASH_CONCURRENCY", "0"),
         ("HASH_QUEUE", "-1"),
         ("LOGIN_DELAY_MAX", "forever"),
+        ("LOG_FORMAT", "xml"),
+        ("METRICS", "sometimes"),
+        ("METRICS_TOKEN", "short"),
+        ("METRICS_TOKEN", "has spaces in it, sixteen plus"),
+        ("METRICS_TOKEN", "ünïcode-ünïcode-ünïcode"),
     ],
 )
 def test_bad_value_names_the_setting(
@@ -126,6 +131,17 @@ def test_env_example_lists_every_setting() -> None:
         assert f"\n{name}=" in "\n" + example or f"\n# {name}=" in "\n" + example, name
     fields = {f.upper() for f in Settings.__dataclass_fields__}
     assert fields == set(ALL_VARS)
+
+
+def test_log_format_and_metrics_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = load_settings(env_file=None)
+    assert (settings.log_format, settings.metrics, settings.metrics_token) == ("text", True, "")
+    monkeypatch.setenv("LOG_FORMAT", "JSON")
+    monkeypatch.setenv("METRICS", "off")
+    monkeypatch.setenv("METRICS_TOKEN", "abcdefghijklmnop")
+    settings = load_settings(env_file=None)
+    assert (settings.log_format, settings.metrics) == ("json", False)
+    assert settings.metrics_token == "abcdefghijklmnop"
 
 
 def test_settings_are_frozen() -> None:
