@@ -3,6 +3,7 @@
 import { Attention, offerNotifications } from "./attention.js";
 import { Controls } from "./edit.js";
 import { HistoryPages } from "./history.js";
+import { enableCopyButtons } from "./markdown.js";
 import { Items, upgrade } from "./messages.js";
 import { Outbox } from "./outbox.js";
 import { Reads } from "./reads.js";
@@ -117,8 +118,9 @@ function send() {
   outbox.send(text);
 }
 
-// Server-rendered messages: local times, links, and edit/delete on one's own recent ones.
+// Server-rendered messages: local times, and edit/delete on one's own recent ones.
 for (const li of list.querySelectorAll("li.message")) controls.add(li, upgrade(li));
+enableCopyButtons(list);
 announceTyping(input, socket);
 offerNotifications(document.getElementById("notify"), showNotice);
 document.addEventListener("visibilitychange", () => {
