@@ -37,7 +37,7 @@ export function linkHost(url) {
   if (!origin) return null;
   const host = origin[1].toLowerCase();
   const port = origin[2];
-  // A browser reads a host whose last label is a number as an IPv4 address (http://2130706433
+  // A browser reads a host whose last label is a number as an IPv4 address (2130706433
   // is 127.0.0.1): only the plain dotted form is shown as it is.
   const labels = host.split(".");
   if (NUMERIC_LABEL.test(labels[labels.length - 1]) && !DOTTED_QUAD.test(host)) return null;
