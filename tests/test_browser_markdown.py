@@ -48,6 +48,19 @@ FORMATTED = (
 )
 
 
+# Where the first and the last letter of an element's text are drawn.
+FIRST_AND_LAST_LETTER = """el => {
+  const text = el.firstChild;
+  const range = document.createRange();
+  const x = (i) => {
+    range.setStart(text, i);
+    range.setEnd(text, i + 1);
+    return range.getBoundingClientRect().x;
+  };
+  return [x(0), x(text.length - 1)];
+}"""
+
+
 async def box(locator: Locator) -> dict[str, float]:
     """Where an element is drawn."""
     found = await locator.bounding_box()
@@ -176,9 +189,11 @@ async def test_bidi_controls_cannot_reorder_the_rest_of_a_message(
         await expect(link).to_have_attribute("href", "https://evil.example/login")
         label, host = await box(link.locator("bdi")), await box(link.locator(".host"))
         assert label["x"] + label["width"] <= host["x"], attempt  # the real host, after it
-        bare = items.nth(1).locator("a[dir=ltr]")
+        bare = items.nth(1).get_by_role("link", name="https://a.example/path")
         await expect(bare).to_have_text("https://a.example/path")
         assert await bare.evaluate("a => getComputedStyle(a).direction") == "ltr"
+        first, last = await bare.evaluate(FIRST_AND_LAST_LETTER)
+        assert first < last, attempt  # drawn left to right despite the override before it
         directions = await items.locator(".text").evaluate_all(
             "els => els.map(el => getComputedStyle(el).direction)"
         )
