@@ -7,6 +7,7 @@ or searched forward without nested quantifiers, and each scan's range is disjoin
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -42,10 +43,16 @@ _WORD = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012345678
 _EMPHASIS = {"**": "strong", "_": "em", "~~": "s"}
 _LINK_ATTRS = (("rel", "noopener noreferrer"), ("target", "_blank"))
 
-_TEXT_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "\xa0": "&nbsp;"})
-_ATTR_ESCAPES = str.maketrans(
-    {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "\xa0": "&nbsp;"}
-)
+
+def _escape_text(s: str) -> str:
+    # Chained replace is several times faster than str.translate with a dict; "&" goes first.
+    return (
+        s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\xa0", "&nbsp;")
+    )
+
+
+def _escape_attr(s: str) -> str:
+    return _escape_text(s).replace('"', "&quot;")
 
 
 @dataclass(slots=True)
@@ -228,11 +235,11 @@ def _merge(nodes: list[Node]) -> list[Node]:
 def _write(nodes: list[Node], out: list[str]) -> None:
     for node in nodes:
         if isinstance(node, str):
-            out.append(node.translate(_TEXT_ESCAPES))
+            out.append(_escape_text(node))
             continue
         out.append("<" + node.tag)
         for name, value in node.attrs:
-            out.append(f' {name}="{value.translate(_ATTR_ESCAPES)}"')
+            out.append(f' {name}="{_escape_attr(value)}"')
         out.append(">")
         _write(node.children, out)
         out.append(f"</{node.tag}>")
@@ -245,6 +252,9 @@ def to_html(nodes: list[Node]) -> str:
     return "".join(out)
 
 
+# A history page is the same 50 messages for everyone who opens the room: keep the latest renderings
+# (at most 1,024 of at most 2,000 characters each, a few MiB).
+@functools.lru_cache(maxsize=1024)
 def render(text: str) -> Markup:
     """Render a message's text as safe HTML for a template."""
     return Markup(to_html(parse(text)))
