@@ -180,12 +180,15 @@ def parse(text: str) -> list[Node]:
     nodes: list[Node] = []
     paragraph: list[str] = []
 
-    def flush() -> None:
+    def flush(block_next: bool = True) -> None:
+        while block_next and paragraph and not paragraph[-1]:
+            paragraph.pop()  # blank lines next to a block are its margin, not text
         if paragraph:
             nodes.extend(parse_inline("\n".join(paragraph)))
             paragraph.clear()
 
     i, count = 0, len(lines)
+    after_block = False
     while i < count:
         line = lines[i]
         if _FENCE_OPEN.fullmatch(line):
@@ -210,9 +213,13 @@ def parse(text: str) -> list[Node]:
                 i += 1
             nodes.append(Element("ul", (), items))
         else:
-            paragraph.append(line)
+            if line or not after_block:
+                paragraph.append(line)
+                after_block = False
             i += 1
-    flush()
+            continue
+        after_block = True
+    flush(block_next=False)
     return _merge(nodes)
 
 

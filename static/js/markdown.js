@@ -157,10 +157,13 @@ export function parse(text) {
   const lines = text.split("\n");
   const nodes = [];
   let paragraph = [];
-  const flush = () => {
+  const flush = (blockNext = true) => {
+    // Blank lines next to a block are its margin, not text.
+    while (blockNext && paragraph.length && !paragraph[paragraph.length - 1]) paragraph.pop();
     if (paragraph.length) nodes.push(...parseInline(paragraph.join("\n")));
     paragraph = [];
   };
+  let afterBlock = false;
   const isItem = (line) => line.startsWith("- ") || line.startsWith("* ");
   let i = 0;
   while (i < lines.length) {
@@ -186,11 +189,16 @@ export function parse(text) {
       }
       nodes.push(element("ul", [], items));
     } else {
-      paragraph.push(line);
+      if (line || !afterBlock) {
+        paragraph.push(line);
+        afterBlock = false;
+      }
       i += 1;
+      continue;
     }
+    afterBlock = true;
   }
-  flush();
+  flush(false);
   return nodes;
 }
 
