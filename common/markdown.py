@@ -176,7 +176,8 @@ def _code_block(code: str) -> Element:
 
 def parse(text: str) -> list[Node]:
     """Parse a message's text into the nodes that show it."""
-    lines = text.split("\n")
+    # Line breaks as the HTML parser leaves them in the history: \r\n and \r become \n.
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     nodes: list[Node] = []
     paragraph: list[str] = []
 

@@ -154,7 +154,8 @@ function codeBlock(code) {
 
 // Parse a message's text into the nodes that show it.
 export function parse(text) {
-  const lines = text.split("\n");
+  // Line breaks as the HTML parser leaves them in the history: \r\n and \r become \n.
+  const lines = text.replace(/\r\n?/g, "\n").split("\n");
   const nodes = [];
   let paragraph = [];
   const flush = (blockNext = true) => {
