@@ -22,6 +22,7 @@ from auth import setup_auth
 from chat import setup_chat
 from chat.stats import watch_chat
 from common.context import echo_request_id
+from common import markdown
 from common.headers import security_headers
 from common.health import READY_CHECKS_KEY, setup_health
 from common.limits import LIMITS_KEY, Limits
@@ -84,7 +85,7 @@ def create_app(settings: Settings) -> web.Application:
         app,
         loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
         autoescape=jinja2.select_autoescape(default=True),
-        filters={"iso": iso},
+        filters={"iso": iso, "markdown": markdown.render},
     )
     app[aiohttp_jinja2.static_root_key] = "/static"
     setup_routes(app)

@@ -119,3 +119,14 @@ def test_login_storm_smoke() -> None:
         assert isinstance(value, float) and value == value and value >= 0, key
     assert summary["rss_mib_peak"] >= summary["rss_mib_before"]  # type: ignore[operator]
     assert summary["healthz_probes"] > 0 and summary["healthz_failed"] == 0
+
+
+def test_markdown_smoke() -> None:
+    summary = run_smoke("markdown.py")
+    for key in ("page_100_ordinary_ms", "page_100_long_ms"):
+        value = summary[key]
+        assert isinstance(value, float) and value > 0, key
+    hostile = summary["hostile"]
+    assert isinstance(hostile, dict) and len(hostile) >= 10
+    for name, row in hostile.items():
+        assert row["us_2000"] > 0 and row["ratio_2000_to_1000"] > 0, name  # numbers, not NaN

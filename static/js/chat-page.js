@@ -3,6 +3,7 @@
 import { Attention, offerNotifications } from "./attention.js";
 import { Controls } from "./edit.js";
 import { HistoryPages } from "./history.js";
+import { enableCopyButtons } from "./markdown.js";
 import { Items, upgrade } from "./messages.js";
 import { Outbox } from "./outbox.js";
 import { Reactions } from "./reactions.js";
@@ -152,6 +153,7 @@ for (const li of list.querySelectorAll("li.message")) {
   respond(li, m);
   controls.add(li, m);
 }
+enableCopyButtons(list);
 announceTyping(input, socket);
 offerNotifications(document.getElementById("notify"), showNotice);
 document.addEventListener("visibilitychange", () => {

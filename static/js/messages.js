@@ -1,6 +1,7 @@
 // The message list's items, cloned from the page's <template id="message-template"> (rendered by
 // the same Jinja macro as the history) and filled in with textContent and DOM nodes only.
-import { fillText, setTime } from "./format.js";
+import { setTime } from "./format.js";
+import { fillFormatted } from "./markdown.js";
 
 export class Items {
   constructor(template, me) {
@@ -22,7 +23,7 @@ export class Items {
     if (!authorGone) li.querySelector(".gone").remove();
     setTime(li.querySelector("time"), m.created_at);
     if (!m.deleted) {
-      fillText(li.querySelector(".text"), m.text);
+      fillFormatted(li.querySelector(".text"), m.text);
       if (!m.edited_at) li.querySelector(".edited").remove();
     }
     return li;
@@ -44,7 +45,7 @@ export class Items {
   }
 }
 
-// A message the server rendered into the page: show its time locally and its links, and return
+// A message the server rendered (and formatted) into the page: show its time locally, and return
 // what it says, as the server would send it.
 export function upgrade(li) {
   const time = li.querySelector("time[datetime]");
@@ -53,10 +54,10 @@ export function upgrade(li) {
   const m = {
     seq: Number(li.dataset.seq),
     user: li.dataset.user,
-    text: text.textContent,
+    text: text.dataset.text ?? text.textContent, // the raw text; a tombstone has none
     created_at: time.dateTime,
     deleted: li.classList.contains("deleted"),
   };
-  if (!m.deleted) fillText(text, m.text);
+  text.removeAttribute("data-text"); // so that it looks like a live one
   return m;
 }
