@@ -21,8 +21,8 @@ import middlewares
 from auth import setup_auth
 from chat import setup_chat
 from chat.stats import watch_chat
-from common.context import echo_request_id
 from common import markdown
+from common.context import echo_request_id
 from common.headers import security_headers
 from common.health import READY_CHECKS_KEY, setup_health
 from common.limits import LIMITS_KEY, Limits
