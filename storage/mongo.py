@@ -528,28 +528,33 @@ class MongoMessages(Messages):
         if not moderated:
             query.update(user=user, created_at={"$gte": since})
         async with _unavailable():
-            # The room document counts changes; a rev taken by a refused change is simply unused.
-            counter = await self.rooms.find_one_and_update(
-                {"_id": room}, {"$inc": {"rev": 1}}, return_document=ReturnDocument.AFTER
-            )
-            if counter is None:
-                raise refusal(None, user, since)
             doc = await self.col.find_one_and_update(
-                query,
-                {
-                    "$set": {
-                        "text": text or "",
-                        "deleted": text is None,
-                        "edited_at": now(),
-                        "rev": int(counter["rev"]),
-                    }
-                },
-                return_document=ReturnDocument.AFTER,
+                query, {"$set": {"text": text or "", "deleted": text is None, "edited_at": now()}}
             )
-            found = doc or await self.col.find_one({"room": room, "seq": seq})
-        if doc is not None:
-            return (await self.complete(room, [_message(doc)]))[0]
-        raise refusal(_message(found) if found else None, user, since, moderated)
+            if doc is None:
+                found = await self.col.find_one({"room": room, "seq": seq})
+                raise refusal(_message(found) if found else None, user, since, moderated)
+            doc = await self._stamp(room, seq)
+        if doc is None:
+            raise refusal(None, user, since)
+        return (await self.complete(room, [_message(doc)]))[0]
+
+    async def _stamp(self, room: str, seq: int) -> Doc | None:
+        """Give a message whose change is stored the room's next rev, and read it back.
+
+        The change is stored before its rev is taken, and revs only go up (`$max`): so the
+        state read with a rev holds every change given that rev or a lower one, whichever
+        process made them, and a resume from any rev misses none.
+        """
+        counter = await self.rooms.find_one_and_update(
+            {"_id": room}, {"$inc": {"rev": 1}}, return_document=ReturnDocument.AFTER
+        )
+        rev = int(counter["rev"]) if counter else 0
+        return await self.col.find_one_and_update(
+            {"room": room, "seq": seq},
+            {"$max": {"rev": rev}},
+            return_document=ReturnDocument.AFTER,
+        )
 
     async def changes(self, room: str, after_rev: int, limit: int) -> list[Message]:
         async with _unavailable():
@@ -577,12 +582,13 @@ class MongoMessages(Messages):
                 raise reaction_refusal("not_found")
             if found.get("deleted"):
                 raise reaction_refusal("deleted")
-            counter = await self.rooms.find_one_and_update(
-                {"_id": room}, {"$inc": {"rev": 1}}, return_document=ReturnDocument.AFTER
+            # Reactions are ordered by a ticket of their own: the rev comes after the change.
+            ticket = await self.rooms.find_one_and_update(
+                {"_id": room}, {"$inc": {"reaction_n": 1}}, return_document=ReturnDocument.AFTER
             )
-            if counter is None:
+            if ticket is None:
                 raise reaction_refusal("not_found")
-            rev = int(counter["rev"])
+            n = int(ticket["reaction_n"])
             key = {"room": room, "seq": seq, "emoji": emoji, "user": user}
             removed = await self.reactions.delete_one(key)
             if not removed.deleted_count:
@@ -596,14 +602,9 @@ class MongoMessages(Messages):
                 # A second socket of the same person adding it at once: it is there either way.
                 with contextlib.suppress(DuplicateKeyError):
                     await self.reactions.insert_one(
-                        {**key, "ord": rev if first is None else first["ord"], "n": rev}
+                        {**key, "ord": n if first is None else first["ord"], "n": n}
                     )
-            # $max: a change that took a later rev and was stored first keeps its rev.
-            doc = await self.col.find_one_and_update(
-                {"room": room, "seq": seq},
-                {"$max": {"rev": rev}},
-                return_document=ReturnDocument.AFTER,
-            )
+            doc = await self._stamp(room, seq)
         if doc is None:
             raise reaction_refusal("not_found")
         return (await self.complete(room, [_message(doc)]))[0]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 import json
 import unicodedata
 from typing import Any
@@ -177,6 +179,7 @@ async def test_reactions_spend_the_signal_budget(alice: Auth, connect: Any) -> N
         await send(a, type="react", seq=1, emoji="👍", client_id=f"r{i}")
     refused = await receive_until(a, "error")
     assert refused["code"] == "rate_limited" and refused["retry_after"] > 0
+    assert refused["seq"] == 1 and refused["client_id"].startswith("r")  # names what it refused
     assert refused["client_id"].startswith("r")
     # Messages have a budget of their own: posting still works.
     await send(a, type="message", text="still here", client_id="m2")
@@ -330,3 +333,37 @@ async def test_store_reactions_and_quotes(store: Store) -> None:
         await messages.react("general", 5, "bob", "👍")
     assert refused.value.code == "not_found"
     assert [f.seq for f in await messages.find_many("general", [2, 1, 7])] in ([1, 2], [2, 1])
+
+
+async def test_the_highest_rev_read_holds_every_change_made_at_once(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Changes made together: every state read with the highest rev shows all of them.
+
+    A client shows the state with the highest rev it got, so that state must not miss a
+    change that took a lower rev. On MongoDB (processes share no lock) the first reaction is
+    held up in the middle, so the others finish while it is under way.
+    """
+    messages = store.messages
+    await messages.add("general", "ann", "first", "c1")
+    reactions = getattr(messages, "reactions", None)
+    if reactions is not None:
+        delete_one = reactions.delete_one
+
+        async def slow_for_p0(key: dict[str, Any]) -> Any:
+            if key.get("user") == "p0":
+                await asyncio.sleep(0.3)
+            return await delete_one(key)
+
+        monkeypatch.setattr(reactions, "delete_one", slow_for_p0)
+    since = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+    people = [f"p{i}" for i in range(12)]
+    results = await asyncio.gather(
+        *(messages.react("general", 1, p, "👍") for p in people),
+        messages.change("general", 1, "ann", "edited", since),
+    )
+    top = max(m.rev for m in results)
+    assert top == await messages.last_rev("general") == len(people) + 1
+    for newest in (m for m in results if m.rev == top):
+        assert newest.text == "edited"
+        assert [(r.emoji, sorted(r.users)) for r in newest.reactions] == [("👍", sorted(people))]
