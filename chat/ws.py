@@ -236,8 +236,10 @@ class ChatSocket(web.View):
                     return False
                 client_id = getattr(frame, "client_id", None) or getattr(error, "client_id", None)
                 retry = math.ceil(wait * 10) / 10
+                # A refused reaction names its message too, as its other refusals do.
+                seq = frame.seq if isinstance(frame, React) else None
                 conn.send_text(
-                    error_frame("rate_limited", RATE_LIMITED, client_id, retry_after=retry)
+                    error_frame("rate_limited", RATE_LIMITED, client_id, retry_after=retry, seq=seq)
                 )
                 return True
             allowance.refused = 0
