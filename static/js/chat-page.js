@@ -106,10 +106,15 @@ function onFrame(frame) {
     case "change": {
       timeline.lastRev = Math.max(timeline.lastRev, frame.rev || 0);
       const old = timeline.find(frame.seq);
+      // Processes publish changes as they finish them, so an older state of a message can
+      // arrive after a newer one: the highest rev shown wins.
+      if (old && Number(old.dataset.rev || 0) > (frame.rev || 0)) break;
       if (old && old.querySelector("textarea.edit-box") && !frame.deleted) {
         reactions.refresh(old, frame); // being edited here: keep the edit, show the reactions
+        old.dataset.rev = String(frame.rev || 0);
       } else if (old) {
         const fresh = render(frame, old.querySelector(".gone") !== null);
+        fresh.dataset.rev = String(frame.rev || 0);
         const active = document.activeElement; // lost once the old item leaves the page
         old.replaceWith(fresh);
         reactions.carry(old, fresh, active);
