@@ -23,6 +23,7 @@ from chat import setup_chat
 from common.headers import security_headers
 from common.health import READY_CHECKS_KEY, setup_health
 from common.limits import LIMITS_KEY, Limits
+from common.redact import RedactingAccessLogger, RedactKeys
 from routes import setup_routes
 from settings import SETTINGS_KEY, Settings, SettingsError, load_settings
 from storage import STORE_KEY, open_store, store_ctx, store_ready
@@ -91,6 +92,8 @@ def main() -> None:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactKeys())  # bot keys are in URLs; no log line shows one
     log.info(
         "starting on http://%s:%d with %s storage", settings.host, settings.port, settings.backend
     )
@@ -104,6 +107,7 @@ def main() -> None:
             port=settings.port,
             shutdown_timeout=SHUTDOWN_TIMEOUT,
             access_log_format='%a "%r" %s %b %Tfs',
+            access_log_class=RedactingAccessLogger,
             print=None,
         )
     except StorageUnavailable as exc:

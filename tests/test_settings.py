@@ -19,7 +19,8 @@ ALL_VARS = [
     "LOGIN_WINDOW", "SIGNUP_LIMIT_ADDRESS", "SIGNUP_WINDOW", "MESSAGE_BURST", "MESSAGE_PER_MINUTE",
     "SOCKETS_PER_USER", "SOCKETS_PER_ADDRESS", "ROOM_LIMIT_USER", "ROOM_WINDOW", "EDIT_WINDOW",
     "SIGNUP_MODE", "INVITE_TTL", "ALLOWED_HOSTS", "HASH_CONCURRENCY", "HASH_QUEUE",
-    "LOGIN_DELAY_MAX", "BODY_TIMEOUT", "BODY_MIN_RATE",
+    "LOGIN_DELAY_MAX", "BODY_TIMEOUT", "BODY_MIN_RATE", "WEBHOOK_ALLOW_PRIVATE", "WEBHOOK_TIMEOUT",
+    "WEBHOOK_BACKOFF",
 ]  # fmt: skip
 
 
@@ -74,6 +75,9 @@ def test_environment_beats_env_file(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         ("HASH_CONCURRENCY", "0"),
         ("HASH_QUEUE", "-1"),
         ("LOGIN_DELAY_MAX", "forever"),
+        ("WEBHOOK_ALLOW_PRIVATE", "perhaps"),
+        ("WEBHOOK_TIMEOUT", "0"),
+        ("WEBHOOK_BACKOFF", "-1"),
     ],
 )
 def test_bad_value_names_the_setting(
