@@ -3,10 +3,12 @@ read, edit, delete, Slack's incoming format), privacy, rate limits, CSRF, keys k
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +19,7 @@ from app import create_app
 from auth.bots import create_bot
 from common.redact import RedactingAccessLogger, RedactKeys, redact
 from conftest import PASSWORD, Auth, receive_until
+from harness import CSRF_RE, AppProcess, browser_session, sign_up
 from settings import Settings
 from storage import STORE_KEY
 from storage.base import BOT_PASSWORD_HASH, LoginTaken, Store, bot_key_hash
@@ -455,6 +458,34 @@ async def test_the_access_log_never_shows_a_key(
     assert len(lines) == 4, lines
     assert all("/api/bots/<key>/rooms/general/messages" in line for line in lines), lines
     assert key not in caplog.text and "not-a-key" not in caplog.text
+
+
+async def test_the_real_process_logs_no_key(tmp_path: Path) -> None:
+    """`python app.py` as deployed: access log and app log lines, none with the key."""
+    server = AppProcess(tmp_path).start(log=tmp_path / "out.log")
+    try:
+        async with browser_session() as session:
+            await sign_up(session, server.url, "alice")  # the first account: the admin
+            async with session.get(server.url + "/admin") as resp:
+                match = CSRF_RE.search(await resp.text())
+                assert match
+            form = {"login": "helper", "csrf_token": match.group(1)}
+            headers = {"Origin": server.url}
+            async with session.post(server.url + "/admin/bots", data=form, headers=headers) as resp:
+                found = NEW_KEY.search(await resp.text())
+                assert resp.status == 201 and found
+            key = found.group(1)
+            async with session.post(server.url + api(key), json={"text": "hi"}) as resp:
+                assert resp.status == 201
+            async with session.get(server.url + api(key, "nowhere")) as resp:
+                assert resp.status == 404
+    finally:
+        assert await asyncio.to_thread(server.terminate) == 0
+        server.kill()
+    output = (tmp_path / "out.log").read_text()
+    assert "POST /api/bots/<key>/rooms/general/messages" in output
+    assert "GET /api/bots/<key>/rooms/nowhere/messages" in output
+    assert key not in output
 
 
 # The store
