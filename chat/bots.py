@@ -218,15 +218,12 @@ class BotMessages(BotApi):
 class BotMessage(BotApi):
     """`/api/bots/<key>/rooms/<slug>/messages/<seq>`: PUT new text, DELETE; the bot's own only."""
 
-    async def change(self, text: str | None) -> web.Response:
-        bot = await self.bot()
+    async def change(self, bot: Bot, text: str | None) -> web.Response:
         room = await self.room(bot)
         seq = whole_number(self.request.match_info["seq"])
         if seq is None or seq < 1:
             raise Refusal(400, f"seq must be a whole number from 1 to {MAX_WHOLE}.")
         await self.spend(bot, MESSAGES)
-        if text is None and self.request.body_exists:
-            await self.request.read()
         try:
             message = await change_message(self.request.app, room.slug, seq, bot.login, text)
         except ChangeRefused as exc:
@@ -235,11 +232,11 @@ class BotMessage(BotApi):
         return web.json_response({"message": message.to_json()})
 
     async def put(self) -> web.Response:
-        await self.bot()  # an unknown key is a 404 before the body is looked at
-        return await self.change(clean_text((await self.body()).get("text")))
+        bot = await self.bot()  # an unknown key is a 404 before the body is looked at
+        return await self.change(bot, clean_text((await self.body()).get("text")))
 
     async def delete(self) -> web.Response:
-        return await self.change(None)
+        return await self.change(await self.bot(), None)
 
 
 class BotSlack(BotApi):

@@ -87,8 +87,12 @@ class GuardedResolver(AbstractResolver):
         """Return the host's addresses; PrivateAddress when any of them is not public."""
         results = await self._inner.resolve(host, port, family)
         for result in results:
-            if not public_address(ipaddress.ip_address(result["host"])):
-                raise PrivateAddress(f"{host} resolves to the non-public address {result['host']}")
+            try:
+                ip = ipaddress.ip_address(result["host"])
+            except ValueError:  # e.g. a scoped "fe80::1%eth0": link-local anyway
+                raise PrivateAddress(f"{host} resolves to {result['host']}") from None
+            if not public_address(ip):
+                raise PrivateAddress(f"{host} resolves to the non-public address {ip}")
         return results
 
     async def close(self) -> None:
@@ -241,7 +245,7 @@ class Webhooks:
                         "webhook of bot %s: answered %d; not retried", bot.login, resp.status
                     )
                     return ""
-                raw = await resp.content.read(REPLY_MAX + 1)
+                raw = await read_bounded(resp)
         except PrivateAddress as exc:
             log.warning("webhook of bot %s refused: %s", bot.login, exc)
             return ""
@@ -267,9 +271,20 @@ class Webhooks:
         await post_message(self.app, room.slug, bot.login, text, f"webhook:{message.id}")
 
 
+async def read_bounded(resp: aiohttp.ClientResponse) -> bytes:
+    """Read an answer's body up to REPLY_MAX bytes; b"" when it is longer (then ignored)."""
+    chunks, size = [], 0
+    async for chunk in resp.content.iter_chunked(16 * 1024):
+        size += len(chunk)
+        if size > REPLY_MAX:
+            return b""
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def reply_text(raw: bytes) -> str:
     """Return the text of a webhook's JSON answer `{"text": ...}`, '' when it has none."""
-    if not raw or len(raw) > REPLY_MAX:
+    if not raw:
         return ""
     try:
         answer: Any = json.loads(raw)

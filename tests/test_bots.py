@@ -3,6 +3,7 @@ read, edit, delete, Slack's incoming format), privacy, rate limits, CSRF, keys k
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import hashlib
 import json
@@ -15,6 +16,7 @@ import pytest
 from aiohttp import FormData
 from aiohttp.test_utils import TestServer
 
+import manage
 from app import create_app
 from auth.bots import create_bot
 from common.redact import RedactingAccessLogger, RedactKeys, redact
@@ -507,3 +509,12 @@ async def test_the_store_keeps_bots_by_login_and_key_hash(store: Store) -> None:
         True,
         "Helper",
     )
+
+
+async def test_manage_py_gives_a_bot_no_password(store: Store, settings: Settings) -> None:
+    await store.users.create("alice", "alice@example.com", "unused")
+    await create_bot(store, "helper", "", "alice")
+    with pytest.raises(manage.Refused, match="is a bot"):
+        await manage.reset_password(argparse.Namespace(login="HELPER"), settings, store)
+    account = await store.users.find_by_login("helper")
+    assert account is not None and account.password_hash == BOT_PASSWORD_HASH

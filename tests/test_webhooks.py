@@ -234,6 +234,44 @@ async def test_bots_own_messages_and_revoked_bots_trigger_nothing(
     assert hook.calls == []
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json",
+        b'{"text": 3}',
+        b'["text"]',
+        b'{"text": "   "}',
+        json.dumps({"text": "z" * 70_000}),
+    ],
+)
+async def test_an_answer_without_usable_text_posts_nothing_and_is_not_retried(
+    make_user: Any, connect: Any, receiver: Any, body: bytes | str
+) -> None:
+    async def answer(request: web.Request, n: int) -> web.StreamResponse:
+        return web.Response(body=body, content_type="application/json")
+
+    hook, url = await receiver(answer)
+    alice = await make_user("alice")
+    await make_bot(alice, url)
+    ws = await connect(alice)
+    await say(ws, "@helper say something", "c-1")
+    await settled(alice)
+    assert len(hook.calls) == 1
+    assert await alice.client.app[STORE_KEY].messages.last_seq("general") == 1
+
+
+async def test_a_long_answer_is_cut_to_a_message(
+    make_user: Any, connect: Any, receiver: Any
+) -> None:
+    hook, url = await receiver(lambda request, n: reply("w" * 3000))
+    alice = await make_user("alice")
+    await make_bot(alice, url)
+    ws = await connect(alice)
+    await say(ws, "@helper essay please", "c-1")
+    answer = await receive_until(ws, "message")
+    assert len(answer["text"]) == 2000 and answer["text"].endswith("…")
+
+
 # SSRF
 
 
