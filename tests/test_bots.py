@@ -22,6 +22,7 @@ from auth.bots import create_bot
 from common.redact import RedactingAccessLogger, RedactKeys, redact
 from conftest import PASSWORD, Auth, receive_until
 from harness import CSRF_RE, AppProcess, browser_session, sign_up
+from middlewares import MACHINE_ROUTES
 from settings import Settings
 from storage import STORE_KEY
 from storage.base import BOT_PASSWORD_HASH, LoginTaken, Store, bot_key_hash
@@ -390,6 +391,24 @@ async def test_the_api_needs_no_csrf_token_and_a_cookie_gives_no_power(
     stranger = await make_client()
     resp = await stranger.post(api(key), json={"text": "no cookie needed"})
     assert resp.status == 201
+
+
+async def test_only_the_bot_routes_are_exempt_from_the_origin_and_csrf_checks(
+    make_user: Any,
+) -> None:
+    alice = await make_user("alice")
+    app = alice.client.app
+    exempt = set()
+    for resource in app.router.resources():
+        if resource.name in (None, "static"):
+            continue
+        info = resource.get_info()
+        pattern = info.get("formatter", info.get("path", ""))
+        path = re.sub(r"\{[^}]+\}", "x", pattern)
+        resp = await alice.client.post(path, data={}, headers={"Origin": "https://evil.example"})
+        if resp.status != 403:
+            exempt.add(resource.name)
+    assert exempt == MACHINE_ROUTES == {"bot-messages", "bot-message", "bot-slack"}
 
 
 # Webhook URLs on /admin
