@@ -185,17 +185,24 @@ class Webhooks:
                     targets[login_key(peer)] = "direct"
         for login in mentioned(message.text):
             targets.setdefault(login_key(login), "mention")
+        calls = []
         for login, event in targets.items():
             bot = await store.bots.find(login)
             if bot is None or bot.revoked or not bot.webhook_url:
                 continue
             account = await store.users.find_by_login(bot.login)
-            # A mention in a room the bot may not see is not its business (privacy).
             if account is None or not account.active:
                 continue
+            # A mention in a room the bot may not see is not its business (privacy).
             if await store.rooms.visible(room.slug, bot.login) is None:
                 continue
-            await self.call(bot, room, message, event)
+            calls.append(self.call(bot, room, message, event))
+        # At once, so one slow receiver does not hold up the other bots (the connector bounds them).
+        for failed in await asyncio.gather(*calls, return_exceptions=True):
+            if isinstance(failed, Exception):
+                log.warning(
+                    "webhooks: answer to %s of %s failed: %r", message.seq, room.slug, failed
+                )
 
     async def call(self, bot: Bot, room: Room, message: Message, event: str) -> None:
         """POST the event to the bot's URL (tried ATTEMPTS times) and post its reply."""

@@ -112,6 +112,24 @@ async def test_a_mention_is_posted_and_the_reply_appears_in_the_room(
     assert len(hook.calls) == 1  # the bot's own reply triggers nothing
 
 
+async def test_every_bot_mentioned_is_called_and_answers(
+    make_user: Any, connect: Any, receiver: Any
+) -> None:
+    async def by_name(request: web.Request, n: int) -> web.StreamResponse:
+        return await reply("I am " + (await request.json())["bot"])
+
+    hook, url = await receiver(by_name)
+    alice = await make_user("alice")
+    await make_bot(alice, url)
+    await make_bot(alice, url, "other")
+    ws = await connect(alice)
+    await say(ws, "@helper and @OTHER, and @helper again", "c-1")
+    answers = {(await receive_until(ws, "message"))["text"] for _ in range(2)}
+    assert answers == {"I am helper", "I am other"}
+    await settled(alice)
+    assert sorted(c[0]["bot"] for c in hook.calls) == ["helper", "other"]
+
+
 async def test_a_direct_message_to_the_bot_is_posted(
     make_user: Any, connect: Any, receiver: Any
 ) -> None:
