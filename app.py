@@ -28,6 +28,7 @@ from common.health import READY_CHECKS_KEY, setup_health
 from common.limits import LIMITS_KEY, Limits
 from common.logs import access_log_options, configure_logging
 from common.metrics import setup_metrics
+from common.redact import RedactKeys
 from routes import setup_routes
 from settings import SETTINGS_KEY, Settings, SettingsError, load_settings
 from storage import STORE_KEY, open_store, store_ctx, store_ready
@@ -101,6 +102,8 @@ def main() -> None:
     except SettingsError as exc:
         sys.exit(f"chat: configuration error: {exc}")
     configure_logging(settings.log_level, settings.log_format)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactKeys())  # bot keys are in URLs; no log line shows one
     log.info(
         "starting on http://%s:%d with %s storage", settings.host, settings.port, settings.backend
     )

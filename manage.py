@@ -184,6 +184,8 @@ async def create_admin(args: argparse.Namespace, settings: Settings, store: Stor
 async def reset_password(args: argparse.Namespace, settings: Settings, store: Store) -> None:
     """Give an account a new password and end all its sessions."""
     login = await exists(store, args.login)
+    if await store.bots.find(login) is not None:
+        raise Refused(f"{login!r} is a bot: it never logs in with a password")
     password_hash = await new_hash(settings)
     ended: list[str] = []
     try:

@@ -26,8 +26,11 @@ log = logging.getLogger(__name__)
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 SEEN_EVERY = dt.timedelta(minutes=5)  # how stale a session's "last seen" may get
-# Served without a database lookup.
-NO_USER_ROUTES = frozenset({"static", "healthz", "readyz", "metrics"})
+# The bot API, for machines: a key in the URL authenticates them, never a cookie. So no session
+# is looked up there (a browser's cookies give no power) and no CSRF token is asked for.
+MACHINE_ROUTES = frozenset({"bot-messages", "bot-message", "bot-slack"})
+# Served without a database lookup of the session.
+NO_USER_ROUTES = frozenset({"static", "healthz", "readyz", "metrics"}) | MACHINE_ROUTES
 BODY_GRACE = 2.0  # seconds of a body before BODY_MIN_RATE applies (a slow start, a lost packet)
 FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
 
@@ -100,8 +103,12 @@ async def _refuse_host() -> web.StreamResponse:
     return web.json_response({"error": FOREIGN_HOST}, status=400)
 
 
+def _api(request: web.Request) -> bool:
+    return request.path.startswith("/api/")
+
+
 def _wants_html(request: web.Request) -> bool:
-    return "text/html" in request.headers.get("Accept", "")
+    return "text/html" in request.headers.get("Accept", "") and not _api(request)
 
 
 async def _error_response(
@@ -121,8 +128,8 @@ async def error_pages(request: web.Request, handler: Handler) -> web.StreamRespo
     try:
         return await handler(request)
     except web.HTTPException as exc:
-        if exc.status < 400 or not _wants_html(request):
-            raise
+        if exc.status < 400 or not (_wants_html(request) or _api(request)):
+            raise  # the API answers every error in JSON: {"error": ...}
         response = await _error_response(request, exc.status)
         for name in ("Retry-After", "Allow"):
             if name in exc.headers:
@@ -240,9 +247,14 @@ def csrf(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse
     A safe request goes straight on: returning the handler's awaitable instead of awaiting it
     keeps this middleware's frame out of the chain a WebSocket holds for its whole life.
     """
-    if request.method in UNSAFE_METHODS:
+    if request.method in UNSAFE_METHODS and _route_name(request) not in MACHINE_ROUTES:
         return _checked(request, handler)
     return handler(request)
+
+
+def _route_name(request: web.Request) -> str | None:
+    resource = request.match_info.route.resource
+    return resource.name if resource is not None else None
 
 
 async def _checked(request: web.Request, handler: Handler) -> web.StreamResponse:

@@ -16,7 +16,9 @@ from auth.admin import (
     UserReactivate,
     UserRole,
 )
+from auth.bots import BotCreate, BotRevoke, BotWebhook
 from auth.views import Join, Login, Logout, SignUp
+from chat.bots import BotMessage, BotMessages, BotSlack
 from chat.views import (
     ChatPage,
     DirectMessage,
@@ -68,6 +70,13 @@ def setup_routes(app: web.Application) -> None:
             web.view(
                 "/admin/users/{login}/reactivate", UserReactivate, name="admin-user-reactivate"
             ),
+            web.view("/admin/bots", BotCreate, name="admin-bots"),
+            web.view("/admin/bots/{login}/revoke", BotRevoke, name="admin-bot-revoke"),
+            web.view("/admin/bots/{login}/webhook", BotWebhook, name="admin-bot-webhook"),
+            # The bot API: the key in the URL authenticates (see middlewares.MACHINE_ROUTES).
+            web.view("/api/bots/{key}/rooms/{slug}/messages", BotMessages, name="bot-messages"),
+            web.view("/api/bots/{key}/rooms/{slug}/messages/{seq}", BotMessage, name="bot-message"),
+            web.view("/api/bots/{key}/rooms/{slug}/slack", BotSlack, name="bot-slack"),
             web.view("/healthz", Healthz, name="healthz"),
             web.view("/readyz", Readyz, name="readyz"),
             web.view("/metrics", MetricsView, name="metrics"),

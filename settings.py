@@ -69,6 +69,9 @@ class Settings:
     presence_ttl: float = 30.0
     body_timeout: float = 20.0
     body_min_rate: int = 100
+    webhook_allow_private: bool = False  # outgoing webhooks may reach loopback/private addresses
+    webhook_timeout: float = 7.0
+    webhook_backoff: float = 1.0  # seconds before the 2nd try, doubled before the 3rd
     log_level: str = "INFO"
     log_format: str = "text"
     metrics: bool = True
@@ -352,6 +355,19 @@ def load_settings(env_file: str | os.PathLike[str] | None = ".env", **overrides:
             _int_in(0, 10_000_000),
             d["body_min_rate"].default,
             "give bytes a second (0: no minimum)",
+        ),
+        "webhook_allow_private": _read(
+            env, "WEBHOOK_ALLOW_PRIVATE", _bool, False, "use true or false"
+        ),
+        "webhook_timeout": _read(
+            env,
+            "WEBHOOK_TIMEOUT",
+            _float_in(0.05, 60),
+            d["webhook_timeout"].default,
+            "give seconds",
+        ),
+        "webhook_backoff": _read(
+            env, "WEBHOOK_BACKOFF", _float_in(0, 60), d["webhook_backoff"].default, "give seconds"
         ),
         "log_level": _read(env, "LOG_LEVEL", _log_level, d["log_level"].default, "e.g. INFO"),
         "log_format": _read(env, "LOG_FORMAT", _log_format, "text", "use text or json"),

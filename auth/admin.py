@@ -42,8 +42,13 @@ def join_url(request: web.Request, token: str) -> str:
     return own_origin(request) + str(request.app.router["join"].url_for(token=token))
 
 
-async def render_admin(request: web.Request, error: str = "", status: int = 200) -> web.Response:
-    """Render /admin: the sign-up mode, the live invitations and every account."""
+async def render_admin(
+    request: web.Request,
+    error: str = "",
+    status: int = 200,
+    extra: dict[str, Any] | None = None,
+) -> web.Response:
+    """Render /admin: the sign-up mode, the live invitations, every account and every bot."""
     store = request.app[STORE_KEY]
     settings = request.app[SETTINGS_KEY]
     context: dict[str, Any] = {
@@ -55,7 +60,9 @@ async def render_admin(request: web.Request, error: str = "", status: int = 200)
         ],
         "people": await store.users.list(MAX_PAGE),
         "roles": ROLES,
+        "bots": await store.bots.list(MAX_PAGE),
         "error": error,
+        **(extra or {}),
     }
     return await render_page(request, "admin.html", context, status)
 

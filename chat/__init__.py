@@ -9,10 +9,12 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from auth.sessions import SESSION_ENDED_KEY
+from chat.bots import setup_bots
 from chat.broker import BROKER_KEY, LocalBroker, RedisBroker
 from chat.budgets import BUDGETS_KEY, Budgets, SharedBudgets
 from chat.hub import HUB_KEY, Hub
 from chat.reads import READS_KEY, ReadMarks, reads_ctx
+from chat.webhooks import setup_webhooks
 from common.health import READY_CHECKS_KEY
 from common.tasks import running
 from settings import SETTINGS_KEY, Settings
@@ -48,6 +50,8 @@ def setup_chat(app: web.Application, settings: Settings, store: Store) -> None:
     app.cleanup_ctx.append(expiry_ctx)
     app.cleanup_ctx.append(heartbeat_ctx)
     app.on_shutdown.append(close_sockets)
+    setup_bots(app)
+    setup_webhooks(app)
 
 
 async def broker_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -7,6 +7,7 @@ room's sockets in seq order whichever way it came.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -16,6 +17,9 @@ from chat.hub import HUB_KEY
 from settings import SETTINGS_KEY
 from storage import STORE_KEY
 from storage.base import ChangeRefused, Message, now
+
+# Told of every message this process stored (bots' outgoing webhooks): each must return at once.
+POSTED_KEY = web.AppKey("posted", list[Callable[[Message], None]])
 
 
 async def post_message(
@@ -44,6 +48,8 @@ async def post_message(
             await hub.deliver(room, message.seq, frame)
     if created:
         await app[BROKER_KEY].publish_message(room, message.seq, frame)
+        for posted in app.get(POSTED_KEY, ()):
+            posted(message)
     return message, created
 
 

@@ -58,9 +58,14 @@ def logged_path(request: web.BaseRequest) -> str:
     """Return the path to log: the route's pattern (`/join/{token}`), so no secret in it is."""
     match_info = getattr(request, "_match_info", None)
     resource = match_info.route.resource if match_info is not None else None
-    if resource is None or resource.name == "static":
-        return request.path[:200]  # no route (a 404), or a static file: the path is public
-    return resource.canonical
+    if resource is not None and resource.name != "static":
+        return resource.canonical
+    if resource is not None:
+        return request.path[:200]  # a static file: the path is public
+    # No route (a 404, a 405): the path is whatever the client sent, perhaps a link with a
+    # token in it one character off (`/join/<token>/`), so only its first segment is kept.
+    first, _, rest = request.path.lstrip("/").partition("/")
+    return "/" + first[:100] + ("/…" if rest else "")
 
 
 async def echo_request_id(request: web.Request, response: web.StreamResponse) -> None:

@@ -20,6 +20,8 @@ ROLES = (ADMIN, MEMBER)
 # A room's kind: open to everyone, private to its members, or a direct conversation (private,
 # between two people or with oneself, its members fixed).
 OPEN, PRIVATE, DIRECT = "open", "private", "direct"
+# A bot's account has this instead of a password hash: no password ever matches it.
+BOT_PASSWORD_HASH = "!bot: no password"
 
 
 class StorageError(Exception):
@@ -98,6 +100,11 @@ class User:
         """Say whether this account may administer the chat."""
         return self.role == ADMIN and self.active
 
+    @property
+    def is_bot(self) -> bool:
+        """Say whether this is a bot's account (which never logs in with a password)."""
+        return self.password_hash == BOT_PASSWORD_HASH
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Session:
@@ -150,6 +157,29 @@ class Invite:
     def live(self, at: dt.datetime) -> bool:
         """Say whether the invitation may be used at `at`."""
         return not self.revoked and at < self.expires_at
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Bot:
+    """A bot: an account that posts with a key over HTTP; only the key's hash is kept."""
+
+    login: str
+    key_hash: str  # sha256 hex of the key; the key itself is shown once, never stored
+    created_by: str
+    created_at: dt.datetime
+    initials: str
+    webhook_url: str = ""  # "" : no outgoing webhook
+    revoked: bool = False
+
+
+def bot_key_hash(key: str) -> str:
+    """Return the stored form of a bot key (keys are random and long: a plain hash suffices)."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def new_bot_key() -> str:
+    """Return a fresh unguessable bot key (256 bits)."""
+    return secrets.token_urlsafe(32)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -592,6 +622,34 @@ class Invites(abc.ABC):
         """Count one use of a live invitation; False when it is not live (nothing counted)."""
 
 
+class Bots(abc.ABC):
+    """Bots: their key hashes, who made them, their outgoing webhook."""
+
+    @abc.abstractmethod
+    async def create(self, login: str, key_hash: str, created_by: str, initials: str) -> Bot:
+        """Store a new bot for the account `login`; raise LoginTaken when it has one already."""
+
+    @abc.abstractmethod
+    async def find(self, login: str) -> Bot | None:
+        """Return the bot of this login (case-insensitively), revoked or not."""
+
+    @abc.abstractmethod
+    async def find_by_key(self, key_hash: str) -> Bot | None:
+        """Return the bot whose key has this hash, revoked or not."""
+
+    @abc.abstractmethod
+    async def list(self, limit: int) -> list[Bot]:
+        """Return up to `limit` bots, oldest first."""
+
+    @abc.abstractmethod
+    async def revoke(self, login: str) -> bool:
+        """Make the bot's key stop working for good; False when there is no such bot."""
+
+    @abc.abstractmethod
+    async def set_webhook(self, login: str, url: str) -> bool:
+        """Set (or with "" clear) the bot's outgoing webhook; False when there is no such bot."""
+
+
 class Store(abc.ABC):
     """One database: its collections and its life cycle."""
 
@@ -602,6 +660,7 @@ class Store(abc.ABC):
     reads: Reads
     config: Config
     invites: Invites
+    bots: Bots
 
     @abc.abstractmethod
     async def setup(self) -> None:

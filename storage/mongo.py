@@ -22,6 +22,8 @@ from storage.base import (
     OPEN,
     REACTION_ROWS_MAX,
     REACTIONS_MAX,
+    Bot,
+    Bots,
     Config,
     Invite,
     Invites,
@@ -109,6 +111,18 @@ def _invite(doc: Doc) -> Invite:
         doc["created_at"],
         doc["expires_at"],
         int(doc.get("uses", 0)),
+        bool(doc.get("revoked", False)),
+    )
+
+
+def _bot(doc: Doc) -> Bot:
+    return Bot(
+        doc["login"],
+        doc["key_hash"],
+        doc["created_by"],
+        doc["created_at"],
+        doc.get("initials", ""),
+        doc.get("webhook_url", ""),
         bool(doc.get("revoked", False)),
     )
 
@@ -719,6 +733,64 @@ class MongoInvites(Invites):
         return result.modified_count > 0
 
 
+class MongoBots(Bots):
+    """Bots in the bots collection, keyed by login_key; key_hash is uniquely indexed."""
+
+    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+        self.col = db["bots"]
+
+    async def create(self, login: str, key_hash: str, created_by: str, initials: str) -> Bot:
+        bot = Bot(login, key_hash, created_by, now(), initials)
+        try:
+            async with _unavailable():
+                await self.col.insert_one(
+                    {
+                        "_id": login_key(login),
+                        "login": login,
+                        "key_hash": key_hash,
+                        "created_by": created_by,
+                        "created_at": bot.created_at,
+                        "initials": initials,
+                        "webhook_url": "",
+                        "revoked": False,
+                    }
+                )
+        except DuplicateKeyError:
+            raise LoginTaken(login) from None
+        return bot
+
+    async def find(self, login: str) -> Bot | None:
+        async with _unavailable():
+            doc = await self.col.find_one({"_id": login_key(login)})
+        return _bot(doc) if doc else None
+
+    async def find_by_key(self, key_hash: str) -> Bot | None:
+        async with _unavailable():
+            doc = await self.col.find_one({"key_hash": key_hash})
+        return _bot(doc) if doc else None
+
+    async def list(self, limit: int) -> list[Bot]:
+        async with _unavailable():
+            docs = await self.col.find(
+                {}, sort=[("created_at", ASCENDING), ("_id", ASCENDING)], limit=check_limit(limit)
+            ).to_list()
+        return [_bot(d) for d in docs]
+
+    async def revoke(self, login: str) -> bool:
+        async with _unavailable():
+            result = await self.col.update_one(
+                {"_id": login_key(login)}, {"$set": {"revoked": True}}
+            )
+        return result.matched_count > 0
+
+    async def set_webhook(self, login: str, url: str) -> bool:
+        async with _unavailable():
+            result = await self.col.update_one(
+                {"_id": login_key(login)}, {"$set": {"webhook_url": url}}
+            )
+        return result.matched_count > 0
+
+
 class MongoStore(Store):
     """The MongoDB store."""
 
@@ -739,6 +811,7 @@ class MongoStore(Store):
         self.reads = MongoReads(self.db)
         self.config = MongoConfig(self.db)
         self.invites = MongoInvites(self.db)
+        self.bots = MongoBots(self.db)
 
     async def setup(self) -> None:
         async with _unavailable():
@@ -791,6 +864,7 @@ class MongoStore(Store):
                 [("user", ASCENDING), ("room", ASCENDING)], name="user_room"
             )
             await self.db["invites"].create_index("created_at", name="created_at")
+            await self.db["bots"].create_index("key_hash", unique=True, name="key_hash")
             # A store from before roles: its first account becomes the admin, once.
             oldest = await self.db["users"].find_one({}, sort=[("_id", ASCENDING)])
         if oldest is not None:

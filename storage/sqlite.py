@@ -13,6 +13,8 @@ from storage.base import (
     OPEN,
     REACTION_ROWS_MAX,
     REACTIONS_MAX,
+    Bot,
+    Bots,
     Config,
     Invite,
     Invites,
@@ -151,6 +153,19 @@ MIGRATIONS = [
         PRIMARY KEY (room, seq, emoji, user)
     ) WITHOUT ROWID;
     """,
+    # Bots: an account each, posting with a key of which only the hash is kept.
+    """
+    CREATE TABLE IF NOT EXISTS bots (
+        login_key TEXT PRIMARY KEY,
+        login TEXT NOT NULL,
+        key_hash TEXT NOT NULL UNIQUE,
+        created_by TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        initials TEXT NOT NULL,
+        webhook_url TEXT NOT NULL DEFAULT '',
+        revoked INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID;
+    """,
 ]
 
 
@@ -253,6 +268,18 @@ def _invite(row: Any) -> Invite:
         _dt(row["created_at"]),
         _dt(row["expires_at"]),
         row["uses"],
+        bool(row["revoked"]),
+    )
+
+
+def _bot(row: Any) -> Bot:
+    return Bot(
+        row["login"],
+        row["key_hash"],
+        row["created_by"],
+        _dt(row["created_at"]),
+        row["initials"],
+        row["webhook_url"],
         bool(row["revoked"]),
     )
 
@@ -736,6 +763,52 @@ class SqliteInvites(Invites):
         return bool(rows)
 
 
+class SqliteBots(Bots):
+    """Bots in the bots table."""
+
+    def __init__(self, db: SqliteDb) -> None:
+        self.db = db
+
+    async def create(self, login: str, key_hash: str, created_by: str, initials: str) -> Bot:
+        bot = Bot(login, key_hash, created_by, now(), initials)
+        try:
+            await self.db.write_one(
+                "INSERT INTO bots (login_key, login, key_hash, created_by, created_at, initials)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (login_key(login), login, key_hash, created_by, _ms(bot.created_at), initials),
+            )
+        except sqlite3.IntegrityError:
+            raise LoginTaken(login) from None
+        return bot
+
+    async def find(self, login: str) -> Bot | None:
+        row = await self.db.fetch_one("SELECT * FROM bots WHERE login_key = ?", (login_key(login),))
+        return _bot(row) if row else None
+
+    async def find_by_key(self, key_hash: str) -> Bot | None:
+        row = await self.db.fetch_one("SELECT * FROM bots WHERE key_hash = ?", (key_hash,))
+        return _bot(row) if row else None
+
+    async def list(self, limit: int) -> list[Bot]:
+        rows = await self.db.fetch(
+            "SELECT * FROM bots ORDER BY created_at, login_key LIMIT ?", (check_limit(limit),)
+        )
+        return [_bot(r) for r in rows]
+
+    async def revoke(self, login: str) -> bool:
+        rows = await self.db.write_one(
+            "UPDATE bots SET revoked = 1 WHERE login_key = ? RETURNING login", (login_key(login),)
+        )
+        return bool(rows)
+
+    async def set_webhook(self, login: str, url: str) -> bool:
+        rows = await self.db.write_one(
+            "UPDATE bots SET webhook_url = ? WHERE login_key = ? RETURNING login",
+            (url, login_key(login)),
+        )
+        return bool(rows)
+
+
 class SqliteStore(Store):
     """The SQLite store."""
 
@@ -748,6 +821,7 @@ class SqliteStore(Store):
         self.reads = SqliteReads(self.db)
         self.config = SqliteConfig(self.db)
         self.invites = SqliteInvites(self.db)
+        self.bots = SqliteBots(self.db)
 
     async def setup(self) -> None:
         await self.db.connect()

@@ -179,7 +179,7 @@ async def test_refusals_log_the_route_pattern_not_the_secret_path(
     refused = [line for line in lines if "refused" in line]
     assert refused == [
         "refused cross-origin POST /join/{token}",
-        "refused GET /nowhere/at-all for host 'evil.example'",  # no route: the path as is
+        "refused GET /nowhere/… for host 'evil.example'",  # no route: its first segment only
     ]
     assert not any(secret in line for line in lines)
 
@@ -195,12 +195,17 @@ async def test_text_access_log_names_the_route_not_the_path(
             "/join/invitation-token-that-is-secret?x=1", headers={"X-Request-ID": "t-9"}
         )
         await client.get("/static/style.css")
+        # Routed nowhere (404): only the first segment is logged; a refused method, the pattern.
+        await client.get("/join/invitation-token-that-is-secret/")
+        await client.put("/join/invitation-token-that-is-secret")
     lines = [r.getMessage() for r in caplog.records if r.name == "aiohttp.access"]
-    assert len(lines) == 2
+    assert len(lines) == 4
     assert re.fullmatch(
         r'127\.0\.0\.1 "GET /join/\{token\} HTTP/1\.1" 404 \d+ [0-9.]+s t-9', lines[0]
     )
     assert '"GET /static/style.css HTTP/1.1" 200' in lines[1]  # public files keep their path
+    assert '"GET /join/… HTTP/1.1" 404' in lines[2]
+    assert '"PUT /join/{token} HTTP/1.1" 403' in lines[3]
     assert "secret" not in caplog.text
 
 

@@ -20,6 +20,7 @@ ALL_VARS = [
     "SOCKETS_PER_USER", "SOCKETS_PER_ADDRESS", "ROOM_LIMIT_USER", "ROOM_WINDOW", "EDIT_WINDOW",
     "SIGNUP_MODE", "INVITE_TTL", "ALLOWED_HOSTS", "HASH_CONCURRENCY", "HASH_QUEUE",
     "LOGIN_DELAY_MAX", "BODY_TIMEOUT", "BODY_MIN_RATE", "LOG_FORMAT", "METRICS", "METRICS_TOKEN",
+    "WEBHOOK_ALLOW_PRIVATE", "WEBHOOK_TIMEOUT", "WEBHOOK_BACKOFF",
 ]  # fmt: skip
 
 
@@ -79,6 +80,9 @@ def test_environment_beats_env_file(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         ("METRICS_TOKEN", "short"),
         ("METRICS_TOKEN", "has spaces in it, sixteen plus"),
         ("METRICS_TOKEN", "ünïcode-ünïcode-ünïcode"),
+        ("WEBHOOK_ALLOW_PRIVATE", "perhaps"),
+        ("WEBHOOK_TIMEOUT", "0"),
+        ("WEBHOOK_BACKOFF", "-1"),
     ],
 )
 def test_bad_value_names_the_setting(
