@@ -7,6 +7,10 @@ import dataclasses
 import datetime as dt
 import hashlib
 import secrets
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from storage.search import Search
 
 MAX_PAGE = 500  # no query returns more rows than this
 MAX_ROOMS = MAX_PAGE  # the room list and a person's read marks are bounded by this too
@@ -493,6 +497,7 @@ class Store(abc.ABC):
     reads: Reads
     config: Config
     invites: Invites
+    search: Search
 
     @abc.abstractmethod
     async def setup(self) -> None:

@@ -48,6 +48,7 @@ from storage.base import (
     now,
     refusal,
 )
+from storage.mongo_search import MongoSearch, index_terms
 
 Doc = dict[str, Any]
 
@@ -458,6 +459,7 @@ class MongoMessages(Messages):
                     "text": text,
                     "created_at": now(),
                     "client_id": client_id,
+                    "terms": index_terms(text),
                 }
                 try:
                     await self.col.insert_one(doc)
@@ -524,6 +526,7 @@ class MongoMessages(Messages):
                         "deleted": text is None,
                         "edited_at": now(),
                         "rev": int(counter["rev"]),
+                        "terms": index_terms(text or ""),
                     }
                 },
                 return_document=ReturnDocument.AFTER,
@@ -661,6 +664,7 @@ class MongoStore(Store):
         self.reads = MongoReads(self.db)
         self.config = MongoConfig(self.db)
         self.invites = MongoInvites(self.db)
+        self.search = MongoSearch(self.db, _message)
 
     async def setup(self) -> None:
         async with _unavailable():
@@ -699,6 +703,7 @@ class MongoStore(Store):
                 [("user", ASCENDING), ("room", ASCENDING)], name="user_room"
             )
             await self.db["invites"].create_index("created_at", name="created_at")
+            await self.search.setup()  # the terms index, and older messages' terms
             # A store from before roles: its first account becomes the admin, once.
             oldest = await self.db["users"].find_one({}, sort=[("_id", ASCENDING)])
         if oldest is not None:

@@ -3,6 +3,7 @@
 import { Attention, offerNotifications } from "./attention.js";
 import { Controls } from "./edit.js";
 import { HistoryPages } from "./history.js";
+import { addCopyLink } from "./links.js";
 import { Items, upgrade } from "./messages.js";
 import { Outbox } from "./outbox.js";
 import { Reads } from "./reads.js";
@@ -38,16 +39,26 @@ const controls = new Controls({ me, editWindow, socket });
 const render = (m, authorGone = false) => {
   const li = items.message(m, authorGone);
   controls.add(li, m);
+  addCopyLink(li, m, data.roomUrl, notice);
   return li;
 };
 const outbox = new Outbox({ me, socket, timeline, render });
-const historyPages = new HistoryPages({ url: data.historyUrl, timeline, render, showNotice });
+// Caught up with the room (a page opened at an older message): resume from the newest shown.
+const goLive = () => socket.reconnectNow();
+const historyPages = new HistoryPages({
+  url: data.historyUrl,
+  timeline,
+  render,
+  showNotice,
+  onLive: goLive,
+});
 const reads = new Reads(socket, timeline, Number(data.lastRead) || 0);
 const typists = new Typists(document.getElementById("typing"));
 const attention = new Attention({ timeline, items, room: data.room, roomName: data.roomName });
 
 function showMessage(m) {
   outbox.acknowledge(m);
+  if (!timeline.live) return; // the newer pages bring it, then the resume
   // Already shown: a resume's overlap, or an acknowledgement sent again.
   if (m.seq <= timeline.lastSeq) return;
   if (m.seq > timeline.lastSeq + 1 && timeline.lastSeq > 0) {
@@ -82,7 +93,8 @@ function onFrame(frame) {
       showMessage(frame);
       break;
     case "change": {
-      timeline.lastRev = Math.max(timeline.lastRev, frame.rev || 0);
+      // Not live: this socket resumed no changes, so the page's rev stays what it resumes from.
+      if (timeline.live) timeline.lastRev = Math.max(timeline.lastRev, frame.rev || 0);
       const old = timeline.find(frame.seq);
       if (old) old.replaceWith(render(frame, old.querySelector(".gone") !== null));
       break;
@@ -114,11 +126,30 @@ function send() {
   if (!text) return;
   input.value = "";
   showNotice("");
-  outbox.send(text);
+  if (timeline.live) {
+    outbox.send(text);
+    return;
+  }
+  // Writing while reading older messages: back to the newest ones, resumed from there.
+  historyPages
+    .latest(0, 0)
+    .then(() => {
+      timeline.live = true;
+      goLive();
+      outbox.send(text);
+    })
+    .catch(() => {
+      input.value = text;
+      showNotice("Could not load the newest messages; try again.");
+    });
 }
 
 // Server-rendered messages: local times, links, and edit/delete on one's own recent ones.
-for (const li of list.querySelectorAll("li.message")) controls.add(li, upgrade(li));
+for (const li of list.querySelectorAll("li.message")) {
+  const m = upgrade(li);
+  controls.add(li, m);
+  addCopyLink(li, m, data.roomUrl, notice);
+}
 announceTyping(input, socket);
 offerNotifications(document.getElementById("notify"), showNotice);
 document.addEventListener("visibilitychange", () => {
@@ -136,8 +167,23 @@ input.addEventListener("keydown", (event) => {
     send();
   }
 });
+const loadNewer = () => {
+  if (timeline.live || !timeline.nearBottom()) return;
+  historyPages.newer().then((added) => {
+    if (added) loadNewer();
+  });
+};
 list.addEventListener("scroll", () => {
   if (list.scrollTop < 60) historyPages.older();
+  loadNewer();
 });
-timeline.scrollToEnd();
+const target = timeline.find(Number(data.at) || 0);
+if (target) {
+  // Opened at a message (a search result, a copied link): show it in the middle, marked.
+  target.classList.add("target");
+  target.scrollIntoView({ block: "center" });
+  loadNewer();
+} else {
+  timeline.scrollToEnd();
+}
 socket.connect();
