@@ -70,7 +70,9 @@ async function load(fresh) {
     });
     const body = await res.json().catch(() => ({}));
     if (!res.ok) {
-      status.textContent = body.error || "The search failed; try again.";
+      // No JSON: refused before the app read it (a URL above 8 KiB: a very long query).
+      const fallback = res.status === 400 ? "The query is too long." : "The search failed; try again.";
+      status.textContent = body.error || fallback;
       more.hidden = true;
       return;
     }
