@@ -19,9 +19,11 @@ BACKFILL_BATCH = 20_000  # message ids indexed per transaction when an existing 
 
 # The migration (storage/sqlite.py's last): the index, and how far an upgraded store's older
 # messages are indexed. The `ascii` tokenizer splits the terms at the spaces index_text puts
-# between them and keeps every other character; the terms are normalised already.
+# between them and keeps every other character; the terms are normalised already. No column
+# sizes: they serve only ranking, and results are by date.
 MIGRATION = """
-CREATE VIRTUAL TABLE IF NOT EXISTS message_search USING fts5(terms, tokenize = 'ascii');
+CREATE VIRTUAL TABLE IF NOT EXISTS message_search
+    USING fts5(terms, tokenize = 'ascii', columnsize = 0);
 CREATE TABLE IF NOT EXISTS search_backfill (next_id INTEGER NOT NULL, last_id INTEGER NOT NULL);
 INSERT INTO search_backfill SELECT 1, COALESCE(MAX(id), 0) FROM messages
 """
