@@ -408,3 +408,25 @@ async def test_the_chat_page_opens_at_a_message_with_the_ones_around_it(
     carol = await make_user("carol")
     resp = await carol.client.get(f"/rooms/{secret}", params={"at": "1"})
     assert resp.status == 404
+
+
+@pytest.mark.parametrize("backend", ["secantus"])
+async def test_mongo_pages_on_past_candidates_that_only_look_like_matches(
+    ws: Any, auth: Auth, monkeypatch: Any
+) -> None:
+    # MongoDB narrows by every term, then checks phrases on each candidate, at most SCAN_MAX per
+    # page: past that the page ends early, with a cursor that goes on from the last one checked.
+    monkeypatch.setattr("storage.mongo_search.SCAN_MAX", 3)
+    await say(ws, "green apple", "c0")
+    for i in range(7):
+        await say(ws, f"apple {i} green", f"c{i + 1}")  # both words, not side by side
+    found: list[str] = []
+    before: str | None = None
+    for _ in range(10):  # bounded: 3 pages of candidates
+        params = {"before": before} if before else {}
+        body = await search(auth, '"green apple"', **params)
+        found += [r["text"] for r in body["results"]]
+        if not body["has_more"]:
+            break
+        before = body["before"]
+    assert found == ["green apple"]
