@@ -19,6 +19,7 @@ from auth.admin import (
 from auth.bots import BotCreate, BotRevoke, BotWebhook
 from auth.views import Join, Login, Logout, SignUp
 from chat.bots import BotMessage, BotMessages, BotSlack
+from chat.search import SearchMessages, SearchPage
 from chat.views import (
     ChatPage,
     DirectMessage,
@@ -50,6 +51,8 @@ def setup_routes(app: web.Application) -> None:
             web.view("/rooms/{slug}/messages", History, name="history"),
             web.view("/rooms/{slug}/members", RoomMembers, name="room-members"),
             web.view("/rooms/{slug}/leave", RoomLeave, name="room-leave"),
+            web.view("/search", SearchPage, name="search"),
+            web.view("/search/messages", SearchMessages, name="search-messages"),
             web.view("/dm", DirectMessageForm, name="dm-form"),
             web.view("/dm/{login}", DirectMessage, name="dm"),
             web.view("/join/{token}", Join, name="join"),

@@ -188,7 +188,17 @@ class ChatPage(Page):
         # Read before the messages: a change made in between is replayed to the socket again.
         last_rev = await store.messages.last_rev(room.slug)
         page = request.app[SETTINGS_KEY].history_page_size
-        messages = await store.messages.before(room.slug, None, page)
+        at = whole_number(request.query["at"]) if "at" in request.query else None
+        if "at" in request.query and at is None:
+            raise Refusal(400, f"at must be a whole number up to {MAX_WHOLE}.")
+        # ?at=<seq> (a search result, a copied link): the messages around it, newer ones too.
+        half = max(1, page // 2)
+        if at is None:
+            messages, at_end = await store.messages.before(room.slug, None, page), True
+        else:
+            newer = await store.messages.after(room.slug, at, half + 1)
+            at_end = len(newer) <= half  # else the page loads the rest before going live
+            messages = await store.messages.before(room.slug, at + 1, page - half) + newer[:half]
         last_read = (await request.app[READS_KEY].of_user(session.user.login)).get(room.slug, 0)
         context: dict[str, Any] = {
             "user": session.user,
@@ -199,6 +209,8 @@ class ChatPage(Page):
             "last_rev": last_rev,
             "last_read": last_read,
             "edit_window": request.app[SETTINGS_KEY].edit_window,
+            "at": at if any(m.seq == at for m in messages) else 0,
+            "at_end": at_end,
             "online": await request.app[BROKER_KEY].online(room.slug),
             "title": room_title(room, session.user.login),
             "members": await store.rooms.members(room.slug, MAX_PAGE) if room.private else [],
@@ -208,7 +220,10 @@ class ChatPage(Page):
 
 
 class History(Page):
-    """`GET /rooms/{slug}/messages?before=&limit=`: older messages as JSON, oldest first."""
+    """`GET /rooms/{slug}/messages?before=&limit=`: older messages as JSON, oldest first.
+
+    `after=` instead of `before=` pages forward: messages with seq > after, oldest first.
+    """
 
     async def get(self) -> web.Response:
         request = self.request
@@ -223,13 +238,21 @@ class History(Page):
             return _error(400, f"limit must be between 1 and {HISTORY_MAX}.")
         if before is not None and before < 1:
             return _error(400, "before must be at least 1.")
+        after = whole_number(request.query["after"]) if "after" in request.query else None
+        if "after" in request.query and (after is None or before is not None):
+            return _error(400, f"after must be a whole number up to {MAX_WHOLE}, without before.")
         store = request.app[STORE_KEY]
         slug = request.match_info["slug"]
         if await store.rooms.visible(slug, session.user.login) is None:
             return _error(404, "No such room.")
-        rows = await store.messages.before(slug, before, limit + 1)
-        has_more = len(rows) > limit
-        rows = rows[-limit:]
+        if after is not None:
+            rows = await store.messages.after(slug, after, limit + 1)
+            has_more = len(rows) > limit
+            rows = rows[:limit]
+        else:
+            rows = await store.messages.before(slug, before, limit + 1)
+            has_more = len(rows) > limit
+            rows = rows[-limit:]
         deactivated = await store.users.deactivated(sorted({m.user for m in rows}))
         return web.json_response(
             {

@@ -7,6 +7,10 @@ import dataclasses
 import datetime as dt
 import hashlib
 import secrets
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from storage.search import Search
 
 MAX_PAGE = 500  # no query returns more rows than this
 REACTIONS_MAX = 20  # distinct emoji on one message
@@ -661,6 +665,7 @@ class Store(abc.ABC):
     config: Config
     invites: Invites
     bots: Bots
+    search: Search
 
     @abc.abstractmethod
     async def setup(self) -> None:

@@ -56,6 +56,7 @@ from storage.base import (
     reaction_refusal,
     refusal,
 )
+from storage.mongo_search import MongoSearch, index_terms
 
 Doc = dict[str, Any]
 
@@ -488,6 +489,7 @@ class MongoMessages(Messages):
                     "text": text,
                     "created_at": now(),
                     "client_id": client_id,
+                    "terms": index_terms(text),
                 }
                 if reply_to is not None:
                     doc["reply_to"] = reply_to
@@ -543,7 +545,15 @@ class MongoMessages(Messages):
             query.update(user=user, created_at={"$gte": since})
         async with _unavailable():
             doc = await self.col.find_one_and_update(
-                query, {"$set": {"text": text or "", "deleted": text is None, "edited_at": now()}}
+                query,
+                {
+                    "$set": {
+                        "text": text or "",
+                        "deleted": text is None,
+                        "edited_at": now(),
+                        "terms": index_terms(text or ""),
+                    }
+                },
             )
             if doc is None:
                 found = await self.col.find_one({"room": room, "seq": seq})
@@ -812,6 +822,7 @@ class MongoStore(Store):
         self.config = MongoConfig(self.db)
         self.invites = MongoInvites(self.db)
         self.bots = MongoBots(self.db)
+        self.search = MongoSearch(self.db, _message)
 
     async def setup(self) -> None:
         async with _unavailable():
@@ -865,6 +876,7 @@ class MongoStore(Store):
             )
             await self.db["invites"].create_index("created_at", name="created_at")
             await self.db["bots"].create_index("key_hash", unique=True, name="key_hash")
+            await self.search.setup()  # the terms index, and older messages' terms
             # A store from before roles: its first account becomes the admin, once.
             oldest = await self.db["users"].find_one({}, sort=[("_id", ASCENDING)])
         if oldest is not None:

@@ -48,6 +48,8 @@ from storage.base import (
     refusal,
 )
 from storage.sqlite_engine import HEALTH_TABLE, SqliteDb
+from storage.sqlite_search import FUNCTIONS, SqliteSearch
+from storage.sqlite_search import MIGRATION as SEARCH_MIGRATION
 
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS users (
@@ -166,6 +168,9 @@ MIGRATIONS = [
         revoked INTEGER NOT NULL DEFAULT 0
     ) WITHOUT ROWID;
     """,
+    # Search: a full-text index of the messages (storage/sqlite_search.py), older ones filled
+    # in on start.
+    SEARCH_MIGRATION,
 ]
 
 
@@ -813,7 +818,7 @@ class SqliteStore(Store):
     """The SQLite store."""
 
     def __init__(self, path: Path) -> None:
-        self.db = SqliteDb(path)
+        self.db = SqliteDb(path, FUNCTIONS)
         self.users = SqliteUsers(self.db)
         self.sessions = SqliteSessions(self.db)
         self.rooms = SqliteRooms(self.db)
@@ -822,6 +827,7 @@ class SqliteStore(Store):
         self.config = SqliteConfig(self.db)
         self.invites = SqliteInvites(self.db)
         self.bots = SqliteBots(self.db)
+        self.search = SqliteSearch(self.db, _message)
 
     async def setup(self) -> None:
         await self.db.connect()
@@ -837,6 +843,7 @@ class SqliteStore(Store):
                         if statement.strip():
                             await conn.execute(statement)
                     await conn.execute(f"PRAGMA user_version = {number}")
+                await self.search.setup(conn)
                 # Accounts from before skeletons get theirs (once: later ones are stored with it).
                 rows = await conn.execute_fetchall(
                     "SELECT id, login FROM users WHERE login_skeleton IS NULL"
@@ -847,6 +854,7 @@ class SqliteStore(Store):
                 )
         except sqlite3.Error as exc:
             raise StorageUnavailable(f"cannot create the SQLite schema: {exc}") from exc
+        await self.search.backfill()
         await self.rooms.ensure("general", "General")
 
     async def ping(self) -> None:

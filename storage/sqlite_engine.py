@@ -13,7 +13,7 @@ import mmap
 import sqlite3
 import struct
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -67,8 +67,12 @@ class SqliteDb:
     write that finds the WAL awaiting its restart (another process checkpointed) goes there too.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(
+        self, path: Path, functions: dict[str, Callable[[str], str]] | None = None
+    ) -> None:
         self.path = path
+        # SQL functions of one argument every connection has (triggers call them).
+        self.functions = dict(functions or {})
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._inline: sqlite3.Connection | None = None
@@ -85,6 +89,8 @@ class SqliteDb:
             "PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;"
             " PRAGMA wal_autocheckpoint = 0;"
         )
+        for name, function in self.functions.items():
+            await conn.create_function(name, 1, function, deterministic=True)
         return conn
 
     def _open_inline(self) -> sqlite3.Connection:
@@ -93,6 +99,8 @@ class SqliteDb:
         conn.executescript(
             "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0;"
         )
+        for name, function in self.functions.items():
+            conn.create_function(name, 1, function, deterministic=True)
         return conn
 
     async def connect(self) -> None:

@@ -18,9 +18,9 @@ from conftest import ROOT
 pytestmark = pytest.mark.bench
 
 
-def run_smoke(script: str) -> dict[str, object]:
+def run_smoke(script: str, *args: str) -> dict[str, object]:
     result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / script), "--smoke"],
+        [sys.executable, str(ROOT / "bench" / script), "--smoke", *args],
         capture_output=True,
         text=True,
         timeout=300,
@@ -64,6 +64,27 @@ def test_history_smoke() -> None:
             "history, deep page",
             "resume of 500",
             "writes per s",
+        }
+        assert all(value > 0 for value in figures.values())
+
+
+def test_history_search_smoke() -> None:
+    summary = run_smoke("history.py", "--search")
+    searches = {
+        f"search, {kind}{tail}"
+        for kind in ("one word", "two words", "phrase")
+        for tail in ("", " p99")
+    }
+    for size in ("small", "large"):
+        figures = summary[size]
+        assert isinstance(figures, dict)
+        assert set(figures) == {
+            "chat page",
+            "history, first page",
+            "history, deep page",
+            "resume of 500",
+            "writes per s",
+            *searches,
         }
         assert all(value > 0 for value in figures.values())
 

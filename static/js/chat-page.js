@@ -4,6 +4,7 @@ import { Attention, offerNotifications } from "./attention.js";
 import { Controls } from "./edit.js";
 import { HistoryPages } from "./history.js";
 import { enableCopyButtons } from "./markdown.js";
+import { addCopyLink } from "./links.js";
 import { Items, upgrade } from "./messages.js";
 import { Outbox } from "./outbox.js";
 import { Reactions } from "./reactions.js";
@@ -60,16 +61,26 @@ const render = (m, authorGone = false) => {
   reactions.show(li, m);
   respond(li, m);
   controls.add(li, m);
+  addCopyLink(li, m, data.roomUrl, notice);
   return li;
 };
 const outbox = new Outbox({ me, socket, timeline, render });
-const historyPages = new HistoryPages({ url: data.historyUrl, timeline, render, showNotice });
+// Caught up with the room (a page opened at an older message): resume from the newest shown.
+const goLive = () => socket.reconnectNow();
+const historyPages = new HistoryPages({
+  url: data.historyUrl,
+  timeline,
+  render,
+  showNotice,
+  onLive: goLive,
+});
 const reads = new Reads(socket, timeline, Number(data.lastRead) || 0);
 const typists = new Typists(document.getElementById("typing"));
 const attention = new Attention({ timeline, items, room: data.room, roomName: data.roomName });
 
 function showMessage(m) {
   outbox.acknowledge(m);
+  if (!timeline.live) return; // the newer pages bring it, then the resume
   // Already shown: a resume's overlap, or an acknowledgement sent again.
   if (m.seq <= timeline.lastSeq) return;
   if (m.seq > timeline.lastSeq + 1 && timeline.lastSeq > 0) {
@@ -104,7 +115,8 @@ function onFrame(frame) {
       showMessage(frame);
       break;
     case "change": {
-      timeline.lastRev = Math.max(timeline.lastRev, frame.rev || 0);
+      // Not live: this socket resumed no changes, so the page's rev stays what it resumes from.
+      if (timeline.live) timeline.lastRev = Math.max(timeline.lastRev, frame.rev || 0);
       const old = timeline.find(frame.seq);
       // Processes publish changes as they finish them, so an older state of a message can
       // arrive after a newer one: the highest rev shown wins.
@@ -149,7 +161,23 @@ function send() {
   if (!text) return;
   input.value = "";
   showNotice("");
-  outbox.send(text, replies.take());
+  const replyTo = replies.take();
+  if (timeline.live) {
+    outbox.send(text, replyTo);
+    return;
+  }
+  // Writing while reading older messages: back to the newest ones, resumed from there.
+  historyPages
+    .latest(0, 0)
+    .then(() => {
+      timeline.live = true;
+      goLive();
+      outbox.send(text, replyTo);
+    })
+    .catch(() => {
+      input.value = text;
+      showNotice("Could not load the newest messages; try again.");
+    });
 }
 
 // Server-rendered messages: local times, links, and edit/delete on one's own recent ones.
@@ -157,6 +185,7 @@ for (const li of list.querySelectorAll("li.message")) {
   const m = upgrade(li);
   respond(li, m);
   controls.add(li, m);
+  addCopyLink(li, m, data.roomUrl, notice);
 }
 enableCopyButtons(list);
 announceTyping(input, socket);
@@ -176,8 +205,23 @@ input.addEventListener("keydown", (event) => {
     send();
   }
 });
+const loadNewer = () => {
+  if (timeline.live || !timeline.nearBottom()) return;
+  historyPages.newer().then((added) => {
+    if (added) loadNewer();
+  });
+};
 list.addEventListener("scroll", () => {
   if (list.scrollTop < 60) historyPages.older();
+  loadNewer();
 });
-timeline.scrollToEnd();
+const target = timeline.find(Number(data.at) || 0);
+if (target) {
+  // Opened at a message (a search result, a copied link): show it in the middle, marked.
+  target.classList.add("target");
+  target.scrollIntoView({ block: "center" });
+  loadNewer();
+} else {
+  timeline.scrollToEnd();
+}
 socket.connect();

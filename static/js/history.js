@@ -4,8 +4,9 @@
 const PAGE = 50;
 
 export class HistoryPages {
-  constructor({ url, timeline, render, showNotice }) {
+  constructor({ url, timeline, render, showNotice, onLive }) {
     this.url = url;
+    this.onLive = onLive; // called once the newer pages reached the room's newest message
     this.timeline = timeline;
     this.render = render;
     this.showNotice = showNotice;
@@ -39,6 +40,32 @@ export class HistoryPages {
       this.hasMore = page.has_more && older.length > 0;
     } catch (e) {
       this.showNotice("Could not load older messages; scroll up to try again.");
+    } finally {
+      this.loading = false;
+    }
+  }
+
+  // Newer messages, for a page opened at an older one, until the newest: then it goes live.
+  // True when a page was added (the caller may ask for the next one).
+  async newer() {
+    const timeline = this.timeline;
+    if (this.loading || timeline.live) return false;
+    this.loading = true;
+    try {
+      const page = await this.page("after=" + timeline.lastSeq + "&limit=" + PAGE);
+      const newer = page.messages.filter((m) => m.seq > timeline.lastSeq);
+      if (newer.length) {
+        timeline.list.append(...this.items(page, newer));
+        timeline.lastSeq = newer[newer.length - 1].seq;
+      }
+      if (!page.has_more) {
+        timeline.live = true;
+        this.onLive();
+      }
+      return newer.length > 0;
+    } catch (e) {
+      this.showNotice("Could not load newer messages; scroll down to try again.");
+      return false;
     } finally {
       this.loading = false;
     }

@@ -22,11 +22,11 @@ export class RoomSocket {
   connect() {
     clearTimeout(this.timer);
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    const params = new URLSearchParams({
-      room: this.room,
-      after: String(this.timeline.lastSeq),
-      rev: String(this.timeline.lastRev),
-    });
+    const params = new URLSearchParams({ room: this.room });
+    if (this.timeline.live) {
+      params.set("after", String(this.timeline.lastSeq));
+      params.set("rev", String(this.timeline.lastRev));
+    }
     this.onStatus(this.attempt ? "reconnecting…" : "connecting…");
     const ws = new WebSocket(scheme + "//" + location.host + this.path + "?" + params.toString());
     this.ws = ws;

@@ -6,6 +6,9 @@ export class Timeline {
     this.lastSeq = Number(data.lastSeq) || 0; // highest seq shown, with none missing below it
     this.firstSeq = Number(data.firstSeq) || 0; // lowest seq shown
     this.lastRev = Number(data.lastRev) || 0; // highest edit/delete applied
+    // False while a page opened at an older message (?at=) has not loaded up to the newest:
+    // the socket then takes no `after`, and live messages wait for the newer pages.
+    this.live = data.atEnd !== "0";
   }
 
   nearBottom() {

@@ -1,0 +1,148 @@
+"""Search on SQLite: an FTS5 index of the messages' terms, kept in step by triggers."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from collections.abc import Callable
+from typing import Any
+
+from storage.base import Message, StorageUnavailable, check_limit
+from storage.search import Found, Query, QueryError, Search, index_text
+from storage.sqlite_engine import SqliteDb
+
+log = logging.getLogger(__name__)
+
+FUNCTIONS = {"search_terms": index_text}  # every connection has it: the triggers call it
+BACKFILL_BATCH = 20_000  # message ids indexed per transaction when an existing store upgrades
+
+# The migration (storage/sqlite.py's last): the index, and how far an upgraded store's older
+# messages are indexed. The `ascii` tokenizer splits the terms at the spaces index_text puts
+# between them and keeps every other character; the terms are normalised already. No column
+# sizes: they serve only ranking, and results are by date.
+MIGRATION = """
+CREATE VIRTUAL TABLE IF NOT EXISTS message_search
+    USING fts5(terms, tokenize = 'ascii', columnsize = 0);
+CREATE TABLE IF NOT EXISTS search_backfill (next_id INTEGER NOT NULL, last_id INTEGER NOT NULL);
+INSERT INTO search_backfill SELECT 1, COALESCE(MAX(id), 0) FROM messages
+"""
+# Created on every start (their bodies hold semicolons, which the migrations are split at). In
+# the writing statement itself, so a message is searchable once stored, an edit is found by
+# its new text only and a deleted message by nothing.
+TRIGGERS = (
+    """
+    CREATE TRIGGER IF NOT EXISTS message_search_add AFTER INSERT ON messages BEGIN
+        INSERT INTO message_search (rowid, terms)
+        SELECT new.id, search_terms(new.text) WHERE new.deleted = 0;
+    END
+    """,
+    """
+    CREATE TRIGGER IF NOT EXISTS message_search_change AFTER UPDATE OF text, deleted ON messages
+    BEGIN
+        DELETE FROM message_search WHERE rowid = old.id;
+        INSERT INTO message_search (rowid, terms)
+        SELECT new.id, search_terms(new.text) WHERE new.deleted = 0;
+    END
+    """,
+    """
+    CREATE TRIGGER IF NOT EXISTS message_search_remove AFTER DELETE ON messages BEGIN
+        DELETE FROM message_search WHERE rowid = old.id;
+    END
+    """,
+)
+BACKFILL = """
+INSERT INTO message_search (rowid, terms)
+SELECT id, search_terms(text) FROM messages m
+WHERE id >= ?1 AND id < ?2 AND deleted = 0
+    AND NOT EXISTS (SELECT 1 FROM message_search WHERE rowid = m.id)
+"""
+# The index drives (CROSS JOIN keeps it the outer loop), newest first; each hit is checked
+# against the rooms the person may see: the open ones and those they are a member of.
+SEARCH = """
+SELECT m.* FROM message_search s CROSS JOIN messages m ON m.id = s.rowid
+WHERE message_search MATCH ?1 AND s.rowid < ?2 AND m.deleted = 0
+    AND m.room IN (SELECT slug FROM rooms WHERE kind = 'open'
+                   UNION ALL SELECT room FROM room_members WHERE user = ?3)
+    {filters}
+ORDER BY s.rowid DESC LIMIT ?4
+"""
+
+
+def _phrase(terms: tuple[str, ...]) -> str:
+    return '"' + " ".join(terms).replace('"', '""') + '"'
+
+
+def fts_query(query: Query) -> str:
+    """Return the FTS5 expression of a query: every phrase, the prefix, minus the exclusions."""
+    parts = [_phrase(p) for p in query.phrases]
+    if query.prefix is not None:
+        parts.append(_phrase((query.prefix,)) + "*")
+    expression = " AND ".join(parts)
+    if query.excluded:
+        expression = f"({expression}) NOT ({' OR '.join(_phrase(p) for p in query.excluded)})"
+    return expression
+
+
+def cursor_id(before: str | None) -> int:
+    """Return the message id a cursor names (none: past the newest)."""
+    if before is None:
+        return 2**62
+    if not (before.isascii() and before.isdigit()) or len(before) > 16:
+        raise QueryError("before must be a cursor from an earlier page of results.")
+    return int(before)
+
+
+class SqliteSearch(Search):
+    """Search with the message_search FTS5 table."""
+
+    def __init__(self, db: SqliteDb, to_message: Callable[[Any], Message]) -> None:
+        self.db = db
+        self.to_message = to_message
+
+    async def messages(
+        self, user: str, query: Query, room: str | None, before: str | None, limit: int
+    ) -> Found:
+        filters, params = "", [fts_query(query), cursor_id(before), user, check_limit(limit) + 1]
+        if room is not None:
+            filters += " AND m.room = ?5"
+            params.append(room)
+        if query.author is not None:
+            filters += f" AND m.user = ?{len(params) + 1}"
+            params.append(query.author)
+        rows = await self.db.fetch(SEARCH.format(filters=filters), params)
+        found = [self.to_message(r) for r in rows[:limit]]
+        more = len(rows) > limit
+        return Found(found, more, found[-1].id if more else None)
+
+    async def setup(self, conn: Any) -> None:
+        """Create the triggers, inside the transaction that applied the migrations."""
+        for trigger in TRIGGERS:
+            await conn.execute(trigger)
+
+    async def backfill(self) -> None:
+        """Index the messages stored before the index was, a batch per transaction."""
+        row = await self.db.fetch_one("SELECT next_id, last_id FROM search_backfill")
+        if row is None:
+            return
+        next_id, last_id = int(row[0]), int(row[1])
+        if next_id <= last_id:
+            log.info("search: indexing messages %d to %d", next_id, last_id)
+        started = time.monotonic()
+        try:
+            while next_id <= last_id:
+                upto = min(next_id + BACKFILL_BATCH, last_id + 1)
+                async with self.db.transaction() as conn:
+                    await conn.execute(BACKFILL, (next_id, upto))
+                    await conn.execute("UPDATE search_backfill SET next_id = ?", (upto,))
+                next_id = upto
+                log.info(
+                    "search: indexed %d of %d messages (%.0f s)",
+                    next_id - 1,
+                    last_id,
+                    time.monotonic() - started,
+                )
+            async with self.db.transaction() as conn:
+                await conn.execute("DELETE FROM search_backfill")
+        except sqlite3.Error as exc:
+            raise StorageUnavailable(f"cannot index the messages for search: {exc}") from exc
