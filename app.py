@@ -20,6 +20,7 @@ from aiohttp_session.cookie_storage import EncryptedCookieStorage
 import middlewares
 from auth import setup_auth
 from chat import setup_chat
+from chat.uploads import setup_uploads
 from common.headers import security_headers
 from common.health import READY_CHECKS_KEY, setup_health
 from common.limits import LIMITS_KEY, Limits
@@ -70,6 +71,7 @@ def create_app(settings: Settings) -> web.Application:
     app[LIMITS_KEY] = Limits.from_settings(settings)
     setup_auth(app, settings)
     setup_chat(app, settings, store)
+    setup_uploads(app)
     aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(TEMPLATES_DIR),

@@ -17,6 +17,7 @@ from auth.admin import (
     UserRole,
 )
 from auth.views import Join, Login, Logout, SignUp
+from chat.uploads import RoomUploads, UploadFile, UploadThumb
 from chat.views import (
     ChatPage,
     DirectMessage,
@@ -29,6 +30,7 @@ from chat.views import (
 )
 from chat.ws import ChatSocket
 from common.health import Healthz, Readyz
+from storage.base import THUMB_PATH, UPLOAD_PATH
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -47,6 +49,9 @@ def setup_routes(app: web.Application) -> None:
             web.view("/rooms/{slug}/messages", History, name="history"),
             web.view("/rooms/{slug}/members", RoomMembers, name="room-members"),
             web.view("/rooms/{slug}/leave", RoomLeave, name="room-leave"),
+            web.view("/rooms/{slug}/uploads", RoomUploads, name="room-uploads"),
+            web.view(UPLOAD_PATH, UploadFile, name="upload"),
+            web.view(THUMB_PATH, UploadThumb, name="upload-thumb"),
             web.view("/dm", DirectMessageForm, name="dm-form"),
             web.view("/dm/{login}", DirectMessage, name="dm"),
             web.view("/join/{token}", Join, name="join"),

@@ -69,6 +69,8 @@ class Settings:
     presence_ttl: float = 30.0
     body_timeout: float = 20.0
     body_min_rate: int = 100
+    upload_max_mb: int = 25
+    upload_quota_mb: int = 1024
     log_level: str = "INFO"
 
     @property
@@ -333,6 +335,16 @@ def load_settings(env_file: str | os.PathLike[str] | None = ".env", **overrides:
             _int_in(0, 10_000_000),
             d["body_min_rate"].default,
             "give bytes a second (0: no minimum)",
+        ),
+        "upload_max_mb": _read(
+            env, "UPLOAD_MAX_MB", _int_in(1, 10_000), d["upload_max_mb"].default, "give megabytes"
+        ),
+        "upload_quota_mb": _read(
+            env,
+            "UPLOAD_QUOTA_MB",
+            _int_in(0, 10_000_000),
+            d["upload_quota_mb"].default,
+            "give megabytes per person (0: no quota)",
         ),
         "log_level": _read(env, "LOG_LEVEL", _log_level, d["log_level"].default, "e.g. INFO"),
     }

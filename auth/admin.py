@@ -46,6 +46,7 @@ async def render_admin(request: web.Request, error: str = "", status: int = 200)
     """Render /admin: the sign-up mode, the live invitations and every account."""
     store = request.app[STORE_KEY]
     settings = request.app[SETTINGS_KEY]
+    upload_files, upload_bytes = await store.uploads.totals()
     context: dict[str, Any] = {
         "signup_mode": await signup_mode(store, settings),
         "signup_modes": SIGNUP_MODES,
@@ -56,6 +57,9 @@ async def render_admin(request: web.Request, error: str = "", status: int = 200)
         "people": await store.users.list(MAX_PAGE),
         "roles": ROLES,
         "error": error,
+        "upload_files": upload_files,
+        "upload_bytes": upload_bytes,
+        "upload_quota_mb": settings.upload_quota_mb,
     }
     return await render_page(request, "admin.html", context, status)
 

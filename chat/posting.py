@@ -7,6 +7,7 @@ room's sockets in seq order whichever way it came.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 
 from aiohttp import web
 
@@ -15,20 +16,30 @@ from chat.frames import message_frame
 from chat.hub import HUB_KEY
 from settings import SETTINGS_KEY
 from storage import STORE_KEY
-from storage.base import ChangeRefused, Message, now
+from storage.base import Attachment, ChangeRefused, Message, StorageUnavailable, now
+
+log = logging.getLogger(__name__)
 
 
 async def post_message(
-    app: web.Application, room: str, user: str, text: str, client_id: str
+    app: web.Application,
+    room: str,
+    user: str,
+    text: str,
+    client_id: str,
+    attachment: Attachment | None = None,
 ) -> tuple[Message, bool]:
     """Store a message and send it to the room; on a re-sent client_id return the stored one.
 
     The flag is True when this call stored it (and sent it), False for a re-send, which goes
     to nobody: the caller acknowledges it. Raise StorageUnavailable when it was not stored.
+    An uploaded file comes as `attachment` (chat/uploads.py stored it first).
     """
     hub = app[HUB_KEY]
     async with hub.room_lock(room):
-        message, created = await app[STORE_KEY].messages.add(room, user, text, client_id)
+        message, created = await app[STORE_KEY].messages.add(
+            room, user, text, client_id, attachment
+        )
         if created:
             frame = message_frame(message)
             await hub.deliver(room, message.seq, frame)
@@ -63,4 +74,14 @@ async def change_message(
         frame = message_frame(message, "change")
         hub.broadcast(room, frame)
     await app[BROKER_KEY].publish_room(room, frame)
+    if message.deleted and message.attachment is not None:
+        await _delete_file(app, message.attachment)
     return message
+
+
+async def _delete_file(app: web.Application, attachment: Attachment) -> None:
+    """Delete a deleted message's file; the delete itself stands if this fails (logged)."""
+    try:
+        await app[STORE_KEY].uploads.delete(attachment.id)
+    except (StorageUnavailable, OSError) as exc:
+        log.warning("message deleted but not its file %s: %s", attachment.id, exc)

@@ -199,6 +199,7 @@ class ChatPage(Page):
             "last_rev": last_rev,
             "last_read": last_read,
             "edit_window": request.app[SETTINGS_KEY].edit_window,
+            "upload_max_mb": request.app[SETTINGS_KEY].upload_max_mb,
             "online": await request.app[BROKER_KEY].online(room.slug),
             "title": room_title(room, session.user.login),
             "members": await store.rooms.members(room.slug, MAX_PAGE) if room.private else [],

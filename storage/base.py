@@ -7,6 +7,9 @@ import dataclasses
 import datetime as dt
 import hashlib
 import secrets
+import urllib.parse
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 MAX_PAGE = 500  # no query returns more rows than this
 MAX_ROOMS = MAX_PAGE  # the room list and a person's read marks are bounded by this too
@@ -151,6 +154,63 @@ class RoomActivity:
         return self.last_at or self.room.created_at
 
 
+# Where an upload is served (routes.py names these paths; a message object carries the URLs).
+UPLOAD_PATH = "/uploads/{id}/{name}"
+THUMB_PATH = "/thumbs/{id}"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Attachment:
+    """The file a message carries, as its message object's `attachment` describes it."""
+
+    id: str
+    name: str
+    size: int
+    content_type: str
+    width: int | None = None  # images only (with height and a thumbnail)
+    height: int | None = None
+
+    def to_json(self) -> dict[str, object]:
+        """Return the protocol's `attachment` object."""
+        name = urllib.parse.quote(self.name, safe="")
+        data: dict[str, object] = {
+            "id": self.id,
+            "name": self.name,
+            "size": self.size,
+            "content_type": self.content_type,
+            "url": UPLOAD_PATH.format(id=self.id, name=name),
+        }
+        if self.width is not None:
+            data.update(
+                width=self.width, height=self.height, thumb_url=THUMB_PATH.format(id=self.id)
+            )
+        return data
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Upload:
+    """A stored file: who sent it to which room (under which client_id), what it is."""
+
+    id: str
+    room: str
+    user: str
+    client_id: str
+    name: str
+    size: int
+    content_type: str
+    sha256: str
+    created_at: dt.datetime
+    width: int | None = None
+    height: int | None = None
+    thumb_type: str | None = None  # the thumbnail's content type; None: no thumbnail
+    thumb_size: int = 0
+
+    @property
+    def attachment(self) -> Attachment:
+        """Return what a message says of this file."""
+        return Attachment(self.id, self.name, self.size, self.content_type, self.width, self.height)
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Message:
     """A stored chat message; `seq` numbers the room's messages 1, 2, 3... without gaps."""
@@ -165,6 +225,7 @@ class Message:
     edited_at: dt.datetime | None = None  # when last edited or deleted
     deleted: bool = False  # a deleted message keeps its seq; its text is erased
     rev: int = 0  # the room's change counter at its last edit or delete (0: never changed)
+    attachment: Attachment | None = None  # a deleted message's file is gone with it
 
     def to_json(self, kind: str = "message") -> dict[str, object]:
         """Return the message as the protocol's `message` object (or a `change` frame)."""
@@ -179,6 +240,9 @@ class Message:
             "client_id": self.client_id,
             "edited_at": iso(self.edited_at) if self.edited_at else None,
             "deleted": self.deleted,
+            "attachment": (
+                self.attachment.to_json() if self.attachment and not self.deleted else None
+            ),
         }
         if kind == "change":
             frame["rev"] = self.rev
@@ -223,6 +287,11 @@ def new_session_id() -> str:
 def new_invite_token() -> str:
     """Return a fresh unguessable invitation token (192 bits)."""
     return secrets.token_urlsafe(24)
+
+
+def new_upload_id() -> str:
+    """Return a fresh unguessable upload id (128 bits, hex: safe as a file name)."""
+    return secrets.token_hex(16)
 
 
 def new_room_suffix() -> str:
@@ -384,7 +453,14 @@ class Messages(abc.ABC):
     """Chat messages, numbered per room."""
 
     @abc.abstractmethod
-    async def add(self, room: str, user: str, text: str, client_id: str) -> tuple[Message, bool]:
+    async def add(
+        self,
+        room: str,
+        user: str,
+        text: str,
+        client_id: str,
+        attachment: Attachment | None = None,
+    ) -> tuple[Message, bool]:
         """Store a message with the room's next seq; on a re-sent client_id return the stored one.
 
         The flag is True when this call stored it, False when it was already there.
@@ -483,6 +559,38 @@ class Invites(abc.ABC):
         """Count one use of a live invitation; False when it is not live (nothing counted)."""
 
 
+class Uploads(abc.ABC):
+    """Uploaded files: their metadata, and their bytes (a file and, for images, a thumbnail)."""
+
+    @abc.abstractmethod
+    async def add(self, upload: Upload, original: Path, thumb: Path | None) -> tuple[Upload, bool]:
+        """Store a file from `original` (and its thumbnail), which this call takes over.
+
+        Unique per (room, user, client_id), like messages: when that upload exists already the
+        new bytes are dropped and the stored one is returned, with False.
+        """
+
+    @abc.abstractmethod
+    async def find(self, upload_id: str) -> Upload | None:
+        """Return the upload with this id."""
+
+    @abc.abstractmethod
+    async def delete(self, upload_id: str) -> bool:
+        """Delete an upload's bytes and metadata; False when there is none."""
+
+    @abc.abstractmethod
+    async def usage(self, user: str) -> int:
+        """Return the bytes a person's uploads take (originals and thumbnails)."""
+
+    @abc.abstractmethod
+    async def totals(self) -> tuple[int, int]:
+        """Return how many uploads are stored and the bytes they take in all."""
+
+    @abc.abstractmethod
+    def read(self, upload: Upload, thumb: bool, start: int, end: int) -> AsyncIterator[bytes]:
+        """Yield the bytes start..end (end excluded) of the file or its thumbnail."""
+
+
 class Store(abc.ABC):
     """One database: its collections and its life cycle."""
 
@@ -493,6 +601,7 @@ class Store(abc.ABC):
     reads: Reads
     config: Config
     invites: Invites
+    uploads: Uploads
 
     @abc.abstractmethod
     async def setup(self) -> None:

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import datetime as dt
+import json
+import logging
+import os
 import sqlite3
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +17,7 @@ from storage.base import (
     MAX_PAGE,
     MAX_ROOMS,
     OPEN,
+    Attachment,
     Config,
     Invite,
     Invites,
@@ -27,6 +34,8 @@ from storage.base import (
     Sessions,
     StorageUnavailable,
     Store,
+    Upload,
+    Uploads,
     User,
     Users,
     check_limit,
@@ -41,6 +50,8 @@ from storage.base import (
     refusal,
 )
 from storage.sqlite_engine import HEALTH_TABLE, SqliteDb
+
+log = logging.getLogger(__name__)
 
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS users (
@@ -132,6 +143,28 @@ MIGRATIONS = [
     ALTER TABLE users ADD COLUMN login_skeleton TEXT;
     CREATE INDEX IF NOT EXISTS users_login_skeleton ON users(login_skeleton);
     """,
+    # Files and images: a message's attachment (JSON), and the uploads' metadata; the bytes are
+    # files under DATA_DIR/uploads.
+    """
+    ALTER TABLE messages ADD COLUMN attachment TEXT;
+    CREATE TABLE IF NOT EXISTS uploads (
+        id TEXT PRIMARY KEY,
+        room TEXT NOT NULL,
+        user TEXT NOT NULL,
+        client_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        content_type TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        width INTEGER,
+        height INTEGER,
+        thumb_type TEXT,
+        thumb_size INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (room, user, client_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS uploads_user ON uploads(user);
+    """,
 ]
 
 
@@ -139,8 +172,8 @@ MIGRATIONS = [
 # under SQLite's write lock (atomic for every writer, in any process), or does nothing when
 # this sender already stored this client_id (then nothing is returned).
 ADD_MESSAGE = """
-INSERT INTO messages (room, seq, user, text, created_at, client_id)
-SELECT ?1, COALESCE(MAX(seq), 0) + 1, ?2, ?3, ?4, ?5 FROM messages WHERE room = ?1
+INSERT INTO messages (room, seq, user, text, created_at, client_id, attachment)
+SELECT ?1, COALESCE(MAX(seq), 0) + 1, ?2, ?3, ?4, ?5, ?6 FROM messages WHERE room = ?1
 ON CONFLICT (room, user, client_id) DO NOTHING
 RETURNING id, seq
 """
@@ -244,6 +277,17 @@ def _message(row: Any) -> Message:
         edited_at=_opt_dt(row["edited_at"]),
         deleted=bool(row["deleted"]),
         rev=row["rev"],
+        attachment=_attachment(row["attachment"]),
+    )
+
+
+def _attachment(stored: str | None) -> Attachment | None:
+    return Attachment(**json.loads(stored)) if stored else None
+
+
+def _upload(row: Any) -> Upload:
+    return Upload(
+        **{k: row[k] for k in row.keys() if k != "created_at"}, created_at=_dt(row["created_at"])
     )
 
 
@@ -498,12 +542,23 @@ class SqliteMessages(Messages):
     def __init__(self, db: SqliteDb) -> None:
         self.db = db
 
-    async def add(self, room: str, user: str, text: str, client_id: str) -> tuple[Message, bool]:
+    async def add(
+        self,
+        room: str,
+        user: str,
+        text: str,
+        client_id: str,
+        attachment: Attachment | None = None,
+    ) -> tuple[Message, bool]:
         created = now()
-        rows = await self.db.write_one(ADD_MESSAGE, (room, user, text, _ms(created), client_id))
+        stored = json.dumps(dataclasses.asdict(attachment)) if attachment else None
+        rows = await self.db.write_one(
+            ADD_MESSAGE, (room, user, text, _ms(created), client_id, stored)
+        )
         if rows:
             message_id, seq = rows[0]
-            return Message(str(message_id), room, seq, user, text, created, client_id), True
+            message = Message(str(message_id), room, seq, user, text, created, client_id)
+            return dataclasses.replace(message, attachment=attachment), True
         row = await self.db.fetch_one(
             "SELECT * FROM messages WHERE room = ? AND user = ? AND client_id = ?",
             (room, user, client_id),
@@ -650,6 +705,99 @@ class SqliteInvites(Invites):
         return bool(rows)
 
 
+UPLOAD_COLUMNS = (
+    "id, room, user, client_id, name, size, content_type, sha256, created_at,"
+    " width, height, thumb_type, thumb_size"
+)
+READ_CHUNK = 256 * 1024
+
+
+class SqliteUploads(Uploads):
+    """Uploads' metadata in the uploads table, their bytes in files under `directory`."""
+
+    def __init__(self, db: SqliteDb, directory: Path) -> None:
+        self.db = db
+        self.directory = directory
+
+    def _path(self, upload_id: str, thumb: bool = False) -> Path:
+        return self.directory / (f"{upload_id}.thumb" if thumb else upload_id)
+
+    def _remove(self, upload_id: str) -> None:
+        for thumb in (False, True):
+            self._path(upload_id, thumb).unlink(missing_ok=True)
+
+    async def add(self, upload: Upload, original: Path, thumb: Path | None) -> tuple[Upload, bool]:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        # Bytes first: metadata never names a file that is not there.
+        os.replace(original, self._path(upload.id))
+        if thumb is not None:
+            os.replace(thumb, self._path(upload.id, True))
+        values = dataclasses.astuple(upload)
+        try:
+            await self.db.write_one(
+                f"INSERT INTO uploads ({UPLOAD_COLUMNS}) VALUES ({', '.join('?' * len(values))})",
+                (*values[:8], _ms(upload.created_at), *values[9:]),
+            )
+        except sqlite3.IntegrityError:
+            pass  # this (room, user, client_id) was stored before: answer with that one
+        except BaseException:
+            self._remove(upload.id)
+            raise
+        else:
+            return upload, True
+        self._remove(upload.id)
+        row = await self.db.fetch_one(
+            f"SELECT {UPLOAD_COLUMNS} FROM uploads WHERE room = ? AND user = ? AND client_id = ?",
+            (upload.room, upload.user, upload.client_id),
+        )
+        if row is None:
+            raise StorageUnavailable("the upload was neither stored nor found; try again")
+        return _upload(row), False
+
+    async def find(self, upload_id: str) -> Upload | None:
+        row = await self.db.fetch_one(
+            f"SELECT {UPLOAD_COLUMNS} FROM uploads WHERE id = ?", (upload_id,)
+        )
+        return _upload(row) if row else None
+
+    async def delete(self, upload_id: str) -> bool:
+        rows = await self.db.write_one(
+            "DELETE FROM uploads WHERE id = ? RETURNING room, user, client_id", (upload_id,)
+        )
+        if not rows:
+            return False
+        # The message keeps no trace of the file: not even its name.
+        await self.db.write_one(
+            "UPDATE messages SET attachment = NULL WHERE room = ? AND user = ? AND client_id = ?",
+            tuple(rows[0]),
+        )
+        self._remove(upload_id)
+        return True
+
+    async def usage(self, user: str) -> int:
+        row = await self.db.fetch_one(
+            "SELECT COALESCE(SUM(size + thumb_size), 0) FROM uploads WHERE user = ?", (user,)
+        )
+        return int(row[0])
+
+    async def totals(self) -> tuple[int, int]:
+        row = await self.db.fetch_one(
+            "SELECT COUNT(*), COALESCE(SUM(size + thumb_size), 0) FROM uploads"
+        )
+        return int(row[0]), int(row[1])
+
+    async def read(self, upload: Upload, thumb: bool, start: int, end: int) -> AsyncIterator[bytes]:
+        loop = asyncio.get_running_loop()
+        with open(self._path(upload.id, thumb), "rb") as f:
+            f.seek(start)
+            while start < end:
+                chunk = await loop.run_in_executor(None, f.read, min(READ_CHUNK, end - start))
+                if not chunk:
+                    return
+                start += len(chunk)
+                yield chunk
+
+
 class SqliteStore(Store):
     """The SQLite store."""
 
@@ -662,6 +810,7 @@ class SqliteStore(Store):
         self.reads = SqliteReads(self.db)
         self.config = SqliteConfig(self.db)
         self.invites = SqliteInvites(self.db)
+        self.uploads = SqliteUploads(self.db, path.parent / "uploads")
 
     async def setup(self) -> None:
         await self.db.connect()

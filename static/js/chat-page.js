@@ -9,6 +9,7 @@ import { Reads } from "./reads.js";
 import { RoomSocket } from "./socket.js";
 import { Timeline } from "./timeline.js";
 import { announceTyping, Typists } from "./typing.js";
+import { setupViewer, Uploader } from "./uploads.js";
 
 const root = document.getElementById("chat");
 const data = root.dataset;
@@ -138,6 +139,20 @@ input.addEventListener("keydown", (event) => {
 });
 list.addEventListener("scroll", () => {
   if (list.scrollTop < 60) historyPages.older();
+});
+setupViewer(list);
+new Uploader({
+  url: data.uploadUrl,
+  csrfToken: data.csrfToken,
+  maxMb: Number(data.uploadMaxMb) || 25,
+  list: document.getElementById("uploads"),
+  showNotice,
+  onMessage: showMessage,
+}).attach({
+  button: document.getElementById("attach"),
+  input: document.getElementById("file"),
+  dropZone: root,
+  textarea: input,
 });
 timeline.scrollToEnd();
 socket.connect();

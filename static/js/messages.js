@@ -1,6 +1,7 @@
 // The message list's items, cloned from the page's <template id="message-template"> (rendered by
 // the same Jinja macro as the history) and filled in with textContent and DOM nodes only.
 import { fillText, setTime } from "./format.js";
+import { attachmentNode } from "./uploads.js";
 
 export class Items {
   constructor(template, me) {
@@ -24,6 +25,7 @@ export class Items {
     if (!m.deleted) {
       fillText(li.querySelector(".text"), m.text);
       if (!m.edited_at) li.querySelector(".edited").remove();
+      if (m.attachment) li.append(attachmentNode(m.attachment));
     }
     return li;
   }
