@@ -472,3 +472,39 @@ def dataclass_with(value: Any, **changes: Any) -> Any:
     import dataclasses
 
     return dataclasses.replace(value, **changes)
+
+
+async def test_an_upload_cut_off_midway_keeps_nothing(alice: Auth) -> None:
+    import asyncio
+
+    client = alice.client
+    boundary = "cutBOUNDARY"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="cut.bin"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode() + bytes(300_000)
+    cookie = f'{client.app[SETTINGS_KEY].cookie_name}="{alice.cookie()}"'
+    request = (
+        f"POST /rooms/general/uploads HTTP/1.1\r\nHost: {client.host}:{client.port}\r\n"
+        f"Origin: {origin(client)}\r\nX-CSRF-Token: {await alice.csrf('/')}\r\n"
+        f"Cookie: {cookie}\r\n"
+        f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+        f"Content-Length: {len(head) + 500_000}\r\n\r\n"
+    ).encode()
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    writer.write(request + head)
+    await writer.drain()
+    for _ in range(50):  # until the server is writing the file
+        if temp_files(alice):
+            break
+        await asyncio.sleep(0.1)
+    assert temp_files(alice), "the upload never started"
+    writer.close()  # the rest never comes
+    await writer.wait_closed()
+    for _ in range(50):  # the server notices the close, then cleans up
+        if not temp_files(alice):
+            break
+        await asyncio.sleep(0.1)
+    assert temp_files(alice) == [] and await totals(alice) == (0, 0)
+    history = await (await client.get("/rooms/general/messages")).json()
+    assert history["messages"] == []
