@@ -20,7 +20,7 @@ import urllib.parse
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from aiohttp import BodyPartReader, web
+from aiohttp import BodyPartReader, MultipartReader, web
 
 from chat.frames import CLIENT_ID_MAX, TEXT_MAX
 from chat.images import IMAGES_KEY, PIL_FORMATS, Busy, Images
@@ -41,12 +41,14 @@ NAME_MAX = 120  # characters of a file's name kept
 FIELD_MAX = 16 * 1024  # bytes of a text field (text, client_id, csrf_token)
 PARTS_MAX = 8  # parts of one upload's form
 FORM_OVERHEAD = 64 * 1024  # what a form adds to its file: boundaries, headers, the other fields
-READ_CHUNK = 64 * 1024
+READ_CHUNK = 256 * 1024  # at most what the connection has buffered is returned
+WRITE_BATCH = 1024 * 1024  # bytes gathered before a thread writes them out
 RATE_GRACE = 2.0  # seconds of a body before BODY_MIN_RATE applies, as for forms
 CSRF_HEADER = "X-CSRF-Token"
 # Served files never run as our origin's documents: a sandbox with nothing allowed.
 FILE_CSP = "sandbox; default-src 'none'"
 STALE_TEMP = 3600.0  # seconds after which a temp file is a crash's leftover
+SLOW = "The upload was too slow or stalled; try again."
 BUSY = "The chat is busy with other files. Please try again in a moment."
 
 
@@ -97,18 +99,37 @@ async def _read_field(part: BodyPartReader) -> str:
 
 
 async def _receive(request: web.Request, tmp: Path, limit: int, over: str) -> Received:
-    """Stream the multipart form: small fields kept, the file written to `tmp` up to `limit`."""
-    settings = request.app[SETTINGS_KEY]
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    received = Received()
+    """Stream the multipart form: small fields kept, the file written to `tmp` up to `limit`.
+
+    A body that stalls for BODY_TIMEOUT seconds, or falls under BODY_MIN_RATE, is cut with 408
+    (as a slow form is, by middlewares.body_deadline).
+    """
     try:
         reader = await request.multipart()
     except (AssertionError, ValueError, KeyError) as exc:
         raise Refusal(400, "Send the file as multipart/form-data.") from exc
+    try:
+        async with asyncio.timeout(None) as stall:
+            return await _read_parts(request, reader, stall, tmp, limit, over)
+    except TimeoutError:
+        raise Refusal(408, SLOW, headers={"Connection": "close"}) from None
+
+
+async def _read_parts(
+    request: web.Request,
+    reader: MultipartReader,
+    stall: asyncio.Timeout,
+    tmp: Path,
+    limit: int,
+    over: str,
+) -> Received:
+    settings = request.app[SETTINGS_KEY]
+    loop = asyncio.get_running_loop()
+    start = rearm_at = loop.time()
+    stall.reschedule(start + settings.body_timeout)
+    received = Received()
     for _ in range(PARTS_MAX):
-        async with asyncio.timeout(settings.body_timeout):
-            part = await reader.next()
+        part = await reader.next()
         if part is None:
             return received
         if not isinstance(part, BodyPartReader):
@@ -123,21 +144,27 @@ async def _receive(request: web.Request, tmp: Path, limit: int, over: str) -> Re
             raise Refusal(400, "Send one file at a time.")
         received.path, received.name = tmp, clean_name(part.filename)
         size = 0
+        pending = bytearray()
         with tmp.open("wb") as f:
-            while True:
-                # A stalled body is cut like a slow form's (see middlewares.body_deadline).
-                async with asyncio.timeout(settings.body_timeout):
-                    chunk = await part.read_chunk(READ_CHUNK)
-                if not chunk:
-                    break
+            while chunk := await part.read_chunk(READ_CHUNK):
                 size += len(chunk)
                 if size > limit:
                     raise too_large(over)
-                f.write(chunk)
-                elapsed = loop.time() - start
-                rate = settings.body_min_rate
+                pending += chunk
+                now = loop.time()
+                if now >= rearm_at:  # at most once a second: a timer costs as much as a chunk
+                    stall.reschedule(now + settings.body_timeout)
+                    rearm_at = now + 1.0
+                if len(pending) < WRITE_BATCH:
+                    continue
+                # Written by a thread: a megabyte's copy to the page cache is not the loop's.
+                await loop.run_in_executor(None, f.write, pending)
+                pending = bytearray()
+                elapsed, rate = now - start, settings.body_min_rate
                 if rate and elapsed > RATE_GRACE and request.content.total_bytes < rate * elapsed:
-                    raise Refusal(408, "The upload was too slow.", headers={"Connection": "close"})
+                    raise Refusal(408, SLOW, headers={"Connection": "close"})
+            if pending:
+                await loop.run_in_executor(None, f.write, pending)
     raise Refusal(400, "The upload's form has too many parts.")
 
 

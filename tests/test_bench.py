@@ -119,3 +119,15 @@ def test_login_storm_smoke() -> None:
         assert isinstance(value, float) and value == value and value >= 0, key
     assert summary["rss_mib_peak"] >= summary["rss_mib_before"]  # type: ignore[operator]
     assert summary["healthz_probes"] > 0 and summary["healthz_failed"] == 0
+
+
+def test_upload_smoke() -> None:
+    summary = run_smoke("upload.py")
+    assert summary["delivery"] == 1.0 and summary["uploads"] >= 1
+    assert summary["upload_statuses"] == [201]
+    for key in ("calm_p99_ms", "upload_p99_ms", "p99_ratio", "rss_growth_mib"):
+        value = summary[key]
+        assert isinstance(value, float) and value == value and value >= 0, key
+    assert summary["bomb_type"] == "application/octet-stream"  # refused before decoding
+    assert summary["photo_type"] == "image/jpeg"
+    assert 0 <= summary["bomb_rss_growth_mib"] < 100  # type: ignore[operator]
