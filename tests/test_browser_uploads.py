@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 from playwright.async_api import Browser, Page, async_playwright, expect
-from test_browser import CHROMIUM, CHROMIUM_ARGS, Console, chat_process, shot, signed_up
+from test_browser import CHROMIUM, CHROMIUM_ARGS, MARKUP, Console, chat_process, shot, signed_up
 
 from conftest import AppProcess
 
@@ -69,8 +69,10 @@ async def test_an_image_sent_by_button_shows_inline_and_opens_in_full(
     await shot(bob, "uploads-1-full-view")
     await bob.click("#viewer-close")
     await expect(bob.locator("#viewer")).to_be_hidden()
-    await bob.reload()  # the history, rendered by the server, shows it too
+    live = await bob.locator("#messages li.message").evaluate_all(MARKUP)
+    await bob.reload()  # the history, rendered by the server, shows it too, the same way
     assert await loaded(bob, "#messages li.message .attachment img.thumb") == 640
+    assert await bob.locator("#messages li.message").evaluate_all(MARKUP) == live
     await shot(bob, "uploads-1-preview")
     assert console.problems == []
 

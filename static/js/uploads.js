@@ -6,10 +6,12 @@ import { newClientId } from "./socket.js";
 
 const MB = 1024 * 1024;
 
+// As Jinja's filesizeformat(binary=true) writes it in the server-rendered history.
 function fileSize(bytes) {
+  if (bytes >= 1024 * MB) return (bytes / (1024 * MB)).toFixed(1) + " GiB";
   if (bytes >= MB) return (bytes / MB).toFixed(1) + " MiB";
   if (bytes >= 1024) return (bytes / 1024).toFixed(1) + " KiB";
-  return bytes + " Bytes";
+  return bytes === 1 ? "1 Byte" : bytes + " Bytes";
 }
 
 // The markup of templates/_message.html's attachment_item, for a message's `attachment`.
