@@ -32,7 +32,7 @@ from common.names import HIDDEN_CATEGORIES
 from common.pages import Page, Refusal
 from settings import SETTINGS_KEY
 from storage import STORE_KEY
-from storage.base import Upload, new_upload_id, now
+from storage.base import Message, Upload, new_upload_id, now
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,7 @@ CSRF_HEADER = "X-CSRF-Token"
 # Served files never run as our origin's documents: a sandbox with nothing allowed.
 FILE_CSP = "sandbox; default-src 'none'"
 STALE_TEMP = 3600.0  # seconds after which a temp file is a crash's leftover
+BAD_TOKEN = "Missing or wrong CSRF token. Reload the page and try again."
 SLOW = "The upload was too slow or stalled; try again."
 BUSY = "The chat is busy with other files. Please try again in a moment."
 
@@ -172,6 +173,75 @@ def _megabytes(n: int) -> str:
     return f"{n / MIB:.0f} MB" if n >= MIB else f"{n / 1024:.0f} KB"
 
 
+async def upload_limit(app: web.Application, user: str) -> tuple[int, str]:
+    """Return how many bytes the person's next file may have, and the 413's message past it."""
+    settings = app[SETTINGS_KEY]
+    limit, over = settings.upload_max_mb * MIB, f"Files can be at most {settings.upload_max_mb} MB."
+    if settings.upload_quota_mb:
+        left = settings.upload_quota_mb * MIB - await app[STORE_KEY].uploads.usage(user)
+        quota_full = (
+            f"You have used your {settings.upload_quota_mb} MB for files "
+            f"({_megabytes(max(0, left))} left): delete some of your files first."
+        )
+        if left <= 0:
+            raise too_large(quota_full)
+        if left < limit:
+            limit, over = left, quota_full
+    return limit, over
+
+
+async def share(
+    app: web.Application, room: str, user: str, received: Received, upload_id: str, thumb: Path
+) -> tuple[Message, bool]:
+    """Examine the received file, store it, and post the message carrying it.
+
+    Idempotent per client_id: a re-sent upload gets the stored message, its own bytes dropped.
+    """
+    assert received.path is not None
+    text = received.fields.get("text", "").strip()
+    if len(text) > TEXT_MAX:
+        raise Refusal(400, f"Messages are at most {TEXT_MAX} characters.")
+    client_id = received.fields.get("client_id") or f"upload-{upload_id}"
+    if len(client_id) > CLIENT_ID_MAX:
+        raise Refusal(400, f"client_id must be 1 to {CLIENT_ID_MAX} characters.")
+    try:
+        examined = await app[IMAGES_KEY].examine(received.path, thumb)
+    except Busy:
+        raise Refusal(503, BUSY, headers={"Retry-After": "2"}) from None
+    upload = Upload(
+        id=upload_id,
+        room=room,
+        user=user,
+        client_id=client_id,
+        name=received.name,
+        size=examined.size,
+        content_type=examined.content_type,
+        sha256=examined.sha256,
+        created_at=now(),
+        width=examined.width,
+        height=examined.height,
+        thumb_type=examined.thumb_type,
+        thumb_size=examined.thumb_size,
+    )
+    uploads = app[STORE_KEY].uploads
+    stored, _ = await uploads.add(upload, received.path, thumb if examined.thumb_type else None)
+    # Stored first, then posted: a retry after a failure in between finds the file and posts it.
+    message, created = await post_message(app, room, user, text, client_id, stored.attachment)
+    if stored.id == upload_id and (
+        message.attachment is None or message.attachment.id != upload_id
+    ):
+        await uploads.delete(upload_id)  # the client_id named another message: nobody's file
+    log.info(
+        "upload %s to %s by %s: %d bytes, %s",
+        stored.id,
+        room,
+        user,
+        stored.size,
+        stored.content_type,
+    )
+    return message, created
+
+
 class RoomUploads(web.View):
     """`POST /rooms/<slug>/uploads` (multipart: `file`, optional `text`, `client_id`): share it.
 
@@ -181,89 +251,34 @@ class RoomUploads(web.View):
 
     async def post(self) -> web.Response:
         request = self.request
-        app = request.app
         session = request.get(SESSION_KEY)
         if session is None:
             raise Refusal(401, "Log in first.")
         room = await visible_room(request, session)
-        settings = app[SETTINGS_KEY]
-        store = app[STORE_KEY]
-        user = session.user.login
         header_token = request.headers.get(CSRF_HEADER)
         if header_token is not None and not await csrf_valid(request, header_token):
-            raise Refusal(403, "Missing or wrong CSRF token. Reload the page and try again.")
-        max_bytes = settings.upload_max_mb * MIB
-        limit, over = max_bytes, f"Files can be at most {settings.upload_max_mb} MB."
-        if settings.upload_quota_mb:
-            quota = settings.upload_quota_mb * MIB
-            left = quota - await store.uploads.usage(user)
-            quota_full = (
-                f"You have used your {settings.upload_quota_mb} MB for files "
-                f"({_megabytes(max(0, left))} left): delete some of your files first."
-            )
-            if left <= 0:
-                raise too_large(quota_full)
-            if left < limit:
-                limit, over = left, quota_full
+            raise Refusal(403, BAD_TOKEN)
+        limit, over = await upload_limit(request.app, session.user.login)
         length = request.content_length
         if length is not None and length > limit + FORM_OVERHEAD:
             raise too_large(over)  # said before a byte is read
-        tmp_dir = settings.data_dir / "uploads" / "tmp"
+        tmp_dir = request.app[SETTINGS_KEY].data_dir / "uploads" / "tmp"
         tmp_dir.mkdir(parents=True, exist_ok=True)
         upload_id = new_upload_id()
         tmp, thumb = tmp_dir / upload_id, tmp_dir / f"{upload_id}.thumb"
         try:
             received = await _receive(request, tmp, limit, over)
-            if header_token is None and not await csrf_valid(
-                request, received.fields.get("csrf_token", "")
-            ):
-                raise Refusal(403, "Missing or wrong CSRF token. Reload the page and try again.")
+            token = header_token or received.fields.get("csrf_token", "")
+            if header_token is None and not await csrf_valid(request, token):
+                raise Refusal(403, BAD_TOKEN)
             if received.path is None:
                 raise Refusal(400, "Choose a file to send (form field `file`).")
-            text = received.fields.get("text", "").strip()
-            if len(text) > TEXT_MAX:
-                raise Refusal(400, f"Messages are at most {TEXT_MAX} characters.")
-            client_id = received.fields.get("client_id") or f"upload-{upload_id}"
-            if len(client_id) > CLIENT_ID_MAX:
-                raise Refusal(400, f"client_id must be 1 to {CLIENT_ID_MAX} characters.")
-            try:
-                examined = await app[IMAGES_KEY].examine(tmp, thumb)
-            except Busy:
-                raise Refusal(503, BUSY, headers={"Retry-After": "2"}) from None
-            upload = Upload(
-                id=upload_id,
-                room=room.slug,
-                user=user,
-                client_id=client_id,
-                name=received.name,
-                size=examined.size,
-                content_type=examined.content_type,
-                sha256=examined.sha256,
-                created_at=now(),
-                width=examined.width,
-                height=examined.height,
-                thumb_type=examined.thumb_type,
-                thumb_size=examined.thumb_size,
+            message, created = await share(
+                request.app, room.slug, session.user.login, received, upload_id, thumb
             )
-            stored, _ = await store.uploads.add(upload, tmp, thumb if examined.thumb_type else None)
         finally:
             tmp.unlink(missing_ok=True)
             thumb.unlink(missing_ok=True)
-        message, created = await post_message(
-            app, room.slug, user, text, client_id, stored.attachment
-        )
-        if message.attachment is None or message.attachment.id != stored.id:
-            # This client_id named another message already: the new file belongs to nothing.
-            if stored.id == upload_id:
-                await store.uploads.delete(upload_id)
-        log.info(
-            "upload %s to %s by %s: %d bytes, %s",
-            stored.id,
-            room.slug,
-            user,
-            stored.size,
-            stored.content_type,
-        )
         return web.json_response({"message": message.to_json()}, status=201 if created else 200)
 
 
