@@ -508,3 +508,34 @@ async def test_an_upload_cut_off_midway_keeps_nothing(alice: Auth) -> None:
     assert temp_files(alice) == [] and await totals(alice) == (0, 0)
     history = await (await client.get("/rooms/general/messages")).json()
     assert history["messages"] == []
+
+
+@pytest.mark.parametrize("settings_overrides", [{"body_timeout": 1.0}], indirect=True)
+async def test_a_stalled_upload_is_cut_with_408(alice: Auth) -> None:
+    import asyncio
+
+    client = alice.client
+    boundary = "stallBOUNDARY"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="slow.bin"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode() + bytes(1000)
+    cookie = f'{client.app[SETTINGS_KEY].cookie_name}="{alice.cookie()}"'
+    request = (
+        f"POST /rooms/general/uploads HTTP/1.1\r\nHost: {client.host}:{client.port}\r\n"
+        f"Origin: {origin(client)}\r\nX-CSRF-Token: {await alice.csrf('/')}\r\n"
+        f"Cookie: {cookie}\r\nAccept: application/json\r\n"
+        f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+        f"Content-Length: {len(head) + 100_000}\r\n\r\n"
+    ).encode()
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    try:
+        writer.write(request + head)  # and then nothing more: the body stalls
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(4096), 10)
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert b"too slow or stalled" in answer
+    assert temp_files(alice) == [] and await totals(alice) == (0, 0)
