@@ -21,6 +21,7 @@ import middlewares
 from auth import setup_auth
 from chat import setup_chat
 from chat.stats import watch_chat
+from chat.uploads import setup_uploads
 from common import markdown
 from common.context import echo_request_id
 from common.headers import security_headers
@@ -82,6 +83,7 @@ def create_app(settings: Settings) -> web.Application:
     setup_chat(app, settings, store)
     if settings.metrics:
         watch_chat(app)
+    setup_uploads(app)
     aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(TEMPLATES_DIR),

@@ -33,6 +33,8 @@ MACHINE_ROUTES = frozenset({"bot-messages", "bot-message", "bot-slack"})
 NO_USER_ROUTES = frozenset({"static", "healthz", "readyz", "metrics"}) | MACHINE_ROUTES
 BODY_GRACE = 2.0  # seconds of a body before BODY_MIN_RATE applies (a slow start, a lost packet)
 FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
+# Bodies their view streams itself (uploads: to disk, with its own limits, rate and CSRF check).
+STREAMED_ROUTES = frozenset({"room-uploads"})
 
 ERROR_TEXT = {
     400: "The request could not be understood.",
@@ -160,9 +162,14 @@ def body_deadline(request: web.Request, handler: Handler) -> Awaitable[web.Strea
     views' request.post() gets it again) before the session or any handler sees the request.
     A request without a body goes straight on, as in `csrf` (no frame kept by a WebSocket).
     """
-    if not request.body_exists:
+    if not request.body_exists or _route_name(request) in STREAMED_ROUTES:
         return handler(request)
     return _body_first(request, handler)
+
+
+def _route_name(request: web.Request) -> str | None:
+    resource = request.match_info.route.resource
+    return resource.name if resource is not None else None
 
 
 async def _body_first(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -261,6 +268,8 @@ async def _checked(request: web.Request, handler: Handler) -> web.StreamResponse
     if not same_origin(request):
         log.info("refused cross-origin %s %s", request.method, logged_path(request))
         raise web.HTTPForbidden(reason="Cross-origin request refused")
+    if _route_name(request) in STREAMED_ROUTES:
+        return await handler(request)  # its view checks the token before keeping anything
     form = await request.post()
     if not await csrf_valid(request, field(form, "csrf_token")):
         log.info("refused %s %s without a valid CSRF token", request.method, logged_path(request))

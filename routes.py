@@ -20,6 +20,7 @@ from auth.bots import BotCreate, BotRevoke, BotWebhook
 from auth.views import Join, Login, Logout, SignUp
 from chat.bots import BotMessage, BotMessages, BotSlack
 from chat.search import SearchMessages, SearchPage
+from chat.uploads import RoomUploads, UploadFile, UploadThumb
 from chat.views import (
     ChatPage,
     DirectMessage,
@@ -33,6 +34,7 @@ from chat.views import (
 from chat.ws import ChatSocket
 from common.health import Healthz, Readyz
 from common.metrics import MetricsView
+from storage.base import THUMB_PATH, UPLOAD_PATH
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -53,6 +55,9 @@ def setup_routes(app: web.Application) -> None:
             web.view("/rooms/{slug}/leave", RoomLeave, name="room-leave"),
             web.view("/search", SearchPage, name="search"),
             web.view("/search/messages", SearchMessages, name="search-messages"),
+            web.view("/rooms/{slug}/uploads", RoomUploads, name="room-uploads"),
+            web.view(UPLOAD_PATH, UploadFile, name="upload"),
+            web.view(THUMB_PATH, UploadThumb, name="upload-thumb"),
             web.view("/dm", DirectMessageForm, name="dm-form"),
             web.view("/dm/{login}", DirectMessage, name="dm"),
             web.view("/join/{token}", Join, name="join"),

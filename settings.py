@@ -72,6 +72,8 @@ class Settings:
     webhook_allow_private: bool = False  # outgoing webhooks may reach loopback/private addresses
     webhook_timeout: float = 7.0
     webhook_backoff: float = 1.0  # seconds before the 2nd try, doubled before the 3rd
+    upload_max_mb: int = 25
+    upload_quota_mb: int = 1024
     log_level: str = "INFO"
     log_format: str = "text"
     metrics: bool = True
@@ -368,6 +370,16 @@ def load_settings(env_file: str | os.PathLike[str] | None = ".env", **overrides:
         ),
         "webhook_backoff": _read(
             env, "WEBHOOK_BACKOFF", _float_in(0, 60), d["webhook_backoff"].default, "give seconds"
+        ),
+        "upload_max_mb": _read(
+            env, "UPLOAD_MAX_MB", _int_in(1, 10_000), d["upload_max_mb"].default, "give megabytes"
+        ),
+        "upload_quota_mb": _read(
+            env,
+            "UPLOAD_QUOTA_MB",
+            _int_in(0, 10_000_000),
+            d["upload_quota_mb"].default,
+            "give megabytes per person (0: no quota)",
         ),
         "log_level": _read(env, "LOG_LEVEL", _log_level, d["log_level"].default, "e.g. INFO"),
         "log_format": _read(env, "LOG_FORMAT", _log_format, "text", "use text or json"),

@@ -51,6 +51,7 @@ async def render_admin(
     """Render /admin: the sign-up mode, the live invitations, every account and every bot."""
     store = request.app[STORE_KEY]
     settings = request.app[SETTINGS_KEY]
+    upload_files, upload_bytes = await store.uploads.totals()
     context: dict[str, Any] = {
         "signup_mode": await signup_mode(store, settings),
         "signup_modes": SIGNUP_MODES,
@@ -63,6 +64,9 @@ async def render_admin(
         "bots": await store.bots.list(MAX_PAGE),
         "error": error,
         **(extra or {}),
+        "upload_files": upload_files,
+        "upload_bytes": upload_bytes,
+        "upload_quota_mb": settings.upload_quota_mb,
     }
     return await render_page(request, "admin.html", context, status)
 

@@ -7,6 +7,7 @@ room's sockets in seq order whichever way it came.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Callable
 
 from aiohttp import web
@@ -16,7 +17,9 @@ from chat.frames import message_frame
 from chat.hub import HUB_KEY
 from settings import SETTINGS_KEY
 from storage import STORE_KEY
-from storage.base import ChangeRefused, Message, now
+from storage.base import Attachment, ChangeRefused, Message, StorageUnavailable, now
+
+log = logging.getLogger(__name__)
 
 # Told of every message this process stored (bots' outgoing webhooks): each must return at once.
 POSTED_KEY = web.AppKey("posted", list[Callable[[Message], None]])
@@ -29,6 +32,7 @@ async def post_message(
     text: str,
     client_id: str,
     reply_to: int | None = None,
+    attachment: Attachment | None = None,
 ) -> tuple[Message, bool]:
     """Store a message and send it to the room; on a re-sent client_id return the stored one.
 
@@ -36,13 +40,16 @@ async def post_message(
     to nobody: the caller acknowledges it. `reply_to` must be the seq of a message of the room
     (messages are never removed, so it stays one), else ChangeRefused `reply_not_found`.
     Raise StorageUnavailable when it was not stored.
+    An uploaded file comes as `attachment` (chat/uploads.py stored it first).
     """
     hub = app[HUB_KEY]
     messages = app[STORE_KEY].messages
     if reply_to is not None and not await messages.find_many(room, [reply_to]):
         raise ChangeRefused("reply_not_found", "The message you reply to is not in this room.")
     async with hub.room_lock(room):
-        message, created = await messages.add(room, user, text, client_id, reply_to)
+        message, created = await messages.add(
+            room, user, text, client_id, reply_to=reply_to, attachment=attachment
+        )
         if created:
             frame = message_frame(message)
             await hub.deliver(room, message.seq, frame)
@@ -79,6 +86,8 @@ async def change_message(
         frame = message_frame(message, "change")
         hub.broadcast(room, frame)
     await app[BROKER_KEY].publish_room(room, frame)
+    if message.deleted and message.attachment is not None:
+        await _delete_file(app, message.attachment)
     return message
 
 
@@ -98,3 +107,11 @@ async def react_message(
         hub.broadcast(room, frame)
     await app[BROKER_KEY].publish_room(room, frame)
     return message
+
+
+async def _delete_file(app: web.Application, attachment: Attachment) -> None:
+    """Delete a deleted message's file; the delete itself stands if this fails (logged)."""
+    try:
+        await app[STORE_KEY].uploads.delete(attachment.id)
+    except (StorageUnavailable, OSError) as exc:
+        log.warning("message deleted but not its file %s: %s", attachment.id, exc)

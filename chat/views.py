@@ -211,6 +211,7 @@ class ChatPage(Page):
             "edit_window": request.app[SETTINGS_KEY].edit_window,
             "at": at if any(m.seq == at for m in messages) else 0,
             "at_end": at_end,
+            "upload_max_mb": request.app[SETTINGS_KEY].upload_max_mb,
             "online": await request.app[BROKER_KEY].online(room.slug),
             "title": room_title(room, session.user.login),
             "members": await store.rooms.members(room.slug, MAX_PAGE) if room.private else [],

@@ -24,7 +24,7 @@ async def security_headers(request: web.Request, response: web.StreamResponse) -
     h["Server"] = "chat"
     if response.status == 101:
         return
-    h["Content-Security-Policy"] = CSP
+    h.setdefault("Content-Security-Policy", CSP)  # served uploads set a stricter one
     h["X-Content-Type-Options"] = "nosniff"
     h["Referrer-Policy"] = "same-origin"
     h["X-Frame-Options"] = "DENY"

@@ -11,6 +11,9 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from storage.search import Search
+import urllib.parse
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 MAX_PAGE = 500  # no query returns more rows than this
 REACTIONS_MAX = 20  # distinct emoji on one message
@@ -200,6 +203,63 @@ class RoomActivity:
         return self.last_at or self.room.created_at
 
 
+# Where an upload is served (routes.py names these paths; a message object carries the URLs).
+UPLOAD_PATH = "/uploads/{id}/{name}"
+THUMB_PATH = "/thumbs/{id}"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Attachment:
+    """The file a message carries, as its message object's `attachment` describes it."""
+
+    id: str
+    name: str
+    size: int
+    content_type: str
+    width: int | None = None  # images only (with height and a thumbnail)
+    height: int | None = None
+
+    def to_json(self) -> dict[str, object]:
+        """Return the protocol's `attachment` object."""
+        name = urllib.parse.quote(self.name, safe="")
+        data: dict[str, object] = {
+            "id": self.id,
+            "name": self.name,
+            "size": self.size,
+            "content_type": self.content_type,
+            "url": UPLOAD_PATH.format(id=self.id, name=name),
+        }
+        if self.width is not None:
+            data.update(
+                width=self.width, height=self.height, thumb_url=THUMB_PATH.format(id=self.id)
+            )
+        return data
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Upload:
+    """A stored file: who sent it to which room (under which client_id), what it is."""
+
+    id: str
+    room: str
+    user: str
+    client_id: str
+    name: str
+    size: int
+    content_type: str
+    sha256: str
+    created_at: dt.datetime
+    width: int | None = None
+    height: int | None = None
+    thumb_type: str | None = None  # the thumbnail's content type; None: no thumbnail
+    thumb_size: int = 0
+
+    @property
+    def attachment(self) -> Attachment:
+        """Return what a message says of this file."""
+        return Attachment(self.id, self.name, self.size, self.content_type, self.width, self.height)
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Reaction:
     """One emoji (or short text) on a message and who reacted with it, first reacted first."""
@@ -240,6 +300,7 @@ class Message:
     reply_to: int | None = None  # the seq of the message this one answers
     quote: Quote | None = None  # that message as it is now (filled in when read)
     reactions: tuple[Reaction, ...] = ()  # filled in when read
+    attachment: Attachment | None = None  # a deleted message's file is gone with it
 
     def to_json(self, kind: str = "message") -> dict[str, object]:
         """Return the message as the protocol's `message` object (or a `change` frame)."""
@@ -259,6 +320,9 @@ class Message:
                 for r in (() if self.deleted else self.reactions)
             ],
             "reply_to": self._reply_json(),
+            "attachment": (
+                self.attachment.to_json() if self.attachment and not self.deleted else None
+            ),
         }
         if kind == "change":
             frame["rev"] = self.rev
@@ -320,6 +384,11 @@ def new_session_id() -> str:
 def new_invite_token() -> str:
     """Return a fresh unguessable invitation token (192 bits)."""
     return secrets.token_urlsafe(24)
+
+
+def new_upload_id() -> str:
+    """Return a fresh unguessable upload id (128 bits, hex: safe as a file name)."""
+    return secrets.token_hex(16)
 
 
 def new_room_suffix() -> str:
@@ -482,7 +551,13 @@ class Messages(abc.ABC):
 
     @abc.abstractmethod
     async def add(
-        self, room: str, user: str, text: str, client_id: str, reply_to: int | None = None
+        self,
+        room: str,
+        user: str,
+        text: str,
+        client_id: str,
+        reply_to: int | None = None,
+        attachment: Attachment | None = None,
     ) -> tuple[Message, bool]:
         """Store a message with the room's next seq; on a re-sent client_id return the stored one.
 
@@ -654,6 +729,38 @@ class Bots(abc.ABC):
         """Set (or with "" clear) the bot's outgoing webhook; False when there is no such bot."""
 
 
+class Uploads(abc.ABC):
+    """Uploaded files: their metadata, and their bytes (a file and, for images, a thumbnail)."""
+
+    @abc.abstractmethod
+    async def add(self, upload: Upload, original: Path, thumb: Path | None) -> tuple[Upload, bool]:
+        """Store a file from `original` (and its thumbnail), which this call takes over.
+
+        Unique per (room, user, client_id), like messages: when that upload exists already the
+        new bytes are dropped and the stored one is returned, with False.
+        """
+
+    @abc.abstractmethod
+    async def find(self, upload_id: str) -> Upload | None:
+        """Return the upload with this id."""
+
+    @abc.abstractmethod
+    async def delete(self, upload_id: str) -> bool:
+        """Delete an upload's bytes and metadata; False when there is none."""
+
+    @abc.abstractmethod
+    async def usage(self, user: str) -> int:
+        """Return the bytes a person's uploads take (originals and thumbnails)."""
+
+    @abc.abstractmethod
+    async def totals(self) -> tuple[int, int]:
+        """Return how many uploads are stored and the bytes they take in all."""
+
+    @abc.abstractmethod
+    def read(self, upload: Upload, thumb: bool, start: int, end: int) -> AsyncIterator[bytes]:
+        """Yield the bytes start..end (end excluded) of the file or its thumbnail."""
+
+
 class Store(abc.ABC):
     """One database: its collections and its life cycle."""
 
@@ -666,6 +773,7 @@ class Store(abc.ABC):
     invites: Invites
     bots: Bots
     search: Search
+    uploads: Uploads
 
     @abc.abstractmethod
     async def setup(self) -> None:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from bson import ObjectId
+from gridfs import AsyncGridFSBucket
+from gridfs.errors import NoFile
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, PyMongoError
@@ -22,6 +27,7 @@ from storage.base import (
     OPEN,
     REACTION_ROWS_MAX,
     REACTIONS_MAX,
+    Attachment,
     Bot,
     Bots,
     Config,
@@ -41,6 +47,8 @@ from storage.base import (
     Sessions,
     StorageUnavailable,
     Store,
+    Upload,
+    Uploads,
     User,
     Users,
     check_limit,
@@ -141,6 +149,7 @@ def _message(doc: Doc) -> Message:
         deleted=bool(doc.get("deleted", False)),
         rev=int(doc.get("rev", 0)),
         reply_to=doc.get("reply_to"),
+        attachment=Attachment(**doc["attachment"]) if doc.get("attachment") else None,
     )
 
 
@@ -468,13 +477,25 @@ class MongoMessages(Messages):
         return _message(doc) if doc else None
 
     async def add(
-        self, room: str, user: str, text: str, client_id: str, reply_to: int | None = None
+        self,
+        room: str,
+        user: str,
+        text: str,
+        client_id: str,
+        reply_to: int | None = None,
+        attachment: Attachment | None = None,
     ) -> tuple[Message, bool]:
-        message, created = await self._add(room, user, text, client_id, reply_to)
+        message, created = await self._add(room, user, text, client_id, reply_to, attachment)
         return (await self.complete(room, [message], new=created))[0], created
 
     async def _add(
-        self, room: str, user: str, text: str, client_id: str, reply_to: int | None
+        self,
+        room: str,
+        user: str,
+        text: str,
+        client_id: str,
+        reply_to: int | None,
+        attachment: Attachment | None,
     ) -> tuple[Message, bool]:
         async with _unavailable():
             sent = await self._find_sent(room, user, client_id)
@@ -493,6 +514,8 @@ class MongoMessages(Messages):
                 }
                 if reply_to is not None:
                     doc["reply_to"] = reply_to
+                if attachment is not None:
+                    doc["attachment"] = dataclasses.asdict(attachment)
                 try:
                     await self.col.insert_one(doc)
                 except DuplicateKeyError as exc:
@@ -801,6 +824,134 @@ class MongoBots(Bots):
         return result.matched_count > 0
 
 
+GRIDFS_CHUNK = 255 * 1024  # GridFS's own default chunk size
+
+
+def _upload_doc(upload: Upload) -> Doc:
+    doc = dataclasses.asdict(upload)
+    doc["_id"] = doc.pop("id")
+    return doc
+
+
+def _upload(doc: Doc) -> Upload:
+    fields = {k: v for k, v in doc.items() if k != "_id"}
+    return Upload(id=doc["_id"], **fields)
+
+
+class MongoUploads(Uploads):
+    """Uploads' metadata in the uploads collection, their bytes in GridFS (shared by dynos)."""
+
+    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+        self.col = db["uploads"]
+        self.messages = db["messages"]
+        self.bucket = AsyncGridFSBucket(
+            db, bucket_name="upload_bytes", chunk_size_bytes=GRIDFS_CHUNK
+        )
+
+    @staticmethod
+    def _file_id(upload_id: str, thumb: bool = False) -> str:
+        return f"{upload_id}.thumb" if thumb else upload_id
+
+    async def _put(self, file_id: str, name: str, path: Path) -> None:
+        loop = asyncio.get_running_loop()
+        stream = self.bucket.open_upload_stream_with_id(file_id, name)
+        try:
+            with path.open("rb") as f:
+                while chunk := await loop.run_in_executor(None, f.read, GRIDFS_CHUNK):
+                    await stream.write(chunk)
+        except BaseException:
+            await stream.abort()
+            raise
+        await stream.close()
+
+    async def _drop_bytes(self, upload_id: str) -> None:
+        for thumb in (False, True):
+            try:
+                await self.bucket.delete(self._file_id(upload_id, thumb))
+            except NoFile:
+                pass
+
+    async def add(self, upload: Upload, original: Path, thumb: Path | None) -> tuple[Upload, bool]:
+        try:
+            async with _unavailable():
+                # Bytes first: metadata never names a file that is not there.
+                await self._put(upload.id, upload.name, original)
+                if thumb is not None:
+                    await self._put(self._file_id(upload.id, True), upload.name, thumb)
+                try:
+                    await self.col.insert_one(_upload_doc(upload))
+                except DuplicateKeyError:
+                    await self._drop_bytes(upload.id)
+                    doc = await self.col.find_one(
+                        {"room": upload.room, "user": upload.user, "client_id": upload.client_id}
+                    )
+                    if doc is None:
+                        raise StorageUnavailable(
+                            "the upload was neither stored nor found; try again"
+                        ) from None
+                    return _upload(doc), False
+        finally:
+            original.unlink(missing_ok=True)
+            if thumb is not None:
+                thumb.unlink(missing_ok=True)
+        return upload, True
+
+    async def find(self, upload_id: str) -> Upload | None:
+        async with _unavailable():
+            doc = await self.col.find_one({"_id": upload_id})
+        return _upload(doc) if doc else None
+
+    async def delete(self, upload_id: str) -> bool:
+        async with _unavailable():
+            doc = await self.col.find_one_and_delete({"_id": upload_id})
+            if doc is None:
+                return False
+            # The message keeps no trace of the file: not even its name.
+            await self.messages.update_one(
+                {"room": doc["room"], "user": doc["user"], "client_id": doc["client_id"]},
+                {"$unset": {"attachment": ""}},
+            )
+            await self._drop_bytes(upload_id)
+        return True
+
+    async def _sum(self, match: Doc) -> tuple[int, int]:
+        async with _unavailable():
+            cursor = await self.col.aggregate(
+                [
+                    {"$match": match},
+                    {
+                        "$group": {
+                            "_id": None,
+                            "count": {"$sum": 1},
+                            "bytes": {"$sum": {"$add": ["$size", "$thumb_size"]}},
+                        }
+                    },
+                ]
+            )
+            docs = await cursor.to_list(1)
+        return (int(docs[0]["count"]), int(docs[0]["bytes"])) if docs else (0, 0)
+
+    async def usage(self, user: str) -> int:
+        return (await self._sum({"user": user}))[1]
+
+    async def totals(self) -> tuple[int, int]:
+        return await self._sum({})
+
+    async def read(self, upload: Upload, thumb: bool, start: int, end: int) -> AsyncIterator[bytes]:
+        async with _unavailable():
+            stream = await self.bucket.open_download_stream(self._file_id(upload.id, thumb))
+            try:
+                await stream.seek(start)
+                while start < end:
+                    chunk = await stream.read(min(GRIDFS_CHUNK, end - start))
+                    if not chunk:
+                        return
+                    start += len(chunk)
+                    yield chunk
+            finally:
+                await stream.close()
+
+
 class MongoStore(Store):
     """The MongoDB store."""
 
@@ -823,6 +974,7 @@ class MongoStore(Store):
         self.invites = MongoInvites(self.db)
         self.bots = MongoBots(self.db)
         self.search = MongoSearch(self.db, _message)
+        self.uploads = MongoUploads(self.db)
 
     async def setup(self) -> None:
         async with _unavailable():
@@ -877,6 +1029,12 @@ class MongoStore(Store):
             await self.db["invites"].create_index("created_at", name="created_at")
             await self.db["bots"].create_index("key_hash", unique=True, name="key_hash")
             await self.search.setup()  # the terms index, and older messages' terms
+            await self.db["uploads"].create_index(
+                [("room", ASCENDING), ("user", ASCENDING), ("client_id", ASCENDING)],
+                unique=True,
+                name="room_user_client",
+            )
+            await self.db["uploads"].create_index("user", name="user")
             # A store from before roles: its first account becomes the admin, once.
             oldest = await self.db["users"].find_one({}, sort=[("_id", ASCENDING)])
         if oldest is not None:

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import datetime as dt
+import json
+import logging
+import os
 import sqlite3
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +19,7 @@ from storage.base import (
     OPEN,
     REACTION_ROWS_MAX,
     REACTIONS_MAX,
+    Attachment,
     Bot,
     Bots,
     Config,
@@ -32,6 +39,8 @@ from storage.base import (
     Sessions,
     StorageUnavailable,
     Store,
+    Upload,
+    Uploads,
     User,
     Users,
     check_limit,
@@ -50,6 +59,8 @@ from storage.base import (
 from storage.sqlite_engine import HEALTH_TABLE, SqliteDb
 from storage.sqlite_search import FUNCTIONS, SqliteSearch
 from storage.sqlite_search import MIGRATION as SEARCH_MIGRATION
+
+log = logging.getLogger(__name__)
 
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS users (
@@ -171,6 +182,28 @@ MIGRATIONS = [
     # Search: a full-text index of the messages (storage/sqlite_search.py), older ones filled
     # in on start.
     SEARCH_MIGRATION,
+    # Files and images: a message's attachment (JSON), and the uploads' metadata; the bytes are
+    # files under DATA_DIR/uploads.
+    """
+    ALTER TABLE messages ADD COLUMN attachment TEXT;
+    CREATE TABLE IF NOT EXISTS uploads (
+        id TEXT PRIMARY KEY,
+        room TEXT NOT NULL,
+        user TEXT NOT NULL,
+        client_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        content_type TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        width INTEGER,
+        height INTEGER,
+        thumb_type TEXT,
+        thumb_size INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (room, user, client_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS uploads_user ON uploads(user);
+    """,
 ]
 
 
@@ -178,8 +211,8 @@ MIGRATIONS = [
 # under SQLite's write lock (atomic for every writer, in any process), or does nothing when
 # this sender already stored this client_id (then nothing is returned).
 ADD_MESSAGE = """
-INSERT INTO messages (room, seq, user, text, created_at, client_id, reply_to)
-SELECT ?1, COALESCE(MAX(seq), 0) + 1, ?2, ?3, ?4, ?5, ?6 FROM messages WHERE room = ?1
+INSERT INTO messages (room, seq, user, text, created_at, client_id, reply_to, attachment)
+SELECT ?1, COALESCE(MAX(seq), 0) + 1, ?2, ?3, ?4, ?5, ?6, ?7 FROM messages WHERE room = ?1
 ON CONFLICT (room, user, client_id) DO NOTHING
 RETURNING id, seq
 """
@@ -302,6 +335,17 @@ def _message(row: Any) -> Message:
         deleted=bool(row["deleted"]),
         rev=row["rev"],
         reply_to=row["reply_to"],
+        attachment=_attachment(row["attachment"]),
+    )
+
+
+def _attachment(stored: str | None) -> Attachment | None:
+    return Attachment(**json.loads(stored)) if stored else None
+
+
+def _upload(row: Any) -> Upload:
+    return Upload(
+        **{k: row[k] for k in row.keys() if k != "created_at"}, created_at=_dt(row["created_at"])
     )
 
 
@@ -557,16 +601,31 @@ class SqliteMessages(Messages):
         self.db = db
 
     async def add(
-        self, room: str, user: str, text: str, client_id: str, reply_to: int | None = None
+        self,
+        room: str,
+        user: str,
+        text: str,
+        client_id: str,
+        reply_to: int | None = None,
+        attachment: Attachment | None = None,
     ) -> tuple[Message, bool]:
         created = now()
+        stored = json.dumps(dataclasses.asdict(attachment)) if attachment else None
         rows = await self.db.write_one(
-            ADD_MESSAGE, (room, user, text, _ms(created), client_id, reply_to)
+            ADD_MESSAGE, (room, user, text, _ms(created), client_id, reply_to, stored)
         )
         if rows:
             message_id, seq = rows[0]
             message = Message(
-                str(message_id), room, seq, user, text, created, client_id, reply_to=reply_to
+                str(message_id),
+                room,
+                seq,
+                user,
+                text,
+                created,
+                client_id,
+                reply_to=reply_to,
+                attachment=attachment,
             )
             return (await self.complete(room, [message], new=True))[0], True
         row = await self.db.fetch_one(
@@ -814,6 +873,99 @@ class SqliteBots(Bots):
         return bool(rows)
 
 
+UPLOAD_COLUMNS = (
+    "id, room, user, client_id, name, size, content_type, sha256, created_at,"
+    " width, height, thumb_type, thumb_size"
+)
+READ_CHUNK = 256 * 1024
+
+
+class SqliteUploads(Uploads):
+    """Uploads' metadata in the uploads table, their bytes in files under `directory`."""
+
+    def __init__(self, db: SqliteDb, directory: Path) -> None:
+        self.db = db
+        self.directory = directory
+
+    def _path(self, upload_id: str, thumb: bool = False) -> Path:
+        return self.directory / (f"{upload_id}.thumb" if thumb else upload_id)
+
+    def _remove(self, upload_id: str) -> None:
+        for thumb in (False, True):
+            self._path(upload_id, thumb).unlink(missing_ok=True)
+
+    async def add(self, upload: Upload, original: Path, thumb: Path | None) -> tuple[Upload, bool]:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        # Bytes first: metadata never names a file that is not there.
+        os.replace(original, self._path(upload.id))
+        if thumb is not None:
+            os.replace(thumb, self._path(upload.id, True))
+        values = dataclasses.astuple(upload)
+        try:
+            await self.db.write_one(
+                f"INSERT INTO uploads ({UPLOAD_COLUMNS}) VALUES ({', '.join('?' * len(values))})",
+                (*values[:8], _ms(upload.created_at), *values[9:]),
+            )
+        except sqlite3.IntegrityError:
+            pass  # this (room, user, client_id) was stored before: answer with that one
+        except BaseException:
+            self._remove(upload.id)
+            raise
+        else:
+            return upload, True
+        self._remove(upload.id)
+        row = await self.db.fetch_one(
+            f"SELECT {UPLOAD_COLUMNS} FROM uploads WHERE room = ? AND user = ? AND client_id = ?",
+            (upload.room, upload.user, upload.client_id),
+        )
+        if row is None:
+            raise StorageUnavailable("the upload was neither stored nor found; try again")
+        return _upload(row), False
+
+    async def find(self, upload_id: str) -> Upload | None:
+        row = await self.db.fetch_one(
+            f"SELECT {UPLOAD_COLUMNS} FROM uploads WHERE id = ?", (upload_id,)
+        )
+        return _upload(row) if row else None
+
+    async def delete(self, upload_id: str) -> bool:
+        rows = await self.db.write_one(
+            "DELETE FROM uploads WHERE id = ? RETURNING room, user, client_id", (upload_id,)
+        )
+        if not rows:
+            return False
+        # The message keeps no trace of the file: not even its name.
+        await self.db.write_one(
+            "UPDATE messages SET attachment = NULL WHERE room = ? AND user = ? AND client_id = ?",
+            tuple(rows[0]),
+        )
+        self._remove(upload_id)
+        return True
+
+    async def usage(self, user: str) -> int:
+        row = await self.db.fetch_one(
+            "SELECT COALESCE(SUM(size + thumb_size), 0) FROM uploads WHERE user = ?", (user,)
+        )
+        return int(row[0])
+
+    async def totals(self) -> tuple[int, int]:
+        row = await self.db.fetch_one(
+            "SELECT COUNT(*), COALESCE(SUM(size + thumb_size), 0) FROM uploads"
+        )
+        return int(row[0]), int(row[1])
+
+    async def read(self, upload: Upload, thumb: bool, start: int, end: int) -> AsyncIterator[bytes]:
+        loop = asyncio.get_running_loop()
+        with open(self._path(upload.id, thumb), "rb") as f:
+            f.seek(start)
+            while start < end:
+                chunk = await loop.run_in_executor(None, f.read, min(READ_CHUNK, end - start))
+                if not chunk:
+                    return
+                start += len(chunk)
+                yield chunk
+
+
 class SqliteStore(Store):
     """The SQLite store."""
 
@@ -828,6 +980,7 @@ class SqliteStore(Store):
         self.invites = SqliteInvites(self.db)
         self.bots = SqliteBots(self.db)
         self.search = SqliteSearch(self.db, _message)
+        self.uploads = SqliteUploads(self.db, path.parent / "uploads")
 
     async def setup(self) -> None:
         await self.db.connect()

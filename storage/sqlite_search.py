@@ -17,10 +17,10 @@ log = logging.getLogger(__name__)
 FUNCTIONS = {"search_terms": index_text}  # every connection has it: the triggers call it
 BACKFILL_BATCH = 20_000  # message ids indexed per transaction when an existing store upgrades
 
-# The migration (storage/sqlite.py's last): the index, and how far an upgraded store's older
-# messages are indexed. The `ascii` tokenizer splits the terms at the spaces index_text puts
-# between them and keeps every other character; the terms are normalised already. No column
-# sizes: they serve only ranking, and results are by date.
+# The migration (one of storage/sqlite.py's MIGRATIONS): the index, and how far an upgraded
+# store's older messages are indexed. The `ascii` tokenizer splits the terms at the spaces
+# index_text puts between them and keeps every other character; the terms are normalised
+# already. No column sizes: they serve only ranking, and results are by date.
 MIGRATION = """
 CREATE VIRTUAL TABLE IF NOT EXISTS message_search
     USING fts5(terms, tokenize = 'ascii', columnsize = 0);

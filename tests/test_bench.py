@@ -151,3 +151,15 @@ def test_markdown_smoke() -> None:
     assert isinstance(hostile, dict) and len(hostile) >= 10
     for name, row in hostile.items():
         assert row["us_2000"] > 0 and row["ratio_2000_to_1000"] > 0, name  # numbers, not NaN
+
+
+def test_upload_smoke() -> None:
+    summary = run_smoke("upload.py")
+    assert summary["delivery"] == 1.0 and summary["uploads"] >= 1
+    assert summary["upload_statuses"] == [201]
+    for key in ("calm_p99_ms", "upload_p99_ms", "p99_ratio", "rss_growth_mib"):
+        value = summary[key]
+        assert isinstance(value, float) and value == value and value >= 0, key
+    assert summary["bomb_type"] == "application/octet-stream"  # refused before decoding
+    assert summary["photo_type"] == "image/jpeg"
+    assert 0 <= summary["bomb_rss_growth_mib"] < 100  # type: ignore[operator]

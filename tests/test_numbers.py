@@ -26,7 +26,7 @@ HOSTILE = [
     "-9223372036854775809",
     str(2**53),
     str(MAX_WHOLE),
-    "1" * 5000,
+    "1" * 4000,  # two of them still fit in aiohttp's 8190-byte request line
     "١٢٣",
     "１２",
     "",

@@ -19,6 +19,7 @@ from storage import open_store
 from storage.base import now
 from storage.search import parse
 from storage.sqlite import MIGRATIONS, SCHEMA
+from storage.sqlite_search import MIGRATION as SEARCH_MIGRATION
 
 
 async def say(ws: Any, text: str, client_id: str) -> dict[str, Any]:
@@ -312,9 +313,10 @@ async def test_an_existing_sqlite_store_is_indexed_on_upgrade(
     path.parent.mkdir(parents=True)
     with sqlite3.connect(path) as conn:  # the store as the release before search left it
         conn.executescript(SCHEMA)
-        for migration in MIGRATIONS[:-1]:
+        before_search = MIGRATIONS.index(SEARCH_MIGRATION)
+        for migration in MIGRATIONS[:before_search]:
             conn.executescript(migration)
-        conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) - 1}")
+        conn.execute(f"PRAGMA user_version = {before_search}")
         conn.execute("INSERT INTO rooms (slug, name, created_at) VALUES ('general', 'General', 0)")
         rows = [(i, f"old message {i}", int(i == 3)) for i in range(1, 6)]
         conn.executemany(

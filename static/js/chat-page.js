@@ -13,6 +13,7 @@ import { Replies } from "./replies.js";
 import { RoomSocket } from "./socket.js";
 import { Timeline } from "./timeline.js";
 import { announceTyping, Typists } from "./typing.js";
+import { setupViewer, Uploader } from "./uploads.js";
 
 const root = document.getElementById("chat");
 const data = root.dataset;
@@ -214,6 +215,20 @@ const loadNewer = () => {
 list.addEventListener("scroll", () => {
   if (list.scrollTop < 60) historyPages.older();
   loadNewer();
+});
+setupViewer(list);
+new Uploader({
+  url: data.uploadUrl,
+  csrfToken: data.csrfToken,
+  maxMb: Number(data.uploadMaxMb) || 25,
+  list: document.getElementById("uploads"),
+  showNotice,
+  onMessage: showMessage,
+}).attach({
+  button: document.getElementById("attach"),
+  input: document.getElementById("file"),
+  dropZone: root,
+  textarea: input,
 });
 const target = timeline.find(Number(data.at) || 0);
 if (target) {

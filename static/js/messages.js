@@ -2,6 +2,7 @@
 // the same Jinja macro as the history) and filled in with textContent and DOM nodes only.
 import { setTime } from "./format.js";
 import { fillFormatted } from "./markdown.js";
+import { attachmentNode } from "./uploads.js";
 
 export class Items {
   constructor(template, me) {
@@ -25,6 +26,7 @@ export class Items {
     if (!m.deleted) {
       fillFormatted(li.querySelector(".text"), m.text);
       if (!m.edited_at) li.querySelector(".edited").remove();
+      if (m.attachment) li.append(attachmentNode(m.attachment));
     }
     return li;
   }
