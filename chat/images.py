@@ -34,9 +34,12 @@ PNG, JPEG, GIF, WEBP = "image/png", "image/jpeg", "image/gif", "image/webp"
 PIL_FORMATS = {PNG: "PNG", JPEG: "JPEG", GIF: "GIF", WEBP: "WEBP"}
 THUMB_SIDE = 640  # the thumbnail's longest side
 THUMB_TYPE = WEBP
-# Decoded size limits, checked from the header before decoding. A JPEG is decoded at 1/8 scale
-# or so (`draft`); the others in full, 4 bytes a pixel: 16.8 Mpx is 64 MiB.
-MAX_PIXELS = {JPEG: 50_000_000, PNG: 4096 * 4096, GIF: 4096 * 4096, WEBP: 4096 * 4096}
+# Decoded size limits, checked from the header before decoding: 4 bytes a pixel, 16.8 Mpx is
+# 64 MiB. A JPEG may be larger, as it is decoded at a reduced scale (`draft`), but only as far as
+# its shorter side allows (a 60000x800 one decodes in full), so the size `draft` will decode at
+# is checked too (DECODED_MAX), still before decoding.
+DECODED_MAX = 4096 * 4096
+MAX_PIXELS = {JPEG: 50_000_000, PNG: DECODED_MAX, GIF: DECODED_MAX, WEBP: DECODED_MAX}
 COPY_CHUNK = 256 * 1024
 # Chunks and segments that may carry where a photo was taken (EXIF GPS, XMP, IPTC, text).
 PNG_DROPPED = frozenset({b"eXIf", b"tEXt", b"zTXt", b"iTXt"})
@@ -120,6 +123,8 @@ def _thumbnail(path: Path, kind: str, thumb: Path) -> tuple[int, int]:
             orientation = im.getexif().get(ORIENTATION, 1)
             if kind == JPEG:
                 im.draft("RGB", (THUMB_SIDE, THUMB_SIDE))  # decode at 1/2..1/8 scale
+                if im.size[0] * im.size[1] > DECODED_MAX:
+                    raise NotAnImage(f"{width}x{height} pixels decode too large for {kind}")
             im.load()
             shown = ImageOps.exif_transpose(im)
             shown.thumbnail((THUMB_SIDE, THUMB_SIDE))

@@ -4,6 +4,7 @@ plain files, ranges and ETags, deletion with the message, usage on /admin."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import struct
@@ -254,6 +255,19 @@ async def test_a_person_over_their_quota_gets_413(alice: Auth, make_user: Any) -
     await uploaded(bob, bytes(600 * 1024), "bobs.bin")
 
 
+@pytest.mark.parametrize("settings_overrides", [{"upload_quota_mb": 1}], indirect=True)
+async def test_uploads_sent_side_by_side_cannot_pass_the_quota_together(alice: Auth) -> None:
+    # Each of the four starts with the whole 1 MB left; together they are 2.4 MB.
+    answers = await asyncio.gather(
+        *(upload(alice, bytes(600 * 1024), f"f{i}.bin") for i in range(4))
+    )
+    statuses = sorted(r.status for r in answers)
+    assert set(statuses) <= {201, 413} and statuses.count(201) <= 1
+    count, used = await totals(alice)
+    assert count == statuses.count(201) and used <= 1024 * 1024
+    assert temp_files(alice) == []
+
+
 async def test_a_room_one_cannot_see_is_404_for_uploads_and_files(
     alice: Auth, make_user: Any
 ) -> None:
@@ -349,8 +363,16 @@ async def test_a_photo_keeps_no_location_and_shows_upright(alice: Auth) -> None:
     assert thumb.getexif().get_ifd(GPS_IFD) == {}
 
 
+def thin_jpeg() -> bytes:
+    """A JPEG under the header limit whose short side keeps it from decoding at a small scale."""
+    buf = io.BytesIO()
+    Image.new("L", (30_000, 800)).save(buf, "JPEG")
+    return buf.getvalue()
+
+
 @pytest.mark.parametrize(
-    ("data", "name"), [(bomb_png(), "bomb.png"), (truncated_png(), "half.png")]
+    ("data", "name"),
+    [(bomb_png(), "bomb.png"), (truncated_png(), "half.png"), (thin_jpeg(), "strip.jpg")],
 )
 async def test_a_bomb_or_a_broken_image_is_a_plain_attachment(
     alice: Auth, data: bytes, name: str
@@ -380,7 +402,10 @@ async def test_ranges_etags_and_head(alice: Auth) -> None:
     whole = await c.get(a["url"])
     etag = whole.headers["ETag"]
     assert whole.headers["Accept-Ranges"] == "bytes"
-    assert (await c.get(a["url"], headers={"If-None-Match": etag})).status == 304
+    same = await c.get(a["url"], headers={"If-None-Match": etag})
+    assert same.status == 304 and same.headers["ETag"] == etag
+    for header in ("Content-Security-Policy", "X-Content-Type-Options", "Cache-Control"):
+        assert same.headers[header] == whole.headers[header], header  # they replace the cached
     part = await c.get(a["url"], headers={"Range": "bytes=300000-600009"})
     assert part.status == 206 and await part.read() == data[300000:600010]
     assert part.headers["Content-Range"] == f"bytes 300000-600009/{len(data)}"
