@@ -226,7 +226,15 @@ async def share(
         thumb_size=examined.thumb_size,
     )
     uploads = app[STORE_KEY].uploads
-    stored, _ = await uploads.add(upload, received.path, thumb if examined.thumb_type else None)
+    stored, new = await uploads.add(upload, received.path, thumb if examined.thumb_type else None)
+    quota = app[SETTINGS_KEY].upload_quota_mb * MIB
+    # Checked again once stored: uploads sent side by side each began under the quota.
+    if new and quota and await uploads.usage(user) > quota:
+        await uploads.delete(upload_id)
+        raise too_large(
+            f"You have used your {app[SETTINGS_KEY].upload_quota_mb} MB for files: "
+            "delete some of your files first."
+        )
     # Stored first, then posted: a retry after a failure in between finds the file and posts it.
     message, created = await post_message(
         app, room, user, text, client_id, attachment=stored.attachment
@@ -333,7 +341,9 @@ async def _ranged(
     headers["ETag"] = f'"{etag}"'
     if_none_match = request.if_none_match
     if if_none_match is not None and any(e.value in (etag, "*") for e in if_none_match):
-        return web.Response(status=304, headers={"ETag": headers["ETag"]})
+        # A 304's headers replace the cached response's (RFC 9111 4.3.4): keep the file's own.
+        kept = ("ETag", "Content-Security-Policy", "X-Content-Type-Options", "Cache-Control")
+        return web.Response(status=304, headers={k: headers[k] for k in kept})
     start, end, status = 0, size, 200
     if "Range" in request.headers and _if_range_holds(request, etag):
         try:
