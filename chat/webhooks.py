@@ -273,6 +273,10 @@ class Webhooks:
         current = await store.bots.find(bot.login)
         if current is None or current.revoked:
             return
+        # Deactivated while its receiver answered: the bot API refuses it, so does this.
+        account = await store.users.find_by_login(bot.login)
+        if account is None or not account.active:
+            return
         if await store.rooms.visible(room.slug, bot.login) is None:
             return
         await post_message(self.app, room.slug, bot.login, text, f"webhook:{message.id}")

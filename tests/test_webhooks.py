@@ -112,6 +112,25 @@ async def test_a_mention_is_posted_and_the_reply_appears_in_the_room(
     assert len(hook.calls) == 1  # the bot's own reply triggers nothing
 
 
+async def test_a_bot_deactivated_while_its_receiver_answers_posts_nothing(
+    make_user: Any, connect: Any, receiver: Any
+) -> None:
+    alice = await make_user("alice")
+
+    async def deactivate_then_answer(request: web.Request, n: int) -> web.StreamResponse:
+        await alice.client.app[STORE_KEY].users.set_active("helper", False)
+        return await reply("too late")
+
+    hook, url = await receiver(deactivate_then_answer)
+    await make_bot(alice, url)
+    ws = await connect(alice)
+    sent = await say(ws, "@helper are you there?", "c-1")
+    await settled(alice)
+    assert len(hook.calls) == 1
+    history = await (await alice.client.get("/rooms/general/messages")).json()
+    assert [m["seq"] for m in history["messages"]] == [sent["seq"]]  # no answer posted
+
+
 async def test_every_bot_mentioned_is_called_and_answers(
     make_user: Any, connect: Any, receiver: Any
 ) -> None:
