@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 Doc = dict[str, Any]
 OPEN_ROOMS_MAX = 10_000  # open rooms searched at once
 SCAN_MAX = 2_000  # candidates checked per page; past it the page ends with has_more
+CHECK_CHARS_MAX = 200_000  # characters of candidates checked per page, likewise
 BACKFILL_BATCH = 1_000
 INDEXED = "search_indexed"  # the config document saying every older message has its terms
 
@@ -103,8 +104,12 @@ class MongoSearch(Search):
                 limit=SCAN_MAX,
                 batch_size=min(SCAN_MAX, 4 * (limit + 1)),
             )
-            scanned = 0
+            scanned = checked = 0
             async for doc in cursor:
+                checked += len(doc["text"])
+                if checked > CHECK_CHARS_MAX and scanned:  # checked in Python, on the loop
+                    scanned = SCAN_MAX  # the page ends before this one: the cursor goes on
+                    break
                 scanned += 1
                 last = doc["_id"]
                 if matches(query, doc["text"]):

@@ -58,15 +58,23 @@ WHERE id >= ?1 AND id < ?2 AND deleted = 0
     AND NOT EXISTS (SELECT 1 FROM message_search WHERE rowid = m.id)
 """
 # The index drives (CROSS JOIN keeps it the outer loop), newest first; each hit is checked
-# against the rooms the person may see: the open ones and those they are a member of.
-SEARCH = """
-SELECT m.* FROM message_search s CROSS JOIN messages m ON m.id = s.rowid
-WHERE message_search MATCH ?1 AND s.rowid < ?2 AND m.deleted = 0
+# against the rooms the person may see: the open ones and those they are a member of. At most
+# SCAN_MAX hits are checked for one page, so a common word in a quiet room or from a quiet
+# author cannot keep the read connection busy: past them, the page ends and a cursor goes on.
+SCAN_MAX = 2_000
+CANDIDATES = """
+SELECT rowid AS id FROM message_search WHERE message_search MATCH ?1 AND rowid < ?2
+ORDER BY rowid DESC LIMIT {scan}
+"""
+SEARCH = f"""
+SELECT m.* FROM ({CANDIDATES}) s CROSS JOIN messages m ON m.id = s.id
+WHERE m.deleted = 0
     AND m.room IN (SELECT slug FROM rooms WHERE kind = 'open'
                    UNION ALL SELECT room FROM room_members WHERE user = ?3)
-    {filters}
-ORDER BY s.rowid DESC LIMIT ?4
+    {{filters}}
+ORDER BY s.id DESC LIMIT ?4
 """
+SCANNED = f"SELECT COUNT(*) AS n, MIN(id) AS last FROM ({CANDIDATES})"
 
 
 def _phrase(terms: tuple[str, ...]) -> str:
@@ -110,10 +118,14 @@ class SqliteSearch(Search):
         if query.author is not None:
             filters += f" AND m.user = ?{len(params) + 1}"
             params.append(query.author)
-        rows = await self.db.fetch(SEARCH.format(filters=filters), params)
+        rows = await self.db.fetch(SEARCH.format(filters=filters, scan=SCAN_MAX), params)
         found = [self.to_message(r) for r in rows[:limit]]
-        more = len(rows) > limit
-        return Found(found, more, found[-1].id if more else None)
+        if len(rows) > limit:
+            return Found(found, True, found[-1].id)
+        scanned = await self.db.fetch_one(SCANNED.format(scan=SCAN_MAX), params[:2])
+        if scanned is not None and scanned["n"] >= SCAN_MAX:  # hits left unchecked: go on
+            return Found(found, True, str(scanned["last"]))
+        return Found(found, False, None)
 
     async def setup(self, conn: Any) -> None:
         """Create the triggers, inside the transaction that applied the migrations."""

@@ -450,3 +450,32 @@ async def test_mongo_pages_on_past_candidates_that_only_look_like_matches(
             break
         before = body["before"]
     assert found == ["green apple"]
+
+
+async def test_a_page_checks_a_bounded_number_of_hits_and_goes_on(
+    ws: Any, auth: Auth, connect: Any, monkeypatch: Any
+) -> None:
+    # A phrase in a quiet room: what only looks like it (SQLite: its hits in a busy room;
+    # MongoDB: candidates with both words apart) is checked a bounded amount per page (SQLite:
+    # hits; MongoDB: characters), the pages going on past them to the end.
+    monkeypatch.setattr("storage.sqlite_search.SCAN_MAX", 3)
+    monkeypatch.setattr("storage.mongo_search.CHECK_CHARS_MAX", 30)
+    resp = await auth.post("/rooms", {"name": "Quiet"}, csrf_path="/")
+    assert resp.status == 302
+    quiet, busy = await connect(auth, "?room=quiet"), ws
+    await say(quiet, "apple pie", "q0")
+    for i in range(8):
+        await say(busy, f"apple pie {i}", f"b{i}")  # SQLite's hits, in another room
+        await say(quiet, f"pie, apple {i}", f"q{i + 1}")  # MongoDB's candidates, no phrase
+    found: list[str] = []
+    pages = 0
+    before: str | None = None
+    for _ in range(20):  # bounded
+        params = {"room": "quiet", **({"before": before} if before else {})}
+        body = await search(auth, '"apple pie"', **params)
+        pages += 1
+        found += [r["text"] for r in body["results"]]
+        if not body["has_more"]:
+            break
+        before = body["before"]
+    assert found == ["apple pie"] and pages > 1
