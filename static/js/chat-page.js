@@ -157,6 +157,14 @@ function onFrame(frame) {
   }
 }
 
+// Leave a page opened at an older message for the newest ones, and resume the socket there.
+function catchUp() {
+  return historyPages.latest(0, 0).then(() => {
+    timeline.live = true;
+    goLive();
+  });
+}
+
 function send() {
   const text = input.value.trim();
   if (!text) return;
@@ -168,13 +176,8 @@ function send() {
     return;
   }
   // Writing while reading older messages: back to the newest ones, resumed from there.
-  historyPages
-    .latest(0, 0)
-    .then(() => {
-      timeline.live = true;
-      goLive();
-      outbox.send(text, replyTo);
-    })
+  catchUp()
+    .then(() => outbox.send(text, replyTo))
     .catch(() => {
       input.value = text;
       showNotice("Could not load the newest messages; try again.");
@@ -223,7 +226,8 @@ new Uploader({
   maxMb: Number(data.uploadMaxMb) || 25,
   list: document.getElementById("uploads"),
   showNotice,
-  onMessage: showMessage,
+  // Sent from a page opened at an older message: back to the newest ones, where it now is.
+  onMessage: (m) => (timeline.live ? showMessage(m) : catchUp().catch(() => {})),
 }).attach({
   button: document.getElementById("attach"),
   input: document.getElementById("file"),

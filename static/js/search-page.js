@@ -13,6 +13,7 @@ const room = form.querySelector("input[name=room]");
 let cursor = null; // the `before` of the next page
 let asked = ""; // the query shown
 let loading = false;
+let generation = 0; // a new search outdates the answers to earlier ones
 
 // The text as nodes, the spans [start, end) (UTF-16 offsets, as the server sends) in <mark>s.
 export function highlighted(text, spans) {
@@ -54,8 +55,9 @@ function result(r) {
 }
 
 async function load(fresh) {
-  if (loading || !asked) return;
+  if (!asked || (loading && !fresh)) return;
   loading = true;
+  const mine = ++generation;
   const params = new URLSearchParams({ q: asked });
   if (room && room.value) params.set("room", room.value);
   if (!fresh && cursor) params.set("before", cursor);
@@ -69,6 +71,7 @@ async function load(fresh) {
       credentials: "same-origin",
     });
     const body = await res.json().catch(() => ({}));
+    if (mine !== generation) return; // a newer search was asked meanwhile
     if (!res.ok) {
       // No JSON: refused before the app read it (a URL above 8 KiB: a very long query).
       const fallback = res.status === 400 ? "The query is too long." : "The search failed; try again.";
@@ -82,9 +85,11 @@ async function load(fresh) {
     const count = list.children.length;
     status.textContent = count ? "" : "Nothing found.";
   } catch (e) {
-    status.textContent = "The search failed; check the connection and try again.";
+    if (mine === generation) {
+      status.textContent = "The search failed; check the connection and try again.";
+    }
   } finally {
-    loading = false;
+    if (mine === generation) loading = false;
   }
 }
 
