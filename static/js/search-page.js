@@ -83,7 +83,9 @@ async function load(fresh) {
     cursor = body.before;
     more.hidden = !body.has_more;
     const count = list.children.length;
-    status.textContent = count ? "" : "Nothing found.";
+    // A page checks a bounded number of candidates: none found yet may still mean more further back.
+    if (count) status.textContent = "";
+    else status.textContent = body.has_more ? "Nothing found yet: More looks further back." : "Nothing found.";
   } catch (e) {
     if (mine === generation) {
       status.textContent = "The search failed; check the connection and try again.";
