@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+import test_browser
+from playwright.async_api import Browser, Page, expect
 from test_browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     MARKUP,
     Console,
-    chat_process,
     send,
     shot,
     signed_up,
@@ -25,26 +21,10 @@ from conftest import AppProcess
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[AppProcess]:
-    """The real chat process."""
-    app = chat_process(tmp_path)
-    yield app
-    app.kill()
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    """A headless Chromium."""
-    async with async_playwright() as p:
-        b = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        await b.close()
-
-
-@pytest.fixture
-def console() -> Console:
-    return Console()
+# The real server, a headless Chromium and its console, as in tests/test_browser.py.
+server = test_browser.server
+browser = test_browser.browser
+console = test_browser.console
 
 
 async def markup(page: Page) -> list[Any]:

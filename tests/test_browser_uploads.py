@@ -4,39 +4,23 @@ the inline preview, the full view and the download."""
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import test_browser
 from PIL import Image
-from playwright.async_api import Browser, Page, async_playwright, expect
-from test_browser import CHROMIUM, CHROMIUM_ARGS, MARKUP, Console, chat_process, shot, signed_up
+from playwright.async_api import Browser, Page, expect
+from test_browser import MARKUP, Console, shot, signed_up
 
 from conftest import AppProcess
 
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[AppProcess]:
-    """The real chat process, open to anyone's sign-up."""
-    app = chat_process(tmp_path)
-    yield app
-    app.kill()
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    """A headless Chromium."""
-    async with async_playwright() as p:
-        b = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        await b.close()
-
-
-@pytest.fixture
-def console() -> Console:
-    return Console()
+# The real server, a headless Chromium and its console, as in tests/test_browser.py.
+server = test_browser.server
+browser = test_browser.browser
+console = test_browser.console
 
 
 def png(width: int, height: int) -> bytes:
