@@ -11,6 +11,7 @@ from playwright.async_api import Browser, Page, expect
 from test_browser import (
     MARKUP,
     Console,
+    seed,
     send,
     shot,
     signed_up,
@@ -179,3 +180,41 @@ async def test_reply_quotes_follow_the_original_and_jump_to_it(
         quote = items[page].nth(2).locator("a.quote .quote-text")
         await expect(quote).to_have_text("message deleted")
     assert console.problems == ["dialog: Delete this message for everyone?"]
+
+
+# A reply sent over the page's own origin by another socket of the person (the composer can only
+# answer messages on the page).
+REPLY_TO_FIRST = """() => new Promise((resolve, reject) => {
+  const ws = new WebSocket(`ws://${location.host}/ws?room=general`);
+  ws.onerror = reject;
+  ws.onmessage = (event) => {
+    const frame = JSON.parse(event.data);
+    if (frame.type === "hello") {
+      const reply = { type: "message", text: "about the first", client_id: "r1", reply_to: 1 };
+      ws.send(JSON.stringify(reply));
+    } else if (frame.type === "message" && frame.client_id === "r1") {
+      ws.close();
+      resolve(frame.seq);
+    }
+  };
+})"""
+
+
+async def test_a_quote_of_a_message_not_on_the_page_opens_the_room_around_it(
+    server: AppProcess, browser: Browser, console: Console
+) -> None:
+    await seed(server.url, 60)  # the page shows the latest 50: seq 1 is not on it
+    alice = await signed_up(browser, console, server.url, "alice")
+    items = alice.locator("#messages li.message")
+    await expect(items.last).to_contain_text("seed 60")
+    assert await alice.locator('#messages li.message[data-seq="1"]').count() == 0
+    reply_seq = await alice.evaluate(REPLY_TO_FIRST)
+    quote = alice.locator(f'#messages li.message[data-seq="{reply_seq}"] a.quote')
+    await expect(quote.locator(".quote-text")).to_have_text("seed 1")
+    await quote.click()
+    await alice.wait_for_url(server.url + "/rooms/general?at=1")
+    first = alice.locator('#messages li.message[data-seq="1"]')
+    await expect(first).to_have_class(re.compile(r"\btarget\b"))
+    await expect(first).to_be_in_viewport()
+    await shot(alice, "replies-2-jump-to-context")
+    assert console.problems == []
