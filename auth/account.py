@@ -10,10 +10,11 @@ from aiohttp import web
 from auth import require_login
 from auth.accounts import end_sessions, set_password
 from auth.forms import new_password_errors
-from auth.passwords import PASSWORDS_KEY, Busy, busy_refusal
+from auth.passwords import PASSWORDS_KEY, busy_refusal
 from auth.sessions import end_session, session_ended
 from common.forms import field
 from common.pages import Page, Refusal, redirect, render_form
+from common.workers import Busy
 from settings import SETTINGS_KEY
 from storage import STORE_KEY
 from storage.base import Session

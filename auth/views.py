@@ -9,12 +9,13 @@ from aiohttp import web
 
 from auth.accounts import signup_mode
 from auth.forms import clean_login, safe_next, validate_signup
-from auth.passwords import PASSWORDS_KEY, Busy, busy_refusal
+from auth.passwords import PASSWORDS_KEY, busy_refusal
 from auth.sessions import end_session, start_session
 from common import SESSION_KEY
 from common.forms import field
 from common.limits import LIMITS_KEY, login_pair, too_many
 from common.pages import Page, Refusal, redirect, render_form
+from common.workers import Busy
 from settings import SETTINGS_KEY
 from storage import STORE_KEY
 from storage.base import Invite, LoginTaken, login_key, login_skeleton, now

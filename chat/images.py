@@ -9,25 +9,22 @@ before any decoding (`Image.open` is lazy), so a bomb costs a few kilobytes of m
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import hashlib
 import logging
 import os
 import shutil
 import struct
-import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import BinaryIO, TypeVar
+from typing import BinaryIO
 
 from aiohttp import web
 from PIL import Image, ImageOps
 
-log = logging.getLogger(__name__)
+from common.workers import Workers
 
-T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 OCTET_STREAM = "application/octet-stream"
 PNG, JPEG, GIF, WEBP = "image/png", "image/jpeg", "image/gif", "image/webp"
@@ -301,45 +298,19 @@ def _strip_webp(src: BinaryIO, dst: BinaryIO) -> None:
     dst.write(struct.pack("<I", riff_size))
 
 
-class Busy(Exception):
-    """Every image worker is busy and the queue is full: try again shortly."""
-
-
-def _lower_priority() -> None:
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICENESS)
-    except (AttributeError, OSError):  # not Linux, or not allowed: images still work
-        pass
-
-
 class Images:
     """Examine uploads in a worker thread, a bounded number at a time, off the event loop."""
 
     def __init__(self, concurrency: int = 1, queue: int = 8) -> None:
-        self._pool = ThreadPoolExecutor(
-            max_workers=concurrency, thread_name_prefix="images", initializer=_lower_priority
-        )
-        self._slots = asyncio.Semaphore(concurrency)
-        self._limit = concurrency + queue
-        self._admitted = 0
-
-    async def _run(self, fn: Callable[..., T], *args: object) -> T:
-        if self._admitted >= self._limit:
-            raise Busy
-        self._admitted += 1
-        try:
-            async with self._slots:
-                return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
-        finally:
-            self._admitted -= 1
+        self._workers = Workers(concurrency, queue, "images", NICENESS)
 
     async def examine(self, path: Path, thumb: Path) -> Examined:
         """Examine a stored upload (see `examine`); Busy when the workers are saturated."""
-        return await self._run(examine, path, thumb)
+        return await self._workers.run(examine, path, thumb)
 
     def close(self) -> None:
         """Let the worker end once its work is done."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._workers.close()
 
 
 IMAGES_KEY = web.AppKey("images", Images)

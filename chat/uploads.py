@@ -23,7 +23,7 @@ from pathlib import Path
 from aiohttp import BodyPartReader, MultipartReader, web
 
 from chat.frames import CLIENT_ID_MAX, TEXT_MAX
-from chat.images import IMAGES_KEY, PIL_FORMATS, Busy, Images
+from chat.images import IMAGES_KEY, PIL_FORMATS, Images
 from chat.posting import post_message
 from chat.views import visible_room
 from common import SESSION_KEY
@@ -31,6 +31,7 @@ from common.csrf import csrf_valid
 from common.metrics import uploaded
 from common.names import HIDDEN_CATEGORIES
 from common.pages import Page, Refusal
+from common.workers import Busy
 from settings import SETTINGS_KEY
 from storage import STORE_KEY
 from storage.base import Message, Upload, new_upload_id, now

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from auth.passwords import HASH_NICENESS, PASSWORDS_KEY, Busy, Passwords
+from auth.passwords import HASH_NICENESS, PASSWORDS_KEY, Passwords
 from common.limits import LIMITS_KEY
+from common.workers import Busy
 from conftest import PASSWORD, Auth
 
 
