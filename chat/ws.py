@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Coroutine
+from typing import Any
 
 from aiohttp import WSMessage, WSMsgType, web
 
@@ -39,7 +41,7 @@ from common.metrics import METRICS_KEY
 from common.numbers import MAX_WHOLE, whole_number
 from settings import SETTINGS_KEY, Settings
 from storage import STORE_KEY
-from storage.base import ChangeRefused, StorageUnavailable
+from storage.base import ChangeRefused, Message, StorageUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -293,35 +295,35 @@ class ChatSocket(web.View):
 
     async def _change(self, conn: Connection, change: ChangeMessage) -> None:
         """Edit or delete the sender's own recent message (or, an admin, anyone's)."""
-        try:
-            await change_message(self.request.app, conn.room, change.seq, conn.user, change.text)
-        except ChangeRefused as exc:
-            conn.send_text(error_frame(exc.code, exc.message, change.client_id, seq=change.seq))
-        except StorageUnavailable as exc:
-            log.warning("message not changed: %s", exc)
-            conn.send_text(
-                error_frame(
-                    "unavailable",
-                    "Not changed: the database is unavailable.",
-                    change.client_id,
-                    seq=change.seq,
-                )
-            )
+        changed = change_message(self.request.app, conn.room, change.seq, conn.user, change.text)
+        await self._answer(conn, change.seq, change.client_id, changed, "message not changed")
 
     async def _react(self, conn: Connection, react: React) -> None:
         """Toggle the person's reaction on a message of this room; the change frame answers."""
+        reacted = react_message(self.request.app, conn.room, react.seq, conn.user, react.emoji)
+        await self._answer(conn, react.seq, react.client_id, reacted, "reaction not stored")
+
+    async def _answer(
+        self,
+        conn: Connection,
+        seq: int,
+        client_id: str | None,
+        change: Coroutine[Any, Any, Message],
+        failed: str,
+    ) -> None:
+        """Await a change to message `seq`; tell the sender why, should it be refused or fail.
+
+        Done, it needs no answer of its own: the room's `change` frame reaches the sender too.
+        """
         try:
-            await react_message(self.request.app, conn.room, react.seq, conn.user, react.emoji)
+            await change
         except ChangeRefused as exc:
-            conn.send_text(error_frame(exc.code, exc.message, react.client_id, seq=react.seq))
+            conn.send_text(error_frame(exc.code, exc.message, client_id, seq=seq))
         except StorageUnavailable as exc:
-            log.warning("reaction not stored: %s", exc)
+            log.warning("%s: %s", failed, exc)
             conn.send_text(
                 error_frame(
-                    "unavailable",
-                    "Not changed: the database is unavailable.",
-                    react.client_id,
-                    seq=react.seq,
+                    "unavailable", "Not changed: the database is unavailable.", client_id, seq=seq
                 )
             )
 
