@@ -1,8 +1,10 @@
 """Bots' outgoing webhooks: a mention of a bot, or a direct message to one, is POSTed to its URL.
 
 Posting never waits for them: a stored message is put on a bounded queue, and a few workers
-look up the bots it concerns and call their URLs (WEBHOOK_TIMEOUT each, 3 tries with backoff,
-no redirects). The JSON reply `{"text": ...}` is posted by the bot in the same room.
+look up the bots it concerns. Each bot's calls then wait in a lane of its own and are made one
+at a time, in order (WEBHOOK_TIMEOUT each, 3 tries with backoff, no redirects): a bot whose
+receiver is slow or down holds one call, never the workers nor the other bots. The JSON reply
+`{"text": ...}` is posted by the bot in the same room.
 
 Against SSRF, a URL's host must be, and resolve only to, public addresses (not loopback,
 private, link-local, multicast, reserved, nor such an address mapped into IPv6) unless
@@ -13,6 +15,7 @@ second DNS answer cannot swap in another address between the check and the conne
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hashlib
 import hmac
@@ -41,7 +44,8 @@ log = logging.getLogger(__name__)
 
 ATTEMPTS = 3
 QUEUE_SIZE = 1000  # messages waiting for their webhooks; beyond it they are dropped (logged)
-WORKERS = 4  # webhook calls under way at once
+WORKERS = 4  # messages looked at, and webhook calls under way, at once
+LANE_SIZE = 100  # calls waiting for one bot; beyond it they are dropped (logged)
 MENTIONS_MAX = 5  # bots looked up per message
 REPLY_MAX = 64 * 1024  # bytes of a webhook's answer read
 USER_AGENT = "aiohttp-chat-webhook/1"
@@ -145,6 +149,12 @@ class Webhooks:
         self.app = app
         self.queue: asyncio.Queue[Message] = asyncio.Queue(QUEUE_SIZE)
         self.session: aiohttp.ClientSession | None = None
+        # Per bot (by login key): the calls waiting, and the task making them one by one.
+        self.lanes: dict[str, collections.deque[tuple[Bot, Room, Message, str]]] = {}
+        self._callers: set[asyncio.Task[None]] = set()
+        self._calls_left = 0  # calls waiting or under way, in all lanes
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     def notice(self, message: Message) -> None:
         """Queue a stored message if it may concern a bot; never waits."""
@@ -185,7 +195,6 @@ class Webhooks:
                     targets[login_key(peer)] = "direct"
         for login in mentioned(message.text):
             targets.setdefault(login_key(login), "mention")
-        calls = []
         for login, event in targets.items():
             bot = await store.bots.find(login)
             if bot is None or bot.revoked or not bot.webhook_url:
@@ -196,13 +205,61 @@ class Webhooks:
             # A mention in a room the bot may not see is not its business (privacy).
             if await store.rooms.visible(room.slug, bot.login) is None:
                 continue
-            calls.append(self.call(bot, room, message, event))
-        # At once, so one slow receiver does not hold up the other bots (the connector bounds them).
-        for failed in await asyncio.gather(*calls, return_exceptions=True):
-            if isinstance(failed, Exception):
-                log.warning(
-                    "webhooks: answer to %s of %s failed: %r", message.seq, room.slug, failed
-                )
+            self._enqueue(bot, room, message, event)
+
+    def _enqueue(self, bot: Bot, room: Room, message: Message, event: str) -> None:
+        """Put a call in its bot's lane, starting the lane's caller if it has none."""
+        key = login_key(bot.login)
+        lane = self.lanes.get(key)
+        if lane is None:
+            lane = self.lanes[key] = collections.deque()
+            caller = asyncio.create_task(self._call_lane(key, lane))
+            self._callers.add(caller)
+            caller.add_done_callback(self._callers.discard)
+        elif len(lane) >= LANE_SIZE:
+            log.warning(
+                "webhooks: %d calls wait for bot %s; message %s of %s not sent",
+                len(lane), bot.login, message.seq, room.slug,
+            )  # fmt: skip
+            return
+        lane.append((bot, room, message, event))
+        self._calls_left += 1
+        self._idle.clear()
+
+    async def _call_lane(
+        self, key: str, lane: collections.deque[tuple[Bot, Room, Message, str]]
+    ) -> None:
+        """Make one bot's calls in order, one at a time; drop the lane once it is empty."""
+        while lane:
+            bot, room, message, event = lane.popleft()
+            try:
+                await self.call(bot, room, message, event)
+            except StorageError as exc:
+                log.warning("webhooks: answer to %s of %s failed: %s", message.seq, room.slug, exc)
+            except Exception:
+                log.exception("webhooks: answer to %s of %s failed", message.seq, room.slug)
+            finally:
+                self._calls_left -= 1
+                if not self._calls_left:
+                    self._idle.set()
+        del self.lanes[key]  # no await since the lane was found empty: nothing was added
+
+    async def settled(self) -> None:
+        """Wait until every queued message was looked at and its calls made, replies included."""
+        while True:
+            await self.queue.join()
+            if not self._calls_left:
+                return
+            await self._idle.wait()  # a reply posted meanwhile is a new message: look again
+
+    async def close(self) -> None:
+        """Stop the calls under way and drop those waiting."""
+        for caller in list(self._callers):
+            caller.cancel()
+        await asyncio.gather(*self._callers, return_exceptions=True)
+        self.lanes.clear()
+        self._calls_left = 0
+        self._idle.set()
 
     async def call(self, bot: Bot, room: Room, message: Message, event: str) -> None:
         """POST the event to the bot's URL (tried ATTEMPTS times) and post its reply."""
@@ -331,4 +388,5 @@ async def webhooks_ctx(app: web.Application) -> AsyncIterator[None]:
                 await workers.enter_async_context(running(webhooks.work()))
             yield
     finally:
+        await webhooks.close()
         await webhooks.session.close()

@@ -19,6 +19,7 @@ from aiohttp.test_utils import TestServer
 
 from chat.webhooks import (
     WEBHOOKS_KEY,
+    WORKERS,
     GuardedResolver,
     PrivateAddress,
     check_destination,
@@ -82,7 +83,7 @@ async def make_bot(admin: Auth, url: str, login: str = "helper") -> str:
 
 async def settled(person: Auth) -> None:
     """Wait until every queued message's webhooks were called (and retried) to the end."""
-    await asyncio.wait_for(person.client.app[WEBHOOKS_KEY].queue.join(), 10)
+    await asyncio.wait_for(person.client.app[WEBHOOKS_KEY].settled(), 10)
 
 
 async def say(ws: Any, text: str, client_id: str) -> dict[str, Any]:
@@ -210,6 +211,41 @@ async def test_it_gives_up_after_three_tries_and_posting_went_on(
     assert len(hook.calls) == 3
     assert "gave up after 3 tries" in caplog.text
     assert await alice.client.app[STORE_KEY].messages.last_seq("general") == 2
+
+
+@pytest.mark.parametrize(
+    "settings_overrides",
+    [{"webhook_allow_private": True, "webhook_backoff": 0.01, "webhook_timeout": 60}],
+)
+async def test_a_stuck_receiver_holds_up_neither_other_bots_nor_its_own_order(
+    make_user: Any, connect: Any, receiver: Any
+) -> None:
+    # More messages for a stuck bot than there are workers: before lanes, they held every worker
+    # (up to 3 tries of WEBHOOK_TIMEOUT each) and the other bot's call waited behind them.
+    release = asyncio.Event()
+
+    async def by_bot(request: web.Request, n: int) -> web.StreamResponse:
+        payload = await request.json()
+        if payload["bot"] == "stuck":
+            await release.wait()
+        return await reply(f"{payload['bot']} saw {payload['message']['text']}")
+
+    hook, url = await receiver(by_bot)
+    alice = await make_user("alice")
+    await make_bot(alice, url, "stuck")
+    await make_bot(alice, url, "quick")
+    ws = await connect(alice)
+    for i in range(WORKERS + 2):
+        await say(ws, f"@stuck {i}", f"c-{i}")
+    await say(ws, "@quick hello", "c-quick")
+    answer = await receive_until(ws, "message")
+    assert answer["text"] == "quick saw @quick hello"
+    assert [c[0]["bot"] for c in hook.calls].count("stuck") == 1  # one call at a time per bot
+    release.set()
+    answers = [(await receive_until(ws, "message"))["text"] for _ in range(WORKERS + 2)]
+    assert answers == [f"stuck saw @stuck {i}" for i in range(WORKERS + 2)]  # in order
+    await settled(alice)
+    assert len(hook.calls) == WORKERS + 3
 
 
 async def test_a_redirect_is_not_followed_and_a_4xx_not_retried(
