@@ -16,7 +16,7 @@ from auth.admin import (
     UserReactivate,
     UserRole,
 )
-from auth.bots import BotCreate, BotRevoke, BotWebhook
+from auth.bots import BotCreate, BotRekey, BotRevoke, BotWebhook
 from auth.views import Join, Login, Logout, SignUp
 from chat.bots import BotMessage, BotMessages, BotSlack
 from chat.search import SearchMessages, SearchPage
@@ -80,6 +80,7 @@ def setup_routes(app: web.Application) -> None:
             ),
             web.view("/admin/bots", BotCreate, name="admin-bots"),
             web.view("/admin/bots/{login}/revoke", BotRevoke, name="admin-bot-revoke"),
+            web.view("/admin/bots/{login}/rekey", BotRekey, name="admin-bot-rekey"),
             web.view("/admin/bots/{login}/webhook", BotWebhook, name="admin-bot-webhook"),
             # The bot API: the key in the URL authenticates (see middlewares.MACHINE_ROUTES).
             web.view("/api/bots/{key}/rooms/{slug}/messages", BotMessages, name="bot-messages"),

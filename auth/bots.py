@@ -140,6 +140,28 @@ class BotRevoke(web.View):
         raise redirect(self.request, "admin")
 
 
+class BotRekey(web.View):
+    """`POST /admin/bots/<login>/rekey`: a new key, shown once; the old one stops at once."""
+
+    async def post(self) -> web.Response:
+        require_admin(self.request)
+        store = self.request.app[STORE_KEY]
+        login = self.request.match_info["login"]
+        key = new_bot_key()
+        if not await store.bots.rekey(login, bot_key_hash(key)):
+            raise Refusal(404, NO_BOT)  # none, or revoked: a revoked bot stays so, for good
+        bot = await store.bots.find(login)
+        response = await render_bots(
+            self.request,
+            new_bot=bot,
+            new_key=key,
+            rekeyed=True,
+            new_urls=bot_urls(self.request, key),
+        )
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+
 class BotWebhook(web.View):
     """`POST /admin/bots/<login>/webhook` (field url; empty: none): where mentions are sent."""
 

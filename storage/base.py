@@ -728,6 +728,10 @@ class Bots(abc.ABC):
     async def set_webhook(self, login: str, url: str) -> bool:
         """Set (or with "" clear) the bot's outgoing webhook; False when there is no such bot."""
 
+    @abc.abstractmethod
+    async def rekey(self, login: str, key_hash: str) -> bool:
+        """Give a bot a new key, the old one stopping at once; False when none or revoked."""
+
 
 class Uploads(abc.ABC):
     """Uploaded files: their metadata, and their bytes (a file and, for images, a thumbnail)."""

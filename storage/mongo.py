@@ -823,6 +823,14 @@ class MongoBots(Bots):
             )
         return result.matched_count > 0
 
+    async def rekey(self, login: str, key_hash: str) -> bool:
+        async with _unavailable():
+            result = await self.col.update_one(
+                {"_id": login_key(login), "revoked": {"$ne": True}},
+                {"$set": {"key_hash": key_hash}},
+            )
+        return result.matched_count > 0
+
 
 GRIDFS_CHUNK = 255 * 1024  # GridFS's own default chunk size
 

@@ -872,6 +872,13 @@ class SqliteBots(Bots):
         )
         return bool(rows)
 
+    async def rekey(self, login: str, key_hash: str) -> bool:
+        rows = await self.db.write_one(
+            "UPDATE bots SET key_hash = ? WHERE login_key = ? AND NOT revoked RETURNING login",
+            (key_hash, login_key(login)),
+        )
+        return bool(rows)
+
 
 UPLOAD_COLUMNS = (
     "id, room, user, client_id, name, size, content_type, sha256, created_at,"

@@ -129,6 +129,37 @@ async def test_a_revoked_key_stops_working_at_once(make_user: Any) -> None:
     assert resp.status == 404
 
 
+async def test_a_new_key_replaces_the_old_one_at_once_and_is_shown_once(
+    make_user: Any,
+) -> None:
+    alice = await make_user("alice")
+    bob = await make_user("bob")
+    old = await make_bot(alice)
+    resp = await bob.post("/admin/bots/helper/rekey", {}, csrf_path="/")
+    assert resp.status == 403  # only an admin
+    resp = await alice.post("/admin/bots/helper/rekey", {}, csrf_path="/admin")
+    page = await resp.text()
+    assert resp.status == 200 and resp.headers["Cache-Control"] == "no-store"
+    assert "has a new key" in page
+    match = NEW_KEY.search(page)
+    assert match
+    new = match.group(1)
+    assert new != old and len(new) >= 43
+    resp = await alice.client.post(api(old), json={"text": "old key"})
+    assert resp.status == 404
+    assert await resp.json() == {"error": "Unknown or revoked bot key."}
+    assert (await alice.client.post(api(new), json={"text": "new key"})).status == 201
+    bot = await alice.client.app[STORE_KEY].bots.find("helper")
+    assert bot is not None and bot.key_hash == bot_key_hash(new) and not bot.revoked
+    assert new not in await (await alice.client.get("/admin")).text()  # shown that once
+    # A revoked key stays revoked: no new key brings the bot back.
+    await alice.post("/admin/bots/helper/revoke", {}, csrf_path="/admin")
+    for login in ("helper", "nobody"):
+        resp = await alice.post(f"/admin/bots/{login}/rekey", {}, csrf_path="/admin")
+        assert resp.status == 404, login
+    assert (await alice.client.post(api(new), json={"text": "revoked"})).status == 404
+
+
 async def test_a_deactivated_bot_is_refused(make_user: Any) -> None:
     alice = await make_user("alice")
     key = await make_bot(alice)
@@ -521,7 +552,13 @@ async def test_the_store_keeps_bots_by_login_and_key_hash(store: Store) -> None:
     assert found == bot and await store.bots.find("HELPER") == bot
     assert await store.bots.find_by_key(bot_key_hash("k2")) is None
     assert await store.bots.set_webhook("helper", "https://x.example/")
+    assert await store.bots.rekey("HELPER", bot_key_hash("k3"))
+    assert await store.bots.find_by_key(bot_key_hash("k1")) is None
+    rekeyed = await store.bots.find_by_key(bot_key_hash("k3"))
+    assert rekeyed is not None and rekeyed.login == "Helper"
     assert await store.bots.revoke("helper")
+    assert not await store.bots.rekey("helper", bot_key_hash("k4"))  # revoked stays revoked
+    assert not await store.bots.rekey("nobody", bot_key_hash("k5"))
     assert not await store.bots.revoke("nobody") and not await store.bots.set_webhook("no", "")
     (listed,) = await store.bots.list(10)
     assert (listed.webhook_url, listed.revoked, listed.login) == (
