@@ -539,6 +539,34 @@ async def test_edit_and_delete_own_messages_live_and_after_reload(
     assert console.problems == ["dialog: Delete this message for everyone?"]
 
 
+async def test_an_edit_from_another_tab_shows_once_the_edit_box_closes(
+    server: AppProcess, browser: Browser, console: Console
+) -> None:
+    here = await signed_up(browser, console, server.url, "alice")
+    there = await here.context.new_page()
+    await there.goto(here.url)
+    await send(here, "first words")
+    for page in (here, there):
+        await expect(page.locator("#messages li.message:not(.pending)")).to_have_count(1)
+    item = here.locator("#messages li.message").first
+    await item.get_by_role("button", name="Edit message").click()
+    box = item.locator("textarea.edit-box")
+    await box.fill("my draft")
+    other = there.locator("#messages li.message").first
+    await other.get_by_role("button", name="Edit message").click()
+    await other.locator("textarea.edit-box").fill("edited in the other tab")
+    await other.locator("textarea.edit-box").press("Enter")
+    await expect(other.locator(".text")).to_have_text("edited in the other tab")
+    await expect(box).to_have_value("my draft")  # the open edit is kept meanwhile
+    await box.press("Escape")
+    # Not the stale text from before the edit began, but the other tab's.
+    await expect(item.locator(".text")).to_have_text("edited in the other tab")
+    await expect(item.locator(".edited")).to_have_text("(edited)")
+    await item.get_by_role("button", name="Edit message").click()
+    await expect(item.locator("textarea.edit-box")).to_have_value("edited in the other tab")
+    assert console.problems == []
+
+
 # Each message item as a tree of tag, sorted attributes and children, whitespace-only text left out.
 MARKUP = """els => els.map(function tree(node) {
     if (node.nodeType !== Node.ELEMENT_NODE) return node.textContent.replace(/\\s+/g, " ").trim();

@@ -105,6 +105,25 @@ function setOnline(logins) {
   );
 }
 
+// The latest change of a message being edited here, shown once the edit box closes: while it is
+// open the item is kept (with the person's text), its reactions refreshed.
+const changedWhileEditing = new WeakMap();
+
+function replaceItem(old, frame) {
+  const fresh = render(frame, old.querySelector(".gone") !== null);
+  fresh.dataset.rev = String(frame.rev || 0);
+  const active = document.activeElement; // lost once the old item leaves the page
+  old.replaceWith(fresh);
+  reactions.carry(old, fresh, active);
+}
+
+document.getElementById("messages").addEventListener("editend", (event) => {
+  const li = event.target;
+  const frame = changedWhileEditing.get(li);
+  changedWhileEditing.delete(li);
+  if (frame && li.isConnected) replaceItem(li, frame);
+});
+
 function onFrame(frame) {
   switch (frame.type) {
     case "hello":
@@ -125,12 +144,10 @@ function onFrame(frame) {
       if (old && old.querySelector("textarea.edit-box") && !frame.deleted) {
         reactions.refresh(old, frame); // being edited here: keep the edit, show the reactions
         old.dataset.rev = String(frame.rev || 0);
+        changedWhileEditing.set(old, frame);
       } else if (old) {
-        const fresh = render(frame, old.querySelector(".gone") !== null);
-        fresh.dataset.rev = String(frame.rev || 0);
-        const active = document.activeElement; // lost once the old item leaves the page
-        old.replaceWith(fresh);
-        reactions.carry(old, fresh, active);
+        changedWhileEditing.delete(old);
+        replaceItem(old, frame);
       }
       replies.update(frame);
       break;

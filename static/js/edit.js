@@ -52,6 +52,8 @@ export class Controls {
     const done = () => {
       box.replaceWith(text);
       if (actions) actions.hidden = false;
+      // A change that came meanwhile (another tab's edit) may be shown now: see chat-page.js.
+      li.dispatchEvent(new CustomEvent("editend", { bubbles: true }));
     };
     box.addEventListener("keydown", (event) => {
       if (event.key === "Escape") {
