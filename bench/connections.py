@@ -130,7 +130,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.smoke:
         args.people, args.mid, args.small = 20, 10, 2
-        args.idle, args.heartbeat, args.messages, args.rate = 3.0, 1.0, 5, 10.0
+        # A ping must be answered within WS_HEARTBEAT / 2: 1 s leaves room for a busy machine.
+        args.idle, args.heartbeat, args.messages, args.rate = 5.0, 2.0, 5, 10.0
     rooms, names = plan_sockets(args.people, args.mid, args.small)
     count = sum(len(members) for members in rooms.values())
     # Inherited by the server and the load generator: each holds one descriptor per socket.
