@@ -2,6 +2,7 @@
 
     python bench/connections.py          # 10,000 sockets, ~3 minutes
     python bench/connections.py --smoke  # 200 sockets, seconds: checks the harness only
+    python bench/connections.py --gc-log # also the server's full garbage collections, by phase
 
 Starts the product (`app.py`, embedded store, temp directory), signs up `--people` accounts through
 the real form and creates the rooms through `POST /rooms` (rate limits raised, not bypassed).
@@ -93,6 +94,19 @@ def status_kib(pid: int, field: str) -> float:
     raise KeyError(field)
 
 
+def collections_between(log: Path | None, start: float, end: float) -> dict[str, float]:
+    """Sum the server's full collections (bench/gcwatch.py's log) that began in [start, end)."""
+    full = [0, 0.0, 0.0]
+    if log is not None and log.exists():
+        for line in log.read_text().splitlines():
+            at, generation, wall, cpu, _ = line.split()
+            if generation == "2" and start <= float(at) < end:
+                full[0] += 1
+                full[1] += float(wall) / 1000
+                full[2] += float(cpu) / 1000
+    return {"full": full[0], "wall_s": full[1], "cpu_s": full[2]}
+
+
 def read_json(gen: subprocess.Popen[str], prefix: str = "") -> dict[str, float]:
     """Read the generator's next line, which must be JSON after prefix."""
     assert gen.stdout is not None
@@ -127,6 +141,9 @@ def main() -> int:
     parser.add_argument("--heartbeat", type=float, default=25.0, help="WS_HEARTBEAT, seconds")
     parser.add_argument("--messages", type=int, default=50, help="messages into the big room")
     parser.add_argument("--rate", type=float, default=5.0, help="messages per second")
+    parser.add_argument(
+        "--gc-log", action="store_true", help="log the server's full collections (gcwatch.py)"
+    )
     args = parser.parse_args()
     if args.smoke:
         args.people, args.mid, args.small = 20, 10, 2
@@ -137,9 +154,11 @@ def main() -> int:
     # Inherited by the server and the load generator: each holds one descriptor per socket.
     soft, hard = raise_nofile(count + 256)
     work = Path(tempfile.mkdtemp(prefix="chat-bench-"))
+    gc_log = work / "gc.log" if args.gc_log else None
+    watch = [str(ROOT / "bench" / "gcwatch.py"), str(gc_log)] if gc_log else []
     product = Server(
         "product",
-        [sys.executable, str(ROOT / "app.py")],
+        [sys.executable, *watch, str(ROOT / "app.py")],
         {"DATA_DIR": str(work / "data"), "LOG_LEVEL": "WARNING", "ARGON2_TIME_COST": "1",
          "ARGON2_MEMORY_KIB": "1024", "ROOM_LIMIT_USER": str(len(names)),
          "WS_HEARTBEAT": f"{args.heartbeat:g}", **BENCH_LIMITS},
@@ -219,6 +238,12 @@ def main() -> int:
             f"(steal {(steal1 - steal0) / elapsed:.2f}) (target < 5%): {verdict(idle_ok)}"
         )
         print(f"  idle server CPU per ping answered: {per_ping:.0f} us (all idle work included)")
+        gc_idle = collections_between(gc_log, wall0, wall1)
+        if gc_log:
+            print(
+                f"  full garbage collections in the idle window: {gc_idle['full']:g}, "
+                f"{gc_idle['cpu_s']:.2f} s of CPU ({gc_idle['wall_s']:.2f} s wall)"
+            )
         cpu0, wall0 = cpu_seconds(pid), time.monotonic()
         tell(gen, f"send {args.messages} {args.rate:g}")
         report = read_json(gen)
@@ -237,6 +262,12 @@ def main() -> int:
             f"({report['delivery']:.2%}), {report['leaked']:g} to other rooms, "
             f"{report['lost']:g} sockets lost (target 100%): {verdict(deliver_ok)}"
         )
+        gc_send = collections_between(gc_log, wall0, time.monotonic())
+        if gc_log:
+            print(
+                f"  full garbage collections while the messages went: {gc_send['full']:g}, "
+                f"{gc_send['wall_s']:.2f} s wall"
+            )
         tell(gen, "close")
         gen.wait(60)
         summary.update(
@@ -255,6 +286,9 @@ def main() -> int:
             p99_ms=report["p99_ms"],
             lost=report["lost"],
             message_cpu_ms=message_cpu / max(1, report["sent"]) * 1e3,
+            gc_idle=gc_idle if gc_log else None,
+            gc_messages=gc_send if gc_log else None,
+            gc_full_total=collections_between(gc_log, 0.0, float("inf"))["full"],
             passed={
                 "rss": rss_kib <= TARGETS["rss_kib"],
                 "idle": idle_ok,
