@@ -96,15 +96,26 @@ def status_kib(pid: int, field: str) -> float:
 
 def collections_between(log: Path | None, start: float, end: float) -> dict[str, float]:
     """Sum the server's full collections (bench/gcwatch.py's log) that began in [start, end)."""
-    full = [0, 0.0, 0.0]
+    full, young = [0, 0.0, 0.0], [0, 0.0]
     if log is not None and log.exists():
         for line in log.read_text().splitlines():
             at, generation, wall, cpu, _ = line.split()
-            if generation == "2" and start <= float(at) < end:
+            if not start <= float(at) < end:
+                continue
+            if generation == "2":
                 full[0] += 1
                 full[1] += float(wall) / 1000
                 full[2] += float(cpu) / 1000
-    return {"full": full[0], "wall_s": full[1], "cpu_s": full[2]}
+            else:  # a young collection logged for taking over 10 ms
+                young[0] += 1
+                young[1] += float(wall) / 1000
+    return {
+        "full": full[0],
+        "wall_s": full[1],
+        "cpu_s": full[2],
+        "young_over_10ms": young[0],
+        "young_wall_s": young[1],
+    }
 
 
 def read_json(gen: subprocess.Popen[str], prefix: str = "") -> dict[str, float]:
@@ -266,7 +277,8 @@ def main() -> int:
         if gc_log:
             print(
                 f"  full garbage collections while the messages went: {gc_send['full']:g}, "
-                f"{gc_send['wall_s']:.2f} s wall"
+                f"{gc_send['wall_s']:.2f} s wall; young ones over 10 ms: "
+                f"{gc_send['young_over_10ms']:g}, {gc_send['young_wall_s']:.2f} s wall"
             )
         tell(gen, "close")
         gen.wait(60)
