@@ -163,3 +163,22 @@ def test_upload_smoke() -> None:
     assert summary["bomb_type"] == "application/octet-stream"  # refused before decoding
     assert summary["photo_type"] == "image/jpeg"
     assert 0 <= summary["bomb_rss_growth_mib"] < 100  # type: ignore[operator]
+
+
+def test_connections_smoke() -> None:
+    summary = run_smoke("connections.py", "--gc-log")
+    # 20 people, each in the big room, 4 rooms of 10 and 5 of 2: 200 sockets in 59 rooms.
+    assert summary["sockets"] == 200 and summary["rooms"] == 59
+    assert summary["delivery"] == 1.0 and summary["leaked"] == 0
+    assert summary["lost"] == 0 and summary["idle_lost"] == 0
+    assert summary["idle_pongs"] > 0  # WS_HEARTBEAT=2 over 5 s idle: pings came, were answered
+    for key in ("open_cpu_us_per_socket", "rss_kib_per_socket", "idle_core", "p50_ms", "p99_ms"):
+        value = summary[key]
+        assert isinstance(value, float) and value == value and value >= 0, key  # not NaN
+    assert summary["open_cpu_us_per_socket"] > 0  # type: ignore[operator]
+    passed = summary["passed"]
+    assert isinstance(passed, dict) and set(passed) == {"rss", "idle", "p99", "delivery"}
+    assert summary["gc_full_total"] >= 1  # type: ignore[operator]  # start-up's, at least
+    for phase in ("gc_idle", "gc_messages"):  # the server ran under bench/gcwatch.py
+        counts = summary[phase]
+        assert isinstance(counts, dict) and counts["full"] >= 0 and counts["wall_s"] >= 0, phase
