@@ -373,10 +373,21 @@ def scenario(args: argparse.Namespace, name: str, processes: int) -> dict[str, o
         "open_cpu_ms_per_socket": open_cpu / args.sockets * 1e3,
         "steady_cores": steady,
         "others_storm_cpu_s": others_storm,
+        # From SIGTERM: the others also hear of the restarted one's sockets leaving (Redis).
+        "others_cpu_ms_per_reconnect": [
+            cpu / max(1, reconnects[str(p.port)]) * 1e3
+            for p, cpu in zip(products[:-1], others_storm, strict=True)
+        ],
         "client_storm_cpu_s": client_storm,
         "rest_cores": max(
             0.0,
-            ((busy1 - busy0) - (cpu_resumed - cpu_term) - client_storm - sum(others_storm))
+            (
+                (busy1 - busy0)
+                - (total_old - cpu_term)
+                - cpu_resumed
+                - client_storm
+                - sum(others_storm)
+            )
             / (t_seen - t_term),
         ),
         "steal_cores": (steal1 - steal0) / (t_seen - t_term),
@@ -432,7 +443,8 @@ def show(name: str, f: dict[str, object]) -> None:
         f"{f['cpu_ms_per_reconnect']:.2f} ms per reconnect ({f['cpu_ms_per_reconnect_net']:.2f} "
         f"net of the flow's {f['steady_cores'][-1]:.2f} core); shutdown "
         f"{f['shutdown_cpu_s']:.2f} s; calm opening {f['open_cpu_ms_per_socket']:.2f} ms per "
-        f"socket; other process {sum(f['others_storm_cpu_s']):.2f} s; client "
+        f"socket; other process {sum(f['others_storm_cpu_s']):.2f} s "
+        f"({sum(f['others_cpu_ms_per_reconnect']):.2f} ms per reconnect it took); client "
         f"{f['client_storm_cpu_s']:.2f} s; rest of machine "
         f"{f['rest_cores']:.2f} core (steal {f['steal_cores']:.2f})\n"
         f"  {name}: messages made {f['messages_made']}, acknowledged {f['messages_acked']}, "
