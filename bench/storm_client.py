@@ -421,10 +421,10 @@ class Storm:
                 n = 0
             if n:
                 self.feed(c, self.read_buffer[:n])
-            elif c.state in ("open", "live"):
+            elif c.state == "live":
                 self.closed(c)
             else:
-                self.fail(c, "closed before the upgrade")
+                self.fail(c, "closed before hello" if c.state == "open" else "closed before 101")
         now = time.monotonic()
         if now >= self.next_sweep:
             self.next_sweep = now + 1.0

@@ -332,9 +332,9 @@ class RedisBroker(LocalBroker):
                 with contextlib.suppress(RedisError, OSError):
                     await self.redis.ping()
                     log.info("Redis answers again; subscribing afresh")
+                    # Not awaited: it ends at its next await, and its own clean-up closes
+                    # its subscription; the new one catches up from storage.
                     self._tasks[0].cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await self._tasks[0]
                     self._tasks[0] = asyncio.create_task(self._listen())
             try:
                 await self.redis.set(self._proc_key(self.proc), "1", ex=max(1, round(self.ttl)))
