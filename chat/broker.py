@@ -25,6 +25,8 @@ from chat.hub import Hub
 log = logging.getLogger(__name__)
 
 CHANNEL = "chat:events"
+POOL_SIZE = 100  # connections to Redis per process (redis-py's default)
+POOL_WAIT = 2.0  # seconds a command waits for a free one, as long as a command's own timeout
 
 
 class LocalBroker:
@@ -134,17 +136,25 @@ class RedisBroker(LocalBroker):
         self.proc = uuid.uuid4().hex[:12]
         self.ttl = presence_ttl
         # One immediate retry replaces a pooled connection that went stale in an outage;
-        # more would hold up the sender while Redis is really down.
-        self.redis = redis.Redis.from_url(
+        # more would hold up the sender while Redis is really down. The pool waits for a free
+        # connection: redis-py's default pool fails the command at once when all its 100 are
+        # busy, as they are when a restart's reconnect storm joins hundreds of sockets at once.
+        pool = redis.BlockingConnectionPool.from_url(
             url,
+            max_connections=POOL_SIZE,
+            timeout=POOL_WAIT,
             socket_timeout=2,
             socket_connect_timeout=2,
             decode_responses=True,
             retry=Retry(NoBackoff(), 1),
         )
+        self.redis = redis.Redis.from_pool(pool)
         self.healthy = False
         self._tasks: list[asyncio.Task[None]] = []
         self._subscribed = asyncio.Event()
+        # room -> (seq, frame) of the last message stored here while Redis was unavailable,
+        # published once it is back: the other processes fill the gap before it from storage.
+        self._unpublished: dict[str, tuple[int, str]] = {}
 
     def status(self) -> dict[str, str]:
         return {"redis": "ok" if self.healthy else "unavailable"}
@@ -175,7 +185,16 @@ class RedisBroker(LocalBroker):
         self.healthy = False
 
     async def publish_message(self, room: str, seq: int, frame: str) -> None:
-        await self._publish({"kind": "message", "room": room, "seq": seq, "frame": frame})
+        if self.healthy:
+            await self._publish({"kind": "message", "room": room, "seq": seq, "frame": frame})
+        if not self.healthy and seq > self._unpublished.get(room, (0, ""))[0]:
+            self._unpublished[room] = (seq, frame)
+
+    async def _publish_missed(self) -> None:
+        """Publish the last message of each room stored here while Redis was unavailable."""
+        missed, self._unpublished = self._unpublished, {}
+        for room, (seq, frame) in missed.items():
+            await self.publish_message(room, seq, frame)
 
     async def publish_room(self, room: str, frame: str, skip_user: str | None = None) -> None:
         await self._publish({"kind": "room", "room": room, "frame": frame, "skip": skip_user})
@@ -257,6 +276,7 @@ class RedisBroker(LocalBroker):
                     delay = 0.25
                     await self._resync()
                     await self.hub.catch_up()
+                    await self._publish_missed()
                     async for message in messages:
                         await self._handle(message)
             except (RedisError, OSError) as exc:
@@ -301,8 +321,21 @@ class RedisBroker(LocalBroker):
             log.warning("ignored a malformed broker event: %s", exc)
 
     async def _heartbeat(self) -> None:
-        """Keep this process's heartbeat key alive and sweep processes whose key expired."""
+        """Keep this process's heartbeat key alive and sweep processes whose key expired.
+
+        A command that failed while the subscription stayed up (a timeout, say) leaves the
+        broker marked unavailable, and only a new subscription marks it healthy again: when
+        Redis answers here meanwhile, the listener is started afresh, to resync and catch up.
+        """
         while True:
+            if not self.healthy and self._subscribed.is_set():
+                with contextlib.suppress(RedisError, OSError):
+                    await self.redis.ping()
+                    log.info("Redis answers again; subscribing afresh")
+                    # Not awaited: it ends at its next await, and its own clean-up closes
+                    # its subscription; the new one catches up from storage.
+                    self._tasks[0].cancel()
+                    self._tasks[0] = asyncio.create_task(self._listen())
             try:
                 await self.redis.set(self._proc_key(self.proc), "1", ex=max(1, round(self.ttl)))
                 await self.redis.sadd("chat:procs", self.proc)

@@ -182,3 +182,23 @@ def test_connections_smoke() -> None:
     for phase in ("gc_idle", "gc_messages"):  # the server ran under bench/gcwatch.py
         counts = summary[phase]
         assert isinstance(counts, dict) and counts["full"] >= 0 and counts["wall_s"] >= 0, phase
+
+
+def test_reconnect_smoke() -> None:
+    summary = run_smoke("reconnect.py")
+    for name, closed in (("A", 40), ("B", 20)):  # B restarts one of two processes
+        figures = summary[name]
+        assert isinstance(figures, dict)
+        assert figures["sockets"] == 40 and figures["sockets_closed"] == closed, name
+        assert figures["not_resumed"] == 0 and figures["session_ended"] == 0, name
+        assert figures["lost"] == 0 and figures["gaps"] == 0 and figures["resets"] == 0, name
+        # Every duplicate is a re-send's acknowledgement, which goes to its sender alone.
+        assert figures["duplicates"] == figures["ack_duplicates"], name
+        assert figures["double_stored"] == 0 and figures["seq_mismatches"] == 0, name
+        assert figures["unacked"] == 0 and figures["stored_matches_acked"] is True, name
+        assert figures["messages_acked"] == figures["stored"] > 0, name
+        reconnects = figures["reconnects"]
+        assert isinstance(reconnects, dict) and sum(reconnects.values()) >= closed, name
+        for key in ("all_resumed_s", "startup_cpu_s", "storm_cpu_s", "cpu_ms_per_reconnect"):
+            value = figures[key]
+            assert isinstance(value, float) and value == value and value > 0, (name, key)
