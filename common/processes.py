@@ -1,0 +1,127 @@
+"""Several worker processes on one port: a parent starts them, watches them and stops them.
+
+Each worker is a fresh interpreter (multiprocessing's `spawn`) that serves the whole app on the
+same port with SO_REUSEPORT, so the kernel spreads new connections over them. The parent serves
+nothing: it forwards SIGTERM/SIGINT to every worker once and waits for them. A worker that exits
+on its own is logged and takes the others down with it (exit code 1), so the supervisor (systemd,
+Heroku) restarts the whole set rather than it running on smaller unnoticed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import socket
+from collections.abc import Callable
+from multiprocessing.process import BaseProcess
+from types import FrameType
+from typing import TypeVar
+
+log = logging.getLogger("chat.workers")
+
+S = TypeVar("S")
+STOP_TIMEOUT = 20.0  # seconds for a worker's graceful stop (5 s of requests plus closing)
+PR_SET_PDEATHSIG = 1
+
+
+class Stopping(Exception):
+    """The parent was asked to stop (SIGTERM or SIGINT)."""
+
+
+class PortInUse(Exception):
+    """Something already listens on the port."""
+
+
+def check_port(host: str, port: int) -> None:
+    """Raise PortInUse when a listener holds host:port (SO_REUSEPORT would silently share it)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise PortInUse(f"cannot resolve HOST {host!r}: {exc}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp binds
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise PortInUse(f"{host}:{port} is already in use") from None
+            raise PortInUse(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
+def _worker(serve: Callable[[S], None], settings: S, parent: int) -> None:
+    """Run one worker: out of the terminal's process group, ended with its parent."""
+    # Ctrl-C reaches the terminal's whole process group; the parent forwards it once, because a
+    # second signal during aiohttp's shutdown would cut the sockets' 1001 close short.
+    os.setpgid(0, 0)
+    with contextlib.suppress(AttributeError, OSError):  # Linux only: a SIGKILLed parent
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # it died before prctl took effect
+        return
+    serve(settings)
+
+
+def _raise_stopping(signum: int, frame: FrameType | None) -> None:
+    raise Stopping(signal.Signals(signum).name)
+
+
+def _stop(workers: list[BaseProcess]) -> int:
+    """Send SIGTERM to the running workers, wait for them; return 0 when all exited cleanly."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_IGN)  # one stop is enough; it is under way
+    for worker in workers:
+        if worker.is_alive() and worker.pid is not None:
+            os.kill(worker.pid, signal.SIGTERM)
+    failed = 0
+    for number, worker in enumerate(workers, start=1):
+        worker.join(STOP_TIMEOUT)
+        if worker.is_alive():
+            log.error(
+                "worker %d (pid %s) did not stop in %g s; killed", number, worker.pid, STOP_TIMEOUT
+            )
+            worker.kill()
+            worker.join(5)
+            failed += 1
+        elif worker.exitcode not in (0, -signal.SIGTERM):
+            failed += 1
+    return 1 if failed else 0
+
+
+def run_workers(serve: Callable[[S], None], settings: S, count: int) -> int:
+    """Start `count` workers running `serve(settings)`; return the exit code once all stopped."""
+    context = multiprocessing.get_context("spawn")
+    workers: list[BaseProcess] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _raise_stopping)
+    try:
+        for number in range(1, count + 1):
+            worker = context.Process(
+                target=_worker, args=(serve, settings, os.getpid()), name=f"worker-{number}"
+            )
+            worker.start()
+            workers.append(worker)
+            log.info("worker %d of %d started (pid %d)", number, count, worker.pid)
+        sentinels = {worker.sentinel: number for number, worker in enumerate(workers, start=1)}
+        (ended, *_) = multiprocessing.connection.wait(list(sentinels))
+        number = sentinels[ended]  # type: ignore[index]
+        worker = workers[number - 1]
+        worker.join()
+        log.error(
+            "worker %d (pid %s) exited with code %s; stopping the others",
+            number,
+            worker.pid,
+            worker.exitcode,
+        )
+        _stop(workers)
+        return 1
+    except Stopping as exc:
+        log.info("%s: stopping %d workers", exc, len(workers))
+        code = _stop(workers)
+        log.info("all workers stopped")
+        return code
