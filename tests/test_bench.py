@@ -163,3 +163,18 @@ def test_upload_smoke() -> None:
     assert summary["bomb_type"] == "application/octet-stream"  # refused before decoding
     assert summary["photo_type"] == "image/jpeg"
     assert 0 <= summary["bomb_rss_growth_mib"] < 100  # type: ignore[operator]
+
+
+def test_workers_smoke() -> None:
+    summary = run_smoke("workers.py")
+    for count in (1, 2):
+        row = summary[f"workers{count}"]
+        assert isinstance(row, dict)
+        assert row["pids"] == count  # every worker answered on the shared port
+        assert row["rate"] == 20 and row["delivery"] == 1.0  # the tiny ramp: 10 and 20 messages/s
+        assert len(row["worker_cores"]) == count
+        for key in ("frames_per_s", "p99_ms", "loadgen_cores", "redis_cores", "idle_cores"):
+            assert row[key] == row[key] and row[key] >= 0, (count, key)  # a number, not NaN
+        assert sum(row["worker_cores"]) > 0, count  # the CPU clocks register even a short run
+    gain = summary["gain"]
+    assert isinstance(gain, float) and gain > 0
