@@ -32,7 +32,7 @@ from common.health import READY_CHECKS_KEY, setup_health
 from common.limits import LIMITS_KEY, Limits
 from common.logs import access_log_options, configure_logging
 from common.metrics import setup_metrics
-from common.processes import PortInUse, check_port, run_workers
+from common.processes import PortInUse, check_port, run_workers, stop_once
 from common.redact import RedactKeys
 from routes import setup_routes
 from settings import (
@@ -135,14 +135,17 @@ def setup_logging(settings: Settings) -> None:
         handler.addFilter(RedactKeys())  # bot keys are in URLs; no log line shows one
 
 
-def serve(settings: Settings, reuse_port: bool | None = None) -> None:
-    """Serve the app until SIGINT or SIGTERM (`reuse_port`: one of several workers)."""
+def serve(settings: Settings, worker: bool = False) -> None:
+    """Serve the app until SIGINT or SIGTERM (`worker`: one of several on the port)."""
+    app = create_app(settings)
+    if worker:
+        app.on_startup.append(stop_once)
     try:
         web.run_app(
-            create_app(settings),
+            app,
             host=settings.host,
             port=settings.port,
-            reuse_port=reuse_port,
+            reuse_port=True if worker else None,
             shutdown_timeout=SHUTDOWN_TIMEOUT,
             **access_log_options(settings.log_format),
             print=None,
@@ -154,7 +157,7 @@ def serve(settings: Settings, reuse_port: bool | None = None) -> None:
 def serve_worker(settings: Settings) -> None:
     """Serve as one of several workers sharing the port."""
     setup_logging(settings)
-    serve(settings, reuse_port=True)
+    serve(settings, worker=True)
 
 
 async def prepare_store(settings: Settings) -> None:

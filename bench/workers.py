@@ -22,6 +22,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -49,6 +50,7 @@ SOCKETS = 1000
 DURATION = 3.0
 BUSY_CORES = 0.9  # a process that used this much was out of its core
 IDLE_LEFT = 0.2  # the machine was out of cores when less than this was left idle
+FLAG_CORES = 0.3  # a run is flagged when the rest of the machine used more than this
 PID_RE = re.compile(r'^chat_process_info\{pid="(\d+)"', re.M)
 PROBES = 200  # fresh connections tried before giving up on finding every worker
 
@@ -94,7 +96,7 @@ class Setup:
     best_rate: float = 0.0
     best: dict[str, object] = field(default_factory=dict)
     limit: str = "none"
-    misses: int = 0
+    flagged: int = 0  # runs during which the rest of the machine used more than FLAG_CORES
 
     @property
     def name(self) -> str:
@@ -182,7 +184,8 @@ def show(setup: Setup, rate: float, run: dict[str, object], verdict: str) -> Non
         f"p99={run['p99_ms']:8.2f}ms delivery={run['delivery']:7.2%} cores: workers {workers}, "
         f"load generator {run['loadgen_cores']:.2f}, redis {run['redis_cores']:.2f}, "
         f"rest {run['rest_cores']:.2f} (steal {run['steal_cores']:.2f}), "
-        f"idle {run['idle_cores']:.2f} {verdict}",
+        f"idle {run['idle_cores']:.2f} {verdict}"
+        + (" FLAGGED: rest of machine busy" if run["rest_cores"] > FLAG_CORES else ""),  # type: ignore[operator]
         flush=True,
     )
 
@@ -194,11 +197,16 @@ def main() -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny and quick: check the harness")
     parser.add_argument("--sockets", type=int, default=SOCKETS)
     parser.add_argument("--duration", type=float, default=DURATION)
+    parser.add_argument(
+        "--rates", default=",".join(map(str, RATES)), help="messages/s of the ramp's steps"
+    )
     args = parser.parse_args()
-    sockets, rates, duration = args.sockets, RATES, args.duration
+    sockets, duration = args.sockets, args.duration
+    rates = tuple(float(r) for r in args.rates.split(","))
     if args.smoke:
         sockets, rates, duration = 20, (10, 20), 1.0
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # so `finally` stops every server
     work = Path(tempfile.mkdtemp(prefix="chat-bench-workers-"))
     setups: list[Setup] = []
     started = time.monotonic()
@@ -227,6 +235,7 @@ def main() -> int:
                 # or a stall of the VM is enough to lift one run's p99 past 100 ms.
                 for attempt in range(2):
                     run = run_load(setup, sockets, rate, duration)
+                    setup.flagged += run["rest_cores"] > FLAG_CORES  # type: ignore[operator]
                     ok = run["p99_ms"] < 100 and run["delivery"] >= 0.999  # type: ignore[operator]
                     show(
                         setup, rate, run, "ok" if ok else "missed" if attempt == 0 else "saturated"
@@ -246,12 +255,14 @@ def main() -> int:
             }[setup.limit]
             print(
                 f"saturation {setup.name}: {setup.best_rate:g} messages/s into {sockets} sockets, "
-                f"{setup.best.get('frames_per_s', 0.0):.0f} frames/s{tail}"
+                f"{setup.best.get('frames_per_s', 0.0):.0f} frames/s{tail}; "
+                f"{setup.flagged} run(s) flagged (rest of machine > {FLAG_CORES} core)"
             )
             summary[f"workers{setup.workers}"] = {
                 "rate": setup.best_rate,
                 "limit": setup.limit,
                 "pids": len(setup.pids),
+                "flagged_runs": setup.flagged,
                 **setup.best,
             }
         one, two = (summary[f"workers{n}"] for n in (1, 2))

@@ -9,6 +9,7 @@ Heroku) restarts the whole set rather than it running on smaller unnoticed.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import errno
@@ -22,6 +23,8 @@ from collections.abc import Callable
 from multiprocessing.process import BaseProcess
 from types import FrameType
 from typing import TypeVar
+
+from aiohttp import web
 
 log = logging.getLogger("chat.workers")
 
@@ -65,6 +68,23 @@ def _worker(serve: Callable[[S], None], settings: S, parent: int) -> None:
     if os.getppid() != parent:  # it died before prctl took effect
         return
     serve(settings)
+
+
+async def stop_once(app: web.Application) -> None:
+    """Make a worker stop on its first SIGTERM/SIGINT and ignore the rest (an `on_startup` hook).
+
+    Heroku signals every process of a dyno, and the parent forwards its own signal too: aiohttp's
+    handler would raise again in the middle of the shutdown, cutting the sockets' 1001 short.
+    """
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, lambda: None)  # already stopping
+        raise web.GracefulExit()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop)  # replaces aiohttp's handler, added before startup
 
 
 def _raise_stopping(signum: int, frame: FrameType | None) -> None:

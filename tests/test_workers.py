@@ -171,20 +171,36 @@ async def test_a_message_crosses_from_one_worker_to_the_other(
     assert (await frame(a.ws, "message"))["text"] == "and back"
 
 
+async def closed_with(sock: Socket) -> int | None:
+    """Read until the socket closes; return its close code."""
+    async with asyncio.timeout(15):
+        msg = await sock.ws.receive()
+        while msg.type not in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.CLOSING):
+            msg = await sock.ws.receive()
+    return sock.ws.close_code
+
+
 async def test_sigterm_stops_every_worker_and_closes_sockets_with_1001(
     workers: AppProcess, two_sockets: tuple[Socket, Socket]
 ) -> None:
     pids = {sock.pid for sock in two_sockets}
     assert workers.terminate(timeout=30) == 0
-    for sock in two_sockets:
-        async with asyncio.timeout(10):
-            msg = await sock.ws.receive()
-            while msg.type not in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.CLOSING):
-                msg = await sock.ws.receive()
-        assert sock.ws.close_code == 1001
+    assert [await closed_with(sock) for sock in two_sockets] == [1001, 1001]
     assert all(gone(pid) for pid in pids)
     assert "SIGTERM: stopping 2 workers" in log_of(workers)
     assert "all workers stopped" in log_of(workers)
+
+
+async def test_sigterm_to_every_process_at_once_still_stops_gracefully(
+    workers: AppProcess, two_sockets: tuple[Socket, Socket]
+) -> None:
+    # As Heroku stops a dyno: each worker gets SIGTERM, and the parent forwards one more.
+    assert workers.proc is not None
+    for sock in two_sockets:
+        os.kill(sock.pid, signal.SIGTERM)
+    workers.proc.send_signal(signal.SIGTERM)
+    assert workers.proc.wait(30) == 0
+    assert [await closed_with(sock) for sock in two_sockets] == [1001, 1001]
 
 
 async def test_a_worker_that_dies_stops_the_others(workers: AppProcess) -> None:
