@@ -160,6 +160,8 @@ def run_load(setup: Setup, sockets: int, rate: float, duration: float) -> dict[s
     return {
         **report,
         "worker_cores": [round(c, 3) for c in workers],
+        # All the workers' CPU per frame delivered: what a second process costs on top.
+        "cpu_us_per_frame": round(sum(workers) * wall / max(1, report["received"]) * 1e6, 3),
         "loadgen_cores": round(loadgen, 3),
         "redis_cores": round(redis, 3),
         "rest_cores": round(max(0.0, busy - sum(cores)), 3),
@@ -181,7 +183,8 @@ def show(setup: Setup, rate: float, run: dict[str, object], verdict: str) -> Non
     workers = "+".join(f"{c:.2f}" for c in run["worker_cores"])  # type: ignore[attr-defined]
     print(
         f"  {setup.name:9} R={rate:<4g} frames/s={run['frames_per_s']:8.0f} "
-        f"p99={run['p99_ms']:8.2f}ms delivery={run['delivery']:7.2%} cores: workers {workers}, "
+        f"p99={run['p99_ms']:8.2f}ms delivery={run['delivery']:7.2%} "
+        f"cpu/frame={run['cpu_us_per_frame']:5.2f}us cores: workers {workers}, "
         f"load generator {run['loadgen_cores']:.2f}, redis {run['redis_cores']:.2f}, "
         f"rest {run['rest_cores']:.2f} (steal {run['steal_cores']:.2f}), "
         f"idle {run['idle_cores']:.2f} {verdict}"

@@ -173,7 +173,8 @@ def test_workers_smoke() -> None:
         assert row["pids"] == count  # every worker answered on the shared port
         assert row["rate"] == 20 and row["delivery"] == 1.0  # the tiny ramp: 10 and 20 messages/s
         assert len(row["worker_cores"]) == count
-        for key in ("frames_per_s", "p99_ms", "loadgen_cores", "redis_cores", "idle_cores"):
+        figures = ("frames_per_s", "p99_ms", "cpu_us_per_frame", "loadgen_cores", "redis_cores")
+        for key in (*figures, "idle_cores"):
             assert row[key] == row[key] and row[key] >= 0, (count, key)  # a number, not NaN
         assert sum(row["worker_cores"]) > 0, count  # the CPU clocks register even a short run
     gain = summary["gain"]
