@@ -60,8 +60,8 @@ def check_port(host: str, port: int) -> None:
 
 def _worker(serve: Callable[[S], None], settings: S, parent: int) -> None:
     """Run one worker: out of the terminal's process group, ended with its parent."""
-    # Ctrl-C reaches the terminal's whole process group; the parent forwards it once, because a
-    # second signal during aiohttp's shutdown would cut the sockets' 1001 close short.
+    # Ctrl-C reaches the terminal's whole process group: let only the parent take it (it
+    # forwards SIGTERM), so stopping is its decision and the log tells one story.
     os.setpgid(0, 0)
     with contextlib.suppress(AttributeError, OSError):  # Linux only: a SIGKILLed parent
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)

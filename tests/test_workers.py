@@ -212,6 +212,17 @@ async def test_a_worker_that_dies_stops_the_others(workers: AppProcess) -> None:
     assert f"(pid {victim}) exited with code -9; stopping the others" in log_of(workers)
 
 
+async def test_workers_end_with_a_killed_parent(workers: AppProcess) -> None:
+    pids = await both_pids(workers.url)
+    assert len(pids) == 2
+    workers.kill()  # SIGKILL: the parent forwards nothing; the kernel tells the workers
+    for _ in range(300):  # bounded: up to ~30 s for a graceful stop
+        if all(gone(pid) for pid in pids):
+            break
+        await asyncio.sleep(0.1)
+    assert all(gone(pid) for pid in pids)
+
+
 def test_several_workers_without_redis_refuse_to_start(tmp_path: Path) -> None:
     for args, env in ((("--workers", "2"), {}), ((), {"WORKERS": "3"})):
         result = run_app(tmp_path, *args, **env)
