@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import mmap
+import os
 import sqlite3
 import struct
 import time
@@ -79,7 +79,10 @@ class SqliteDb:
         self._write_lock = asyncio.Lock()
         self._writes_since_checkpoint = 0
         self._checkpoint: asyncio.Task[None] | None = None
-        self._wal_index: mmap.mmap | None = None
+        # Open until the connections are closed: closing any descriptor of the `-shm` file drops
+        # every POSIX lock this process holds on it, SQLite's included, and another process
+        # opening the database would then rebuild the WAL index under this one (see close).
+        self._wal_index: int | None = None
 
     async def _open(self) -> aiosqlite.Connection:
         conn = await aiosqlite.connect(self.path, isolation_level=None, timeout=5.0)
@@ -121,9 +124,6 @@ class SqliteDb:
         """Close the connections."""
         if self._checkpoint is not None:
             await self._checkpoint
-        if self._wal_index is not None:
-            self._wal_index.close()  # before the last connection, which may remove the file
-            self._wal_index = None
         if self._inline is not None:
             with contextlib.suppress(sqlite3.Error):
                 self._inline.close()
@@ -132,6 +132,11 @@ class SqliteDb:
                 with contextlib.suppress(Exception):
                     await conn.close()
         self._reader = self._writer = self._inline = None
+        # Only now, with SQLite's locks on the `-shm` file given up: closing it earlier would drop
+        # them while the connections still rely on them.
+        if self._wal_index is not None:
+            os.close(self._wal_index)
+            self._wal_index = None
 
     async def fetch(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
         """Run a read query and return its rows."""
@@ -204,20 +209,25 @@ class SqliteDb:
     def _wal_restart_pending(self) -> bool:
         """Say whether the WAL is wholly checkpointed, so that the next write restarts it.
 
-        Read from the WAL index that every connection to the file shares, mapped once. Without
-        it (not mapped yet, or it cannot be), say no: the write runs on the event loop as before.
+        Read from the WAL index that every connection to the file shares (its file opened once).
+        Without it (not there yet, or it cannot be read), say no: the write runs on the event loop
+        as before.
         """
-        index = self._wal_index
-        if index is None:
+        if self._wal_index is None:
             try:
-                with open(f"{self.path}-shm", "rb") as file:
-                    index = self._wal_index = mmap.mmap(
-                        file.fileno(), WAL_INDEX_SIZE, access=mmap.ACCESS_READ
-                    )
-            except (OSError, ValueError):
+                self._wal_index = os.open(f"{self.path}-shm", os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
                 return False
-        (frames,) = struct.unpack_from("=I", index, WAL_INDEX_MX_FRAME)
-        (copied,) = struct.unpack_from("=I", index, WAL_INDEX_N_BACKFILL)
+        # A read, not a map: Python's mmap keeps a descriptor of its own, and closes it (so
+        # dropping SQLite's locks) when a mapping fails or ends.
+        try:
+            header = os.pread(self._wal_index, WAL_INDEX_SIZE, 0)
+        except OSError:
+            return False
+        if len(header) < WAL_INDEX_SIZE:
+            return False
+        (frames,) = struct.unpack_from("=I", header, WAL_INDEX_MX_FRAME)
+        (copied,) = struct.unpack_from("=I", header, WAL_INDEX_N_BACKFILL)
         return 0 < frames == copied
 
     def _wrote(self) -> None:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -533,6 +536,45 @@ async def test_sqlite_wal_restarts_while_messages_keep_coming(
     (_, frames, _) = (await db.fetch("PRAGMA wal_checkpoint(PASSIVE)"))[0]
     assert 0 <= frames < 150
     assert await store.messages.last_seq("general") == 300
+
+
+# Run in another process: which lock a process holds on the WAL index's "dead man switch" byte
+# (offset 128 of the `-shm` file), held read-locked by every process with the database open.
+# One that finds it free takes it, truncates the index and rebuilds it from the WAL.
+WAL_INDEX_DMS_PROBE = """
+import fcntl, os, struct, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+ask = struct.pack("hhqqi4x", fcntl.F_WRLCK, os.SEEK_SET, 128, 1, 0)
+kind, _, _, _, pid = struct.unpack("hhqqi4x", fcntl.fcntl(fd, fcntl.F_GETLK, ask))
+names = {fcntl.F_RDLCK: "read-locked", fcntl.F_WRLCK: "write-locked", fcntl.F_UNLCK: "unlocked"}
+print(names[kind], pid)
+"""
+
+
+def _wal_index_lock(db: Any) -> str:
+    """Say, as another process sees it, who holds the WAL index's dead man switch."""
+    probe = [sys.executable, "-c", WAL_INDEX_DMS_PROBE, f"{db.path}-shm"]
+    return subprocess.run(probe, capture_output=True, text=True, check=True, timeout=30).stdout
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_sqlite_keeps_its_wal_index_locks_while_it_writes(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The engine reads the WAL index itself (see the test below). Closing any descriptor of the
+    # `-shm` file drops every POSIX lock the process holds on it, SQLite's own included: a backup
+    # or a second worker opening the database would then rebuild the index under this process,
+    # which died of it (SIGBUS) in a backup under load.
+    monkeypatch.setattr("storage.sqlite_engine.CHECKPOINT_EVERY", 10)
+    db = store.db  # type: ignore[attr-defined]
+    held = f"read-locked {os.getpid()}\n"
+    assert _wal_index_lock(db) == held
+    await store.messages.add("general", "alice", "m1", "c1")  # the first write reads the index
+    assert _wal_index_lock(db) == held
+    await _write_until_a_checkpoint_starts(store)
+    await _checkpoint_finished(db)
+    await store.messages.add("general", "alice", "after", "c-after")
+    assert _wal_index_lock(db) == held
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
