@@ -180,14 +180,17 @@ async def closed_with(sock: Socket) -> int | None:
     return sock.ws.close_code
 
 
-async def test_sigterm_stops_every_worker_and_closes_sockets_with_1001(
-    workers: AppProcess, two_sockets: tuple[Socket, Socket]
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+async def test_a_signal_stops_every_worker_and_closes_sockets_with_1001(
+    workers: AppProcess, two_sockets: tuple[Socket, Socket], sig: signal.Signals
 ) -> None:
     pids = {sock.pid for sock in two_sockets}
-    assert workers.terminate(timeout=30) == 0
+    assert workers.proc is not None
+    workers.proc.send_signal(sig)
+    assert workers.proc.wait(30) == 0
     assert [await closed_with(sock) for sock in two_sockets] == [1001, 1001]
     assert all(gone(pid) for pid in pids)
-    assert "SIGTERM: stopping 2 workers" in log_of(workers)
+    assert f"{sig.name}: stopping 2 workers" in log_of(workers)
     assert "all workers stopped" in log_of(workers)
 
 
