@@ -51,6 +51,7 @@ DURATION = 3.0
 BUSY_CORES = 0.9  # a process that used this much was out of its core
 IDLE_LEFT = 0.2  # the machine was out of cores when less than this was left idle
 FLAG_CORES = 0.3  # a run is flagged when the rest of the machine used more than this
+RERUN_BUDGET = 90.0  # seconds of re-runs of flagged misses (none in the smoke mode)
 PID_RE = re.compile(r'^chat_process_info\{pid="(\d+)"', re.M)
 PROBES = 200  # fresh connections tried before giving up on finding every worker
 
@@ -213,6 +214,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="chat-bench-workers-"))
     setups: list[Setup] = []
     started = time.monotonic()
+    budget = 0.0 if args.smoke else RERUN_BUDGET
     try:
         for count in (1, 2):
             redis = Redis()
@@ -235,14 +237,21 @@ def main() -> int:
                 if setup.limit != "none":
                     continue
                 # A step fails only when it fails twice in a row: one full garbage collection
-                # or a stall of the VM is enough to lift one run's p99 past 100 ms.
-                for attempt in range(2):
+                # or a stall of the VM is enough to lift one run's p99 past 100 ms. A miss while
+                # the rest of the machine was busy is run again while the budget lasts.
+                misses = 0
+                while misses < 2:
+                    begun = time.monotonic()
                     run = run_load(setup, sockets, rate, duration)
-                    setup.flagged += run["rest_cores"] > FLAG_CORES  # type: ignore[operator]
+                    flagged = run["rest_cores"] > FLAG_CORES  # type: ignore[operator]
+                    setup.flagged += flagged
                     ok = run["p99_ms"] < 100 and run["delivery"] >= 0.999  # type: ignore[operator]
-                    show(
-                        setup, rate, run, "ok" if ok else "missed" if attempt == 0 else "saturated"
-                    )
+                    if not ok and flagged and budget > 0:
+                        budget -= time.monotonic() - begun
+                        show(setup, rate, run, "missed; run again")
+                        continue
+                    misses += not ok
+                    show(setup, rate, run, "ok" if ok else "missed" if misses < 2 else "saturated")
                     if ok:
                         setup.best_rate, setup.best = rate, run
                         break
