@@ -2,9 +2,10 @@
 
 Each worker is a fresh interpreter (multiprocessing's `spawn`) that serves the whole app on the
 same port with SO_REUSEPORT, so the kernel spreads new connections over them. The parent serves
-nothing: it forwards SIGTERM/SIGINT to every worker once and waits for them. A worker that exits
-on its own is logged and takes the others down with it (exit code 1), so the supervisor (systemd,
-Heroku) restarts the whole set rather than it running on smaller unnoticed.
+nothing: it forwards SIGTERM/SIGINT to every worker once and waits for them. A worker that fails
+(exits non-zero or is killed) is logged and takes the others down with it (exit code 1), so the
+supervisor (systemd, Heroku) restarts the whole set rather than it running on smaller unnoticed; a
+worker stopped by a signal of its own stops the others as the parent's signal would (exit 0).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ log = logging.getLogger("chat.workers")
 S = TypeVar("S")
 STOP_TIMEOUT = 20.0  # seconds for a worker's graceful stop (5 s of requests plus closing)
 PR_SET_PDEATHSIG = 1
+CLEAN = (0, -signal.SIGTERM)  # a worker's exit codes after a stop it was asked for
 
 
 class Stopping(Exception):
@@ -77,27 +79,39 @@ async def stop_once(app: web.Application) -> None:
     handler would raise again in the middle of the shutdown, cutting the sockets' 1001 short.
     """
     loop = asyncio.get_running_loop()
+    stopping = False
 
     def stop() -> None:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, lambda: None)  # already stopping
+        nonlocal stopping
+        if stopping:  # two signals read at once both call this, whatever the handler is now
+            return
+        stopping = True
         raise web.GracefulExit()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop)  # replaces aiohttp's handler, added before startup
 
 
-def _raise_stopping(signum: int, frame: FrameType | None) -> None:
-    raise Stopping(signal.Signals(signum).name)
+class _Signals:
+    """Raise Stopping in the parent on its first SIGTERM/SIGINT; ignore the later ones."""
+
+    def __init__(self) -> None:
+        self.received = False
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self.handle)
+
+    def handle(self, signum: int, frame: FrameType | None) -> None:
+        if not self.received:
+            self.received = True
+            raise Stopping(signal.Signals(signum).name)
 
 
 def _stop(workers: list[BaseProcess]) -> int:
     """Send SIGTERM to the running workers, wait for them; return 0 when all exited cleanly."""
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, signal.SIG_IGN)  # one stop is enough; it is under way
     for worker in workers:
         if worker.is_alive() and worker.pid is not None:
-            os.kill(worker.pid, signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):  # it ended just now
+                os.kill(worker.pid, signal.SIGTERM)
     failed = 0
     for number, worker in enumerate(workers, start=1):
         worker.join(STOP_TIMEOUT)
@@ -108,7 +122,7 @@ def _stop(workers: list[BaseProcess]) -> int:
             worker.kill()
             worker.join(5)
             failed += 1
-        elif worker.exitcode not in (0, -signal.SIGTERM):
+        elif worker.exitcode not in CLEAN:
             failed += 1
     return 1 if failed else 0
 
@@ -117,8 +131,7 @@ def run_workers(serve: Callable[[S], None], settings: S, count: int) -> int:
     """Start `count` workers running `serve(settings)`; return the exit code once all stopped."""
     context = multiprocessing.get_context("spawn")
     workers: list[BaseProcess] = []
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, _raise_stopping)
+    signals = _Signals()
     try:
         for number in range(1, count + 1):
             worker = context.Process(
@@ -132,6 +145,12 @@ def run_workers(serve: Callable[[S], None], settings: S, count: int) -> int:
         number = sentinels[ended]  # type: ignore[index]
         worker = workers[number - 1]
         worker.join()
+        signals.received = True  # from now on a signal changes nothing: the stop is under way
+        if worker.exitcode in CLEAN:  # it was sent SIGTERM itself (Heroku signals every process)
+            log.info("worker %d (pid %s) stopped; stopping the others", number, worker.pid)
+            code = _stop(workers)
+            log.info("all workers stopped")
+            return code
         log.error(
             "worker %d (pid %s) exited with code %s; stopping the others",
             number,

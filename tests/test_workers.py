@@ -202,8 +202,20 @@ async def test_sigterm_to_every_process_at_once_still_stops_gracefully(
     for sock in two_sockets:
         os.kill(sock.pid, signal.SIGTERM)
     workers.proc.send_signal(signal.SIGTERM)
+    assert workers.proc.wait(30) == 0, log_of(workers)[-3000:]
+    assert [await closed_with(sock) for sock in two_sockets] == [1001, 1001]
+
+
+async def test_sigterm_to_one_worker_stops_them_all_gracefully(
+    workers: AppProcess, two_sockets: tuple[Socket, Socket]
+) -> None:
+    stopped, other = two_sockets
+    assert workers.proc is not None
+    os.kill(stopped.pid, signal.SIGTERM)
     assert workers.proc.wait(30) == 0
     assert [await closed_with(sock) for sock in two_sockets] == [1001, 1001]
+    assert gone(other.pid)
+    assert f"(pid {stopped.pid}) stopped; stopping the others" in log_of(workers)
 
 
 async def test_a_worker_that_dies_stops_the_others(workers: AppProcess) -> None:
