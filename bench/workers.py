@@ -48,6 +48,7 @@ from ws_fanout import (  # noqa: E402
 RATES = (50, 100, 150, 200, 250, 300, 400, 500, 600, 800)  # messages/s into SOCKETS sockets
 SOCKETS = 1000
 DURATION = 3.0
+GRACE = 3.0  # seconds the load generator waits for the last frames
 BUSY_CORES = 0.9  # a process that used this much was out of its core
 IDLE_LEFT = 0.2  # the machine was out of cores when less than this was left idle
 FLAG_CORES = 0.3  # a run is flagged when the rest of the machine used more than this
@@ -125,7 +126,8 @@ def run_load(setup: Setup, sockets: int, rate: float, duration: float) -> dict[s
     gen = subprocess.Popen(
         [sys.executable, str(ROOT / "bench" / "loadgen.py"), "--port", str(server.port),
          "--sockets", str(sockets), "--rate", str(rate), "--duration", str(duration),
-         "--senders", str(min(10, sockets)), "--cookies", json.dumps(server.cookies)],
+         "--senders", str(min(10, sockets)), "--cookies", json.dumps(server.cookies),
+         "--grace", str(GRACE)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -278,7 +280,8 @@ def main() -> int:
                 **setup.best,
             }
         one, two = (summary[f"workers{n}"] for n in (1, 2))
-        gain = two["frames_per_s"] / one["frames_per_s"] if one.get("frames_per_s") else 0.0  # type: ignore[index,operator,union-attr]
+        a, b = (float(row.get("frames_per_s", 0.0)) for row in (one, two))  # type: ignore[union-attr]
+        gain = b / a if a else 0.0
         print(f"2 workers / 1 worker, frames/s at the last passing step: {gain:.2f}")
         summary["gain"] = gain
     finally:
