@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import functools
 import logging
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -29,9 +32,17 @@ from common.health import READY_CHECKS_KEY, setup_health
 from common.limits import LIMITS_KEY, Limits
 from common.logs import access_log_options, configure_logging
 from common.metrics import setup_metrics
+from common.processes import PortInUse, check_port, run_workers, stop_once
 from common.redact import RedactKeys
 from routes import setup_routes
-from settings import SETTINGS_KEY, Settings, SettingsError, load_settings
+from settings import (
+    MAX_WORKERS,
+    SETTINGS_KEY,
+    Settings,
+    SettingsError,
+    load_settings,
+    worker_count,
+)
 from storage import STORE_KEY, open_store, store_ctx, store_ready
 from storage.base import StorageUnavailable, iso
 
@@ -97,32 +108,108 @@ def create_app(settings: Settings) -> web.Application:
     return app
 
 
-def main() -> None:
-    """Load settings and serve until SIGINT or SIGTERM."""
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse the command line: `--workers N` is the only option."""
+    parser = argparse.ArgumentParser(description="Serve the chat (settings: environment, .env).")
+    parser.add_argument(
+        "--workers",
+        type=_workers,
+        default=None,
+        help=f"processes serving PORT together, 1 to {MAX_WORKERS} (default: WORKERS, or 1); "
+        "more than 1 needs REDIS_URL",
+    )
+    return parser.parse_args(argv)
+
+
+def _workers(raw: str) -> int:
     try:
-        settings = load_settings()
-    except SettingsError as exc:
-        sys.exit(f"chat: configuration error: {exc}")
+        return worker_count(raw)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{raw!r}: {exc}") from None
+
+
+def setup_logging(settings: Settings) -> None:
+    """Configure logging for this process (the parent's and each worker's)."""
     configure_logging(settings.log_level, settings.log_format)
     for handler in logging.getLogger().handlers:
         handler.addFilter(RedactKeys())  # bot keys are in URLs; no log line shows one
-    log.info(
-        "starting on http://%s:%d with %s storage", settings.host, settings.port, settings.backend
-    )
-    if settings.trust_proxy and not settings.allowed_hosts:
-        hosts = ", ".join(settings.hosts)
-        log.warning("TRUST_PROXY but no ALLOWED_HOSTS: only %s are served", hosts)
+
+
+def serve(settings: Settings, worker: bool = False) -> None:
+    """Serve the app until SIGINT or SIGTERM (`worker`: one of several on the port)."""
+    app = create_app(settings)
+    if worker:
+        app.on_startup.append(stop_once)
     try:
         web.run_app(
-            create_app(settings),
+            app,
             host=settings.host,
             port=settings.port,
+            reuse_port=True if worker else None,
             shutdown_timeout=SHUTDOWN_TIMEOUT,
             **access_log_options(settings.log_format),
             print=None,
         )
     except StorageUnavailable as exc:
         sys.exit(f"chat: cannot start: {exc}")
+
+
+def serve_worker(settings: Settings) -> None:
+    """Serve as one of several workers sharing the port."""
+    setup_logging(settings)
+    serve(settings, worker=True)
+
+
+async def prepare_store(settings: Settings) -> None:
+    """Open the store once, so its migrations run before any worker starts."""
+    store = open_store(settings)
+    try:
+        await store.setup()
+    finally:
+        await store.close()
+
+
+def serve_workers(settings: Settings, count: int) -> None:
+    """Check what several workers need, then run them until SIGINT or SIGTERM."""
+    if not settings.redis_url:
+        sys.exit(
+            f"chat: cannot start: {count} workers (--workers, WORKERS) need REDIS_URL, so the "
+            "processes see each other's messages and presence (see README, Scale)"
+        )
+    try:
+        check_port(settings.host, settings.port)
+        asyncio.run(prepare_store(settings))
+    except (PortInUse, StorageUnavailable) as exc:
+        sys.exit(f"chat: cannot start: {exc}")
+    cores = os.cpu_count() or 1
+    if count > cores:
+        log.warning("%d workers on %d cores: more than one a core only adds overhead", count, cores)
+    sys.exit(run_workers(serve_worker, settings, count))
+
+
+def main() -> None:
+    """Load settings and serve until SIGINT or SIGTERM."""
+    args = parse_args()
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        sys.exit(f"chat: configuration error: {exc}")
+    setup_logging(settings)
+    count = args.workers or settings.workers
+    log.info(
+        "starting %son http://%s:%d with %s storage",
+        f"{count} workers " if count > 1 else "",
+        settings.host,
+        settings.port,
+        settings.backend,
+    )
+    if settings.trust_proxy and not settings.allowed_hosts:
+        hosts = ", ".join(settings.hosts)
+        log.warning("TRUST_PROXY but no ALLOWED_HOSTS: only %s are served", hosts)
+    if count > 1:
+        serve_workers(settings, count)
+        return
+    serve(settings)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ class Settings:
     secret_key: str
     host: str = "127.0.0.1"
     port: int = 8080
+    workers: int = 1  # processes serving PORT together (SO_REUSEPORT); more than 1 needs Redis
     data_dir: Path = Path("data")
     mongodb_uri: str = ""
     mongodb_db: str = "chat"
@@ -106,6 +107,7 @@ _LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
 LOG_FORMATS = ("text", "json")
 METRICS_TOKEN_MIN = 16
 SIGNUP_MODES = ("invite", "open", "closed")
+MAX_WORKERS = 64
 
 
 def _read(env: Env, name: str, parse: Callable[[str], T], default: T, fix: str) -> T:
@@ -125,6 +127,13 @@ def signup_mode(raw: str) -> str:
     if value not in SIGNUP_MODES:
         raise ValueError("expected " + ", ".join(SIGNUP_MODES))
     return value
+
+
+def worker_count(raw: str) -> int:
+    """Parse a number of worker processes: a whole number from 1 to MAX_WORKERS."""
+    if not raw.strip().isdigit() or not 1 <= int(raw) <= MAX_WORKERS:
+        raise ValueError(f"expected a whole number from 1 to {MAX_WORKERS}")
+    return int(raw)
 
 
 def _bool(raw: str) -> bool:
@@ -251,6 +260,7 @@ def load_settings(env_file: str | os.PathLike[str] | None = ".env", **overrides:
     values: dict[str, Any] = {
         "host": _read(env, "HOST", str, d["host"].default, "give a host name or IP address"),
         "port": _read(env, "PORT", _int_in(1, 65535), d["port"].default, "use a TCP port number"),
+        "workers": _read(env, "WORKERS", worker_count, 1, "e.g. WORKERS=2 (with REDIS_URL)"),
         "data_dir": _read(env, "DATA_DIR", Path, d["data_dir"].default, "give a directory path"),
         "mongodb_uri": _read(
             env, "MONGODB_URI", _mongodb_uri, "", "leave it empty for the embedded SQLite store"

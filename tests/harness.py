@@ -43,10 +43,10 @@ def app_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_app(cwd: Path, **env: str) -> subprocess.CompletedProcess[bytes]:
-    """Run `python app.py` to its end (for start-ups that must fail), output captured."""
+def run_app(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[bytes]:
+    """Run `python app.py [args]` to its end (for start-ups that must fail), output captured."""
     return subprocess.run(
-        [sys.executable, str(ROOT / "app.py")],
+        [sys.executable, str(ROOT / "app.py"), *args],
         cwd=cwd,
         env=app_env(**env),
         capture_output=True,
@@ -57,8 +57,11 @@ def run_app(cwd: Path, **env: str) -> subprocess.CompletedProcess[bytes]:
 class AppProcess:
     """`python app.py` as a child process, in a given directory, on a given port."""
 
-    def __init__(self, cwd: Path, port: int | None = None, **env: str) -> None:
+    def __init__(
+        self, cwd: Path, port: int | None = None, args: tuple[str, ...] = (), **env: str
+    ) -> None:
         self.cwd = cwd
+        self.args = args  # command-line options, e.g. ("--workers", "2")
         self.port = port or free_port()
         self.env = app_env(PORT=str(self.port), **env)
         self.url = f"http://127.0.0.1:{self.port}"
@@ -71,7 +74,7 @@ class AppProcess:
             self.log = log.open("wb")
             output = self.log.fileno()
         self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "app.py")],
+            [sys.executable, str(ROOT / "app.py"), *self.args],
             cwd=self.cwd,
             env=self.env,
             stdout=output,

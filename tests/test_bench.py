@@ -202,3 +202,19 @@ def test_reconnect_smoke() -> None:
         for key in ("all_resumed_s", "startup_cpu_s", "storm_cpu_s", "cpu_ms_per_reconnect"):
             value = figures[key]
             assert isinstance(value, float) and value == value and value > 0, (name, key)
+
+
+def test_workers_smoke() -> None:
+    summary = run_smoke("workers.py")
+    for count in (1, 2):
+        row = summary[f"workers{count}"]
+        assert isinstance(row, dict)
+        assert row["pids"] == count  # every worker answered on the shared port
+        assert row["rate"] == 20 and row["delivery"] == 1.0  # the tiny ramp: 10 and 20 messages/s
+        assert len(row["worker_cores"]) == count
+        figures = ("frames_per_s", "p99_ms", "cpu_us_per_frame", "loadgen_cores", "redis_cores")
+        for key in (*figures, "idle_cores"):
+            assert row[key] == row[key] and row[key] >= 0, (count, key)  # a number, not NaN
+        assert sum(row["worker_cores"]) > 0, count  # the CPU clocks register even a short run
+    gain = summary["gain"]
+    assert isinstance(gain, float) and gain > 0

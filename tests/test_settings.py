@@ -21,7 +21,7 @@ ALL_VARS = [
     "SIGNUP_MODE", "INVITE_TTL", "ALLOWED_HOSTS", "HASH_CONCURRENCY", "HASH_QUEUE",
     "LOGIN_DELAY_MAX", "BODY_TIMEOUT", "BODY_MIN_RATE", "LOG_FORMAT", "METRICS", "METRICS_TOKEN",
     "WEBHOOK_ALLOW_PRIVATE", "WEBHOOK_TIMEOUT", "WEBHOOK_BACKOFF",
-    "UPLOAD_MAX_MB", "UPLOAD_QUOTA_MB",
+    "UPLOAD_MAX_MB", "UPLOAD_QUOTA_MB", "WORKERS",
 ]  # fmt: skip
 
 
@@ -84,6 +84,9 @@ def test_environment_beats_env_file(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         ("WEBHOOK_ALLOW_PRIVATE", "perhaps"),
         ("WEBHOOK_TIMEOUT", "0"),
         ("WEBHOOK_BACKOFF", "-1"),
+        ("WORKERS", "0"),
+        ("WORKERS", "two"),
+        ("WORKERS", "65"),
     ],
 )
 def test_bad_value_names_the_setting(
