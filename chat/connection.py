@@ -37,10 +37,17 @@ def direct_socket(
 ) -> socket.socket | None:
     """Return the socket under a plain TCP transport of asyncio's own loop, else None.
 
-    Only there may the hub write frames to the socket itself (see `fan_out`): its file
-    descriptor reads as -1 once the transport has closed it, so a frame can never reach a
-    descriptor the system has since given to another connection. Never under TLS, and never
-    when the settings turn direct writes off (`WS_DIRECT_WRITES=false`): `allowed` is False.
+    Only there may the hub write frames to the socket itself (see `fan_out`): once the
+    transport has closed it, its descriptor reads as -1 and a send fails, so a frame can never
+    reach a descriptor the system has since given to another connection. Never under TLS, and
+    never when the settings turn direct writes off (`WS_DIRECT_WRITES=false`): `allowed` is
+    False.
+
+    It is the socket object the transport itself holds and closes, not asyncio's read-only
+    wrapper of it (`get_extra_info("socket")`): a `send` on it is one system call, where
+    `os.write` on the wrapper's descriptor went through two Python calls and the kernel's
+    file layer (~0.5 us a frame, see docs/direct-socket-writes.md). The wrapper keeps it as
+    `_sock` (private, checked by tests/test_hub.py); without it, no direct writes.
     """
     if (
         not allowed
@@ -50,18 +57,8 @@ def direct_socket(
         or transport.get_extra_info("sslcontext") is not None
     ):
         return None
-    sock = transport.get_extra_info("socket")
-    return sock if sock is not None and sock.type == socket.SOCK_STREAM else None
-
-
-def _write_now(sock: socket.socket, data: bytes) -> int:
-    """Write to the socket itself: the bytes it took, 0 when full, -1 on an error (or closed)."""
-    try:
-        return os.write(sock.fileno(), data)
-    except (BlockingIOError, InterruptedError):
-        return 0
-    except OSError:
-        return -1
+    sock = getattr(transport.get_extra_info("socket"), "_sock", None)
+    return sock if isinstance(sock, socket.socket) and sock.type == socket.SOCK_STREAM else None
 
 
 class Connection:
@@ -296,10 +293,14 @@ def fan_out(
         if len(ready) < len(members)
         else []
     )
-    if ready:
-        sent = [_write_now(c.sock, data) for c in ready]  # type: ignore[arg-type]
-        if sent.count(len(data)) != len(sent):
-            for conn, n in zip(ready, sent, strict=True):
-                if n != len(data):
-                    conn.wrote_part(data, n)
+    size = len(data)
+    for conn in ready:
+        try:
+            sent = conn.sock.send(data)  # type: ignore[union-attr]
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:  # the connection failed, or is closed (the descriptor reads -1)
+            sent = -1
+        if sent != size:
+            conn.wrote_part(data, sent)
     return others

@@ -145,9 +145,13 @@ def parse_client_frame(data: str) -> ClientFrame:
     return ChangeMessage(seq, _text(frame, valid_id) if kind == "edit" else None, valid_id)
 
 
+# Made once: json.dumps with options builds a new encoder for every frame.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def encode(frame: dict[str, Any]) -> str:
     """Encode a server frame."""
-    return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
+    return _ENCODER.encode(frame)
 
 
 def message_frame(message: Message, kind: str = "message") -> str:

@@ -9,7 +9,7 @@ import json
 import logging
 import os
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -597,8 +597,9 @@ class SqliteRooms(Rooms):
 class SqliteMessages(Messages):
     """Messages in the messages table; seq is taken inside the inserting transaction."""
 
-    def __init__(self, db: SqliteDb) -> None:
+    def __init__(self, db: SqliteDb, added: Callable[[], None] = lambda: None) -> None:
         self.db = db
+        self.added = added  # told of each message stored (search indexes them in batches)
 
     async def add(
         self,
@@ -615,6 +616,7 @@ class SqliteMessages(Messages):
             ADD_MESSAGE, (room, user, text, _ms(created), client_id, reply_to, stored)
         )
         if rows:
+            self.added()
             message_id, seq = rows[0]
             message = Message(
                 str(message_id),
@@ -981,12 +983,12 @@ class SqliteStore(Store):
         self.users = SqliteUsers(self.db)
         self.sessions = SqliteSessions(self.db)
         self.rooms = SqliteRooms(self.db)
-        self.messages = SqliteMessages(self.db)
+        self.search = SqliteSearch(self.db, _message)
+        self.messages = SqliteMessages(self.db, self.search.added)
         self.reads = SqliteReads(self.db)
         self.config = SqliteConfig(self.db)
         self.invites = SqliteInvites(self.db)
         self.bots = SqliteBots(self.db)
-        self.search = SqliteSearch(self.db, _message)
         self.uploads = SqliteUploads(self.db, path.parent / "uploads")
 
     async def setup(self) -> None:
@@ -1015,10 +1017,12 @@ class SqliteStore(Store):
         except sqlite3.Error as exc:
             raise StorageUnavailable(f"cannot create the SQLite schema: {exc}") from exc
         await self.search.backfill()
+        await self.search.index_pending()  # what the last run stored after its last batch
         await self.rooms.ensure("general", "General")
 
     async def ping(self) -> None:
         await self.db.mark_health()
 
     async def close(self) -> None:
+        await self.search.close()
         await self.db.close()

@@ -332,6 +332,20 @@ async def test_a_socket_closed_under_a_connection_never_gets_its_frames_on_anoth
         s.close()
 
 
+async def test_direct_writes_go_to_the_socket_object_the_transport_closes() -> None:
+    transport, client = await tcp_pair()
+    sock = direct_socket(transport)
+    # asyncio's wrapper keeps it as `_sock` (private): should that go, direct writes stop.
+    assert isinstance(sock, socket.socket)
+    assert sock.fileno() == transport.get_extra_info("socket").fileno()
+    transport.abort()
+    await asyncio.sleep(0.01)
+    assert sock.fileno() == -1
+    with pytest.raises(OSError):
+        sock.send(b"x")
+    client.close()
+
+
 async def test_no_writes_to_the_socket_itself_under_tls() -> None:
     class TlsTransport(FakeTransport):
         def get_extra_info(self, name: str) -> object:
