@@ -75,6 +75,7 @@ class Settings:
     webhook_backoff: float = 1.0  # seconds before the 2nd try, doubled before the 3rd
     upload_max_mb: int = 25
     upload_quota_mb: int = 1024
+    upload_rate_mb: int = 25  # megabytes a second one process reads of all uploads (0: no limit)
     log_level: str = "INFO"
     log_format: str = "text"
     metrics: bool = True
@@ -390,6 +391,13 @@ def load_settings(env_file: str | os.PathLike[str] | None = ".env", **overrides:
             _int_in(0, 10_000_000),
             d["upload_quota_mb"].default,
             "give megabytes per person (0: no quota)",
+        ),
+        "upload_rate_mb": _read(
+            env,
+            "UPLOAD_RATE_MB",
+            _int_in(0, 100_000),
+            d["upload_rate_mb"].default,
+            "give megabytes a second (0: no limit)",
         ),
         "log_level": _read(env, "LOG_LEVEL", _log_level, d["log_level"].default, "e.g. INFO"),
         "log_format": _read(env, "LOG_FORMAT", _log_format, "text", "use text or json"),

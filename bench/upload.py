@@ -138,6 +138,7 @@ async def measure(args: argparse.Namespace, server: Server, big: Path) -> dict[s
     uploader = Uploader(server.port, up_cookie, up_token, big, args.mbps)
     uploader.start()
     latencies: dict[str, list[float]] = {"calm": [], "upload": []}
+    upload_seconds = 0.0  # from the first upload's start to the last one's answer, phase by phase
     by_rep: dict[tuple[str, int], list[float]] = {}
     sent: dict[str, float] = {}
     connector = aiohttp.TCPConnector(limit=0)
@@ -188,6 +189,8 @@ async def measure(args: argparse.Namespace, server: Server, big: Path) -> dict[s
                 uploader.active.clear()
                 # The upload under way finishes before the next calm phase starts.
                 await asyncio.to_thread(uploader.idle.wait, 120)
+                if name == "upload":
+                    upload_seconds += time.perf_counter() - end + args.phase + 0.2
                 await asyncio.sleep(0.5)  # the last deliveries of the phase arrive
         seconds = time.perf_counter() - started
         uploader.stop.set()
@@ -212,6 +215,8 @@ async def measure(args: argparse.Namespace, server: Server, big: Path) -> dict[s
         "file_mb": args.mb,
         "mbps": args.mbps,
         "uploads": len(uploader.statuses),
+        # The upload's own pace, as received: the files over the upload phases' time.
+        "upload_mb_per_s": round(len(uploader.statuses) * args.mb / upload_seconds, 1),
         "upload_statuses": sorted(set(uploader.statuses)),
         "delivery": round((len(calm) + len(loaded)) / max(1, expected), 4),
         "calm_p50_ms": round(percentile(calm, 0.5), 2),
@@ -338,7 +343,8 @@ def main() -> int:
         f"{figures['sockets']} sockets, {figures['rate']:.0f} msg/s, {figures['reps']} x "
         f"(calm, uploading {figures['file_mb']} MB at {figures['mbps'] or 'unlimited'} Mbit/s): "
         f"{figures['uploads']} uploads "
-        f"{figures['upload_statuses']}, delivery {figures['delivery']}"
+        f"{figures['upload_statuses']} ({figures['upload_mb_per_s']} MB/s received), "
+        f"delivery {figures['delivery']}"
     )
     print(
         f"p99 calm {calm} ms, while uploading {loaded} ms (ratio {figures['p99_ratio']}; "

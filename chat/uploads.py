@@ -46,6 +46,8 @@ FORM_OVERHEAD = 64 * 1024  # what a form adds to its file: boundaries, headers, 
 READ_CHUNK = 256 * 1024  # at most what the connection has buffered is returned
 WRITE_BATCH = 1024 * 1024  # bytes gathered before a thread writes them out
 RATE_GRACE = 2.0  # seconds of a body before BODY_MIN_RATE applies, as for forms
+PACE_BURST = 0.1  # seconds of UPLOAD_RATE_MB an idle pace lets through without a wait
+PAUSE_MIN = 0.002  # seconds: a shorter wait is left to add up with the next chunks
 CSRF_HEADER = "X-CSRF-Token"
 TEMP_DIR = ".tmp"  # under DATA_DIR/uploads: files being received
 # Served files never run as our origin's documents: a sandbox with nothing allowed.
@@ -159,6 +161,12 @@ async def _read_parts(
                 if now >= rearm_at:  # at most once a second: a timer costs as much as a chunk
                     stall.reschedule(now + settings.body_timeout)
                     rearm_at = now + 1.0
+                pause = request.app[PACE_KEY].reserve(len(chunk), now)
+                if pause > PAUSE_MIN:
+                    # The bytes wait in the connection meanwhile: it is not read, so TCP slows
+                    # the sender, and the memory held stays one buffer's worth.
+                    stall.reschedule(now + pause + settings.body_timeout)  # our wait, not theirs
+                    await asyncio.sleep(pause)
                 if len(pending) < WRITE_BATCH:
                     continue
                 # Written by a thread: a megabyte's copy to the page cache is not the loop's.
@@ -170,6 +178,33 @@ async def _read_parts(
             if pending:
                 await loop.run_in_executor(None, f.write, pending)
     raise Refusal(400, "The upload's form has too many parts.")
+
+
+class Pace:
+    """One read rate shared by all the uploads a process receives (UPLOAD_RATE_MB).
+
+    Receiving costs CPU in proportion to bytes (the kernel's copies, aiohttp's parser, the
+    multipart reader): on a small machine a file sent at the loopback's pace takes a core's
+    share the sockets' loop needs. Bytes past the rate wait in the kernel until their turn.
+    """
+
+    def __init__(self, bytes_per_s: float) -> None:
+        self.rate = bytes_per_s
+        self.waited = 0.0  # seconds of waits handed out, for tests and curiosity
+        self._free_at = 0.0  # when the bytes reserved so far have had their time
+
+    def reserve(self, n: int, now: float) -> float:
+        """Take the share of `n` received bytes; return the seconds to wait before reading on."""
+        if not self.rate:
+            return 0.0
+        # An idle pace lets a small file through at once (PACE_BURST seconds' worth of bytes).
+        self._free_at = max(now - PACE_BURST, self._free_at) + n / self.rate
+        wait = max(0.0, self._free_at - now)
+        self.waited += wait
+        return wait
+
+
+PACE_KEY = web.AppKey("upload_pace", Pace)
 
 
 def _megabytes(n: int) -> str:
@@ -419,6 +454,7 @@ async def images_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def setup_uploads(app: web.Application) -> None:
-    """Add the image worker (its thread starts with the first upload)."""
+    """Add the image worker (its thread starts with the first upload) and the shared pace."""
     app[IMAGES_KEY] = Images()
+    app[PACE_KEY] = Pace(app[SETTINGS_KEY].upload_rate_mb * MIB)
     app.cleanup_ctx.append(images_ctx)

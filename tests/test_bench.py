@@ -157,7 +157,7 @@ def test_upload_smoke() -> None:
     summary = run_smoke("upload.py")
     assert summary["delivery"] == 1.0 and summary["uploads"] >= 1
     assert summary["upload_statuses"] == [201]
-    for key in ("calm_p99_ms", "upload_p99_ms", "p99_ratio", "rss_growth_mib"):
+    for key in ("calm_p99_ms", "upload_p99_ms", "p99_ratio", "rss_growth_mib", "upload_mb_per_s"):
         value = summary[key]
         assert isinstance(value, float) and value == value and value >= 0, key
     assert summary["bomb_type"] == "application/octet-stream"  # refused before decoding

@@ -18,7 +18,7 @@ from aiohttp import FormData
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
-from chat.uploads import TEMP_DIR, clean_name, content_disposition
+from chat.uploads import MIB, PACE_KEY, TEMP_DIR, Pace, clean_name, content_disposition
 from conftest import Auth, origin, receive_until
 from settings import SETTINGS_KEY
 from storage import STORE_KEY
@@ -576,3 +576,46 @@ async def test_a_stalled_upload_is_cut_with_408(alice: Auth) -> None:
     assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
     assert b"too slow or stalled" in answer
     assert temp_files(alice) == [] and await totals(alice) == (0, 0)
+
+
+def test_the_pace_shares_one_rate_among_uploads() -> None:
+    pace = Pace(MIB)  # a megabyte a second
+    assert pace.reserve(50 * 1024, 100.0) == 0.0  # an idle pace lets a small file through
+    assert pace.reserve(MIB, 100.0) == pytest.approx(0.949, abs=0.001)
+    # A second upload at the same moment queues behind the first one's bytes.
+    assert pace.reserve(MIB, 100.0) == pytest.approx(1.949, abs=0.001)
+    # Later, once idle again, the wait starts afresh (one burst's worth, no credit beyond).
+    assert pace.reserve(MIB, 1000.0) == pytest.approx(0.9, abs=0.001)
+    unlimited = Pace(0)
+    assert unlimited.reserve(100 * MIB, 0.0) == 0.0 and unlimited.waited == 0.0
+
+
+@pytest.mark.parametrize("settings_overrides", [{"upload_rate_mb": 2}], indirect=True)
+async def test_an_upload_over_the_rate_waits_and_arrives_whole(alice: Auth) -> None:
+    data = bytes(range(256)) * (6 * 1024)  # 1.5 MiB at 2 MiB a second: waits ~0.7 s
+    a = await uploaded(alice, data, "paced.bin")
+    assert alice.client.app[PACE_KEY].waited > 0.3
+    resp = await alice.client.get(a["url"])
+    assert resp.status == 200 and await resp.read() == data
+
+
+@pytest.mark.parametrize("settings_overrides", [{"upload_rate_mb": 0}], indirect=True)
+async def test_no_rate_means_no_wait(alice: Auth) -> None:
+    data = bytes(range(256)) * (6 * 1024)
+    await uploaded(alice, data, "fast.bin")
+    assert alice.client.app[PACE_KEY].waited == 0.0
+
+
+@pytest.mark.parametrize(
+    "settings_overrides", [{"upload_rate_mb": 2, "body_timeout": 1.0}], indirect=True
+)
+async def test_waiting_for_the_pace_is_not_a_stall(alice: Auth) -> None:
+    import asyncio
+
+    pace = alice.client.app[PACE_KEY]
+    # Others' bytes are ahead: this upload's first wait (~1.6 s) is longer than BODY_TIMEOUT.
+    ahead = pace.reserve(3 * MIB + 300 * 1024, asyncio.get_running_loop().time())
+    data = bytes(range(256)) * 2048  # 512 KiB
+    a = await uploaded(alice, data, "queued.bin")
+    assert pace.waited - ahead > 1.0
+    assert await (await alice.client.get(a["url"])).read() == data
