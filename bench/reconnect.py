@@ -54,6 +54,7 @@ from login_storm import percentile  # noqa: E402
 from ws_fanout import (  # noqa: E402
     BENCH_LIMITS,
     ROOT,
+    Redis,
     cpu_seconds,
     free_port,
     machine_seconds,
@@ -62,7 +63,6 @@ from ws_fanout import (  # noqa: E402
 
 TARGET_S = 30.0  # every socket resumed within this many seconds of SIGTERM
 SOCKETS_PER_USER = 20  # the product's default SOCKETS_PER_USER: every account uses all of it
-REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
 LIMITS = {
     **BENCH_LIMITS,
     "ROOM_LIMIT_USER": "1000",  # one account makes every room
@@ -132,24 +132,6 @@ class Product:
     def pid(self) -> int:
         assert self.proc is not None
         return self.proc.pid
-
-
-class Redis:
-    """A throwaway redis-server on a free port, without persistence."""
-
-    def __init__(self, work: Path) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc = subprocess.Popen(
-            [REDIS, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(work)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
 
 
 async def accounts(url: str, users: int, rooms: int) -> tuple[list[str], list[str]]:

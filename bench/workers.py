@@ -23,7 +23,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,9 +37,9 @@ from ws_fanout import (  # noqa: E402
     BENCH_LIMITS,
     ROOT,
     SOCKETS_PER_USER,
+    Redis,
     Server,
     cpu_seconds,
-    free_port,
     machine_seconds,
     sign_up_users,
 )
@@ -55,36 +54,6 @@ FLAG_CORES = 0.3  # a run is flagged when the rest of the machine used more than
 RERUN_BUDGET = 90.0  # seconds of re-runs of flagged misses (none in the smoke mode)
 PID_RE = re.compile(r'^chat_process_info\{pid="(\d+)"', re.M)
 PROBES = 200  # fresh connections tried before giving up on finding every worker
-
-
-class Redis:
-    """A throwaway redis-server on a free local port, without persistence."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-        self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
 
 
 @dataclass
