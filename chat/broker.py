@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "chat:events"
 POOL_SIZE = 100  # connections to Redis per process (redis-py's default)
+CLOSE_WAIT = 5.0  # seconds close() waits for the broker's tasks to end
 POOL_WAIT = 2.0  # seconds a command waits for a free one, as long as a command's own timeout
 
 
@@ -152,6 +153,12 @@ class RedisBroker(LocalBroker):
         self.healthy = False
         self._tasks: list[asyncio.Task[None]] = []
         self._subscribed = asyncio.Event()
+        # Each listener runs while its generation is the current one. A read in redis-py's
+        # pubsub can swallow a cancellation, so a replaced listener is also told by this, and
+        # its subscription closed under it (see _drop_subscriptions).
+        self._generation = 0
+        self._pubsubs: set[Any] = set()
+        self._closing = False
         # room -> (seq, frame) of the last message stored here while Redis was unavailable,
         # published once it is back: the other processes fill the gap before it from storage.
         self._unpublished: dict[str, tuple[int, str]] = {}
@@ -169,11 +176,19 @@ class RedisBroker(LocalBroker):
             await asyncio.wait_for(self._subscribed.wait(), 3)
 
     async def close(self) -> None:
-        for task in self._tasks:
+        self._closing = True
+        self._generation += 1
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._drop_subscriptions()
+        # Bounded: a task whose cancellation was swallowed must not hold up the shutdown.
+        done, pending = await asyncio.wait(tasks, timeout=CLOSE_WAIT) if tasks else (set(), set())
+        for task in done:
+            if not task.cancelled() and task.exception() is not None:
+                log.warning("broker task ended with %r", task.exception())
+        if pending:
+            log.warning("%d broker task(s) still running at close", len(pending))
         with contextlib.suppress(Exception):
             await self._sweep_proc(self.proc)
             await self.redis.delete(self._proc_key(self.proc))
@@ -261,11 +276,18 @@ class RedisBroker(LocalBroker):
             await self.redis.hdel(self._online_key(room), user)
         return int(processes)
 
+    async def _drop_subscriptions(self) -> None:
+        """Close every subscription open now: a listener reading from one then stops."""
+        for pubsub in list(self._pubsubs):
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
+
     async def _listen(self) -> None:
         """Follow the event channel, reconnecting with backoff; catch up after an outage."""
+        generation = self._generation
         delay = 0.25
         first = True
-        while True:
+        while generation == self._generation:
             try:
                 async with self._subscription() as messages:
                     if not first:
@@ -278,8 +300,12 @@ class RedisBroker(LocalBroker):
                     await self.hub.catch_up()
                     await self._publish_missed()
                     async for message in messages:
+                        if generation != self._generation:
+                            return  # replaced: the new listener has its own subscription
                         await self._handle(message)
             except (RedisError, OSError) as exc:
+                if generation != self._generation:
+                    return
                 self._outage(exc)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
@@ -287,6 +313,7 @@ class RedisBroker(LocalBroker):
     @contextlib.asynccontextmanager
     async def _subscription(self) -> AsyncIterator[AsyncIterator[str]]:
         pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        self._pubsubs.add(pubsub)
         try:
             await pubsub.subscribe(CHANNEL)
 
@@ -297,6 +324,7 @@ class RedisBroker(LocalBroker):
 
             yield data()
         finally:
+            self._pubsubs.discard(pubsub)
             with contextlib.suppress(Exception):
                 await pubsub.aclose()
 
@@ -328,13 +356,15 @@ class RedisBroker(LocalBroker):
         Redis answers here meanwhile, the listener is started afresh, to resync and catch up.
         """
         while True:
-            if not self.healthy and self._subscribed.is_set():
+            if not self.healthy and self._subscribed.is_set() and not self._closing:
                 with contextlib.suppress(RedisError, OSError):
                     await self.redis.ping()
                     log.info("Redis answers again; subscribing afresh")
-                    # Not awaited: it ends at its next await, and its own clean-up closes
-                    # its subscription; the new one catches up from storage.
+                    # The old listener stops (its generation is gone, its subscription
+                    # closed); the new one catches up from storage.
+                    self._generation += 1
                     self._tasks[0].cancel()
+                    await self._drop_subscriptions()
                     self._tasks[0] = asyncio.create_task(self._listen())
             try:
                 await self.redis.set(self._proc_key(self.proc), "1", ex=max(1, round(self.ttl)))
