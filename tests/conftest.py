@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestClient
 from cryptography.fernet import Fernet
 from pymongo import MongoClient
 
-from harness import CSRF_RE, PASSWORD, ROOT
+from harness import CSRF_RE, PASSWORD, ROOT, RedisServer
 from harness import AppProcess as AppProcess  # test_browser.py imports it from here
 
 sys.path.insert(0, str(ROOT))
@@ -39,6 +39,15 @@ BACKENDS = ["sqlite", "secantus"] + (["mongodb"] if os.environ.get("MONGODB_TEST
 
 
 # The database
+
+
+@pytest.fixture
+def redis() -> Iterator[RedisServer]:
+    """A redis-server of this test's own (the multi-process tests)."""
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -36,15 +36,6 @@ class FakeHub:
 
     def broadcast(self, room: str, frame: str, seq: int = 0, skip_user: str | None = None) -> None:
         """Presence frames: not looked at here."""
-
-
-@pytest.fixture
-def redis() -> Iterator[RedisServer]:
-    """A redis-server of this test's own."""
-    server = RedisServer()
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -22,15 +22,6 @@ pytestmark = pytest.mark.cluster
 TTL = "3"  # seconds of heartbeat; a dead process is swept within TTL + TTL/3
 
 
-@pytest.fixture
-def redis() -> Iterator[RedisServer]:
-    """A redis-server of this test's own."""
-    server = RedisServer()
-    server.start()
-    yield server
-    server.stop()
-
-
 def start_cluster(tmp_path: Path, redis: RedisServer, **extra: str) -> list[AppProcess]:
     """Start two processes sharing one data directory, one secret key and one Redis."""
     env = {

@@ -25,15 +25,6 @@ PROBES = 200  # connections tried before giving up on finding a second worker
 
 
 @pytest.fixture
-def redis() -> Iterator[RedisServer]:
-    """A redis-server of this test's own."""
-    server = RedisServer()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def workers(tmp_path: Path, redis: RedisServer) -> Iterator[AppProcess]:
     """`python app.py --workers 2` from an empty directory, with a Redis."""
     app = AppProcess(tmp_path, args=("--workers", "2"), REDIS_URL=redis.url)
