@@ -214,7 +214,7 @@ class Lines:
 def scenario(args: argparse.Namespace, name: str, processes: int) -> dict[str, object]:
     """Run one storm: `processes` products (the last one restarts), the clients, the checks."""
     work = Path(tempfile.mkdtemp(prefix=f"chat-storm-{name}-"))
-    redis = Redis(work) if processes > 1 else None
+    redis = Redis() if processes > 1 else None
     env = {"DATA_DIR": str(work / "data")}
     if redis is not None:
         env["REDIS_URL"] = redis.url
