@@ -38,7 +38,6 @@ import resource
 import selectors
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -59,6 +58,8 @@ from ws_fanout import (  # noqa: E402
     free_port,
     machine_seconds,
     sign_up,
+    stop_process,
+    wait_port,
 )
 
 TARGET_S = 30.0  # every socket resumed within this many seconds of SIGTERM
@@ -95,16 +96,8 @@ class Product:
             stderr=subprocess.STDOUT,
         )
         log.close()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return cpu_seconds(self.proc.pid)
-            except OSError:
-                time.sleep(0.01)
-        raise RuntimeError(f"{self.name} did not start")
+        wait_port(self.port, self.proc, 30, poll=0.01, name=self.name)
+        return cpu_seconds(self.proc.pid)
 
     def terminate(self) -> float:
         """SIGTERM, wait for the exit; return the CPU seconds the process used in all."""
@@ -121,12 +114,7 @@ class Product:
         raise RuntimeError(f"{self.name} did not stop within 30 s of SIGTERM")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        stop_process(self.proc, 30)
 
     @property
     def pid(self) -> int:

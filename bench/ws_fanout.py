@@ -104,17 +104,34 @@ def machine_seconds() -> tuple[float, float]:
     return (sum(values[:8]) - idle) / TICKS, values[7] / TICKS
 
 
-def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
+def wait_port(
+    port: int,
+    proc: subprocess.Popen[bytes],
+    timeout: float = 20,
+    poll: float = 0.05,
+    name: str = "server",
+) -> None:
+    """Wait until the process listens on the port; RuntimeError if it exits or takes too long."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
+            raise RuntimeError(f"{name} exited with {proc.returncode}")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
             return
         except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("server did not start")
+            time.sleep(poll)
+    raise RuntimeError(f"{name} did not start")
+
+
+def stop_process(proc: subprocess.Popen[bytes] | None, timeout: float) -> None:
+    """SIGTERM a process still running, and SIGKILL it if it has not exited within timeout."""
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 class Redis(RedisServer):
@@ -149,12 +166,7 @@ class Server:
         wait_port(self.port, self.proc)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        stop_process(self.proc, 15)
 
     @property
     def pid(self) -> int:
