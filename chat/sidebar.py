@@ -10,7 +10,7 @@ from auth import require_login
 from chat.reads import READS_KEY
 from common import SESSION_KEY
 from common.forms import field
-from common.pages import Refusal
+from common.pages import Page, Refusal
 from storage import STORE_KEY
 from storage.base import DIRECT, NOTIFY_LEVELS, Room, default_notify, login_key
 
@@ -69,7 +69,7 @@ async def sidebar_entries(
     return rooms + [e for e in entries if e["kind"] == DIRECT]
 
 
-class SidebarJson(web.View):
+class SidebarJson(Page):
     """`GET /sidebar.json`: the sidebar's entries, for a page to refresh its counts."""
 
     async def get(self) -> web.Response:

@@ -22,6 +22,7 @@ REACTION_ROWS_MAX = 100_000  # reactions read for one page of messages
 MAX_ROOMS = MAX_PAGE  # the room list and a person's read marks are bounded by this too
 ROOMS_KEPT = 10_000  # rooms kept in memory once found (the oldest found goes first)
 UNREAD_CAP = 100  # unread and mention counts of one room stop here (the page shows "99+")
+UNREAD_SCAN = 10 * UNREAD_CAP  # messages after a read mark looked at for one room's count
 # How much of a room notifies a person: every message, mentions of them only, or nothing.
 NOTIFY_ALL, NOTIFY_MENTIONS, NOTIFY_NOTHING = "all", "mentions", "nothing"
 NOTIFY_LEVELS = (NOTIFY_ALL, NOTIFY_MENTIONS, NOTIFY_NOTHING)
@@ -641,7 +642,8 @@ class Messages(abc.ABC):
         """Count, per room of `marks` (room -> read mark), what the user has not read yet.
 
         Return room -> (messages by others after the mark, those of them that mention the
-        user), each at most UNREAD_CAP; at most MAX_ROOMS rooms are asked.
+        user), each at most UNREAD_CAP, the first among the UNREAD_SCAN messages after the
+        mark (so one's own long monologue bounds the work too); at most MAX_ROOMS rooms.
         """
 
     @abc.abstractmethod

@@ -28,6 +28,7 @@ from storage.base import (
     REACTION_ROWS_MAX,
     REACTIONS_MAX,
     UNREAD_CAP,
+    UNREAD_SCAN,
     Attachment,
     Bot,
     Bots,
@@ -684,7 +685,8 @@ class MongoMessages(Messages):
 
         async def count(room: str, seq: int) -> tuple[str, tuple[int, int]]:
             after: Doc = {"room": room, "seq": {"$gt": seq}, "user": {"$ne": user}}
-            unread = await self.col.count_documents(after, limit=UNREAD_CAP)
+            window = {**after, "seq": {"$gt": seq, "$lte": seq + UNREAD_SCAN}}
+            unread = await self.col.count_documents(window, limit=UNREAD_CAP)
             mentioned = (
                 await self.col.count_documents({**after, "mentions": user}, limit=UNREAD_CAP)
                 if unread

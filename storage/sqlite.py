@@ -20,6 +20,7 @@ from storage.base import (
     REACTION_ROWS_MAX,
     REACTIONS_MAX,
     UNREAD_CAP,
+    UNREAD_SCAN,
     Attachment,
     Bot,
     Bots,
@@ -275,12 +276,14 @@ ORDER BY COALESCE(m.created_at, r.created_at) DESC LIMIT ?
 """
 ADD_MENTION = "INSERT OR IGNORE INTO mentions (user, room, seq) VALUES (?, ?, ?)"
 # Per room asked (a `marks` row: room, read mark), its messages by others after the mark and
-# those that mention the person; each count reads at most UNREAD_CAP index entries.
+# those that mention the person; each count stops at UNREAD_CAP, and the first looks at no
+# more than UNREAD_SCAN messages.
 UNREAD = """
 WITH marks(room, seq) AS (VALUES {values})
 SELECT room,
     (SELECT COUNT(*) FROM (SELECT 1 FROM messages m
-        WHERE m.room = marks.room AND m.seq > marks.seq AND m.user != ?1 LIMIT ?2)),
+        WHERE m.room = marks.room AND m.seq > marks.seq AND m.seq <= marks.seq + ?3
+            AND m.user != ?1 LIMIT ?2)),
     (SELECT COUNT(*) FROM (SELECT 1 FROM mentions n
         WHERE n.user = ?1 AND n.room = marks.room AND n.seq > marks.seq LIMIT ?2))
 FROM marks
@@ -658,7 +661,8 @@ class SqliteMessages(Messages):
     ) -> tuple[Message, bool]:
         created = now()
         stored = json.dumps(dataclasses.asdict(attachment)) if attachment else None
-        params = (room, user, text, _ms(created), client_id, reply_to, stored, json.dumps(mentions))
+        shown = json.dumps(mentions) if mentions else "[]"
+        params = (room, user, text, _ms(created), client_id, reply_to, stored, shown)
         others = [login for login in mentions if login != user]  # one's own are never unread
         if others:  # the message and its mention rows in one transaction
             async with self.db.transaction() as conn:
@@ -803,10 +807,10 @@ class SqliteMessages(Messages):
         asked = list(marks.items())[:MAX_ROOMS]
         if not asked:
             return {}
-        params: list[Any] = [user, UNREAD_CAP]
+        params: list[Any] = [user, UNREAD_CAP, UNREAD_SCAN]
         for room, seq in asked:
             params += [room, seq]
-        values = ", ".join(f"(?{3 + 2 * i}, ?{4 + 2 * i})" for i in range(len(asked)))
+        values = ", ".join(f"(?{4 + 2 * i}, ?{5 + 2 * i})" for i in range(len(asked)))
         rows = await self.db.fetch(UNREAD.format(values=values), params)
         return {r[0]: (int(r[1]), int(r[2])) for r in rows}
 

@@ -3,17 +3,24 @@ process and across two through Redis."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 import aiohttp
 import pytest
+from test_bots import api, make_bot
 from test_cluster import cluster, frame, people  # noqa: F401 (fixtures)
 from test_cluster import send as cluster_send
+from test_hub import FakeMessages, FakeSocket, FakeTransport, connection
 
+import chat.views
+from chat.connection import Connection
+from chat.hub import Hub
 from chat.mentions import candidates
 from conftest import Auth, receive, receive_until
 from harness import CSRF_RE, AppProcess
+from storage.base import Room, now
 
 
 async def send(ws: Any, **fields: Any) -> None:
@@ -198,8 +205,6 @@ async def test_direct_messages_make_activity_for_both_people(
 async def test_a_bots_message_makes_activity_and_mentions(
     alice: Auth, bob: Auth, connect: Any
 ) -> None:
-    from test_bots import api, make_bot
-
     key = await make_bot(alice)
     dev = await make_room(alice, "Dev")
     b = await connect(bob)
@@ -409,8 +414,6 @@ async def test_sidebar_json_needs_a_login(client: Any) -> None:
 async def test_the_chat_page_gets_the_sidebar_with_the_current_room(
     alice: Auth, bob: Auth, connect: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import chat.views
-
     seen: list[dict[str, Any]] = []
     render = chat.views.render_page
 
@@ -427,3 +430,43 @@ async def test_the_chat_page_gets_the_sidebar_with_the_current_room(
     entries = {e["slug"]: e for e in seen[-1]["sidebar"]}
     assert entries[dev]["current"] and not entries["general"]["current"]
     assert (entries[dev]["unread"], entries[dev]["mentions"]) == (1, 1)
+
+
+# The hub's cost
+
+
+class CountingRooms:
+    """Rooms for a hub on its own: open ones, counting how often the hub asks."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+
+    async def find(self, slug: str) -> Any:
+        self.asked += 1
+        return Room(slug, slug, now())
+
+
+async def test_a_hub_whose_sockets_are_all_in_the_room_does_no_more_per_message() -> None:
+
+    rooms = CountingRooms()
+    hub = Hub(FakeMessages(), rooms=rooms)  # type: ignore[arg-type]
+    transports = [FakeTransport() for _ in range(3)]
+    for i, transport in enumerate(transports):
+        conn = connection(transport, user=f"user{i}")
+        await hub.register(conn)
+        conn.start()
+    await hub.activity("general", 1, "user0", ("user1",))
+    await asyncio.sleep(0)
+    assert rooms.asked == 0 and all(not t.written for t in transports)
+    elsewhere = FakeTransport()
+    conn = Connection(FakeSocket(), elsewhere, "user1", "dev", None, 8)  # type: ignore[arg-type]
+    await hub.register(conn)
+    conn.start()
+    await hub.activity("general", 2, "user0", ("user1",))
+    await hub.activity("general", 3, "user0", ())
+    await asyncio.sleep(0)  # written together at the iteration's end, in order
+    frames = b"".join(elsewhere.written)
+    assert len(elsewhere.written) == 1 and frames.count(b'"type":"activity"') == 2
+    assert frames.index(b'"seq":2,') < frames.index(b'"seq":3,')
+    assert b'"mention":true' in frames and b'"mention":false' in frames
+    assert all(not t.written for t in transports)  # the room's own sockets: nothing
