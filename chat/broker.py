@@ -370,9 +370,13 @@ class RedisBroker(LocalBroker):
                 await self.hub.deliver(event["room"], int(event["seq"]), event["frame"])
                 if event.get("user"):
                     mentions = tuple(str(m) for m in event.get("mentions", ()))
-                    await self.hub.activity(
-                        event["room"], int(event["seq"]), str(event["user"]), mentions
-                    )
+                    # Best effort: a failure here must never stop the listener (and delivery).
+                    try:
+                        await self.hub.activity(
+                            event["room"], int(event["seq"]), str(event["user"]), mentions
+                        )
+                    except Exception:
+                        log.exception("no activity frames for %s", event["room"])
             elif event["kind"] == "user":
                 self.hub.send_user(event["user"], event["frame"])
             elif event["kind"] == "members":
