@@ -470,3 +470,42 @@ async def test_a_hub_whose_sockets_are_all_in_the_room_does_no_more_per_message(
     assert frames.index(b'"seq":2,') < frames.index(b'"seq":3,')
     assert b'"mention":true' in frames and b'"mention":false' in frames
     assert all(not t.written for t in transports)  # the room's own sockets: nothing
+
+
+@pytest.mark.cluster
+async def test_a_new_member_gets_activity_on_the_other_process_at_once(
+    cluster: list[AppProcess],  # noqa: F811
+    people: Any,  # noqa: F811
+) -> None:
+    p1, p2 = cluster
+    alice = await people(p1, "alice")
+    bob = await people(p2, "bob")
+    async with alice.session.get(p1.url + "/") as resp:
+        match = CSRF_RE.search(await resp.text())
+        assert match
+    token = match.group(1)
+    async with alice.session.post(
+        p1.url + "/rooms",
+        data={"name": "Plans", "private": "on", "csrf_token": token},
+        headers={"Origin": p1.url},
+        allow_redirects=False,
+    ) as resp:
+        assert resp.status == 302
+        slug = resp.headers["Location"].removeprefix("/rooms/")
+    a = await alice.connect(p1, f"?room={slug}")
+    b_general = await bob.connect(p2)
+    a_general = await alice.connect(p2)  # p2 learns the members (alice) from this message
+    await cluster_send(a, "before bob", "a-1")
+    assert (await frame(a_general, "activity"))["seq"] == 1
+    async with alice.session.post(
+        p1.url + f"/rooms/{slug}/members",
+        data={"login": "bob", "csrf_token": token},
+        headers={"Origin": p1.url},
+        allow_redirects=False,
+    ) as resp:
+        assert resp.status == 302
+    await cluster_send(a, "welcome @bob", "a-2")
+    got = await frame(b_general, "activity")  # not activity of seq 1: he was no member then
+    assert (got["room"], got["seq"], got["mention"]) == (slug, 2, True)
+    for ws in (a, b_general, a_general):
+        await ws.close()
