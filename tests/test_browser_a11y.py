@@ -293,7 +293,12 @@ async def test_phone_layout_title_first_composer_grows_targets_are_big(
     options = {"viewport": {"width": width, "height": 844}, "is_mobile": True, "has_touch": True}
     page = await test_browser.signed_up(browser, console, server.url, "alice", **options)
     await send(page, "first message")
-    await expect(page.locator("#messages li.message:not(.pending)")).to_have_count(1)
+    await send(page, CODE)
+    await expect(page.locator("#messages li.message:not(.pending)")).to_have_count(2)
+    # A wide code block scrolls inside its message, which stays inside the list.
+    code, item = await box(page, "#messages pre"), await box(page, "#messages li.message >> nth=1")
+    assert code["x"] + code["width"] <= item["x"] + item["width"] + 0.5
+    assert item["x"] + item["width"] <= (await box(page, "#messages"))["x"] + width
     title, messages, people = (
         await box(page, "h1.room-name"),
         await box(page, "#messages"),
