@@ -34,7 +34,8 @@ from common.logs import access_log_options, configure_logging
 from common.metrics import setup_metrics
 from common.processes import PortInUse, check_port, run_workers, stop_once
 from common.redact import RedactKeys
-from routes import setup_routes
+from common.static import import_map, setup_static, static_url
+from routes import STATIC_DIR, setup_routes
 from settings import (
     MAX_WORKERS,
     SETTINGS_KEY,
@@ -95,13 +96,14 @@ def create_app(settings: Settings) -> web.Application:
     if settings.metrics:
         watch_chat(app)
     setup_uploads(app)
-    aiohttp_jinja2.setup(
+    env = aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
         autoescape=jinja2.select_autoescape(default=True),
         filters={"iso": iso, "markdown": markdown.render},
     )
-    app[aiohttp_jinja2.static_root_key] = "/static"
+    env.globals.update(static=static_url, import_map=import_map)
+    setup_static(app, STATIC_DIR)
     setup_routes(app)
     app.on_response_prepare.append(security_headers)
     app.on_response_prepare.append(echo_request_id)

@@ -35,6 +35,7 @@ from chat.views import (
 from chat.ws import ChatSocket
 from common.health import Healthz, Readyz
 from common.metrics import MetricsView
+from common.static import StaticFile
 from storage.base import THUMB_PATH, UPLOAD_PATH
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -92,6 +93,6 @@ def setup_routes(app: web.Application) -> None:
             web.view("/healthz", Healthz, name="healthz"),
             web.view("/readyz", Readyz, name="readyz"),
             web.view("/metrics", MetricsView, name="metrics"),
-            web.static("/static", STATIC_DIR, name="static"),
+            web.view("/static/{path:.+}", StaticFile, name="static"),
         ]
     )

@@ -5,13 +5,21 @@ from __future__ import annotations
 from aiohttp import web
 
 from common import SESSION_KEY
+from common.static import STATIC_KEY
 from settings import SETTINGS_KEY
 
 # No request's Host in it: CSP Level 3 lets 'self' match ws: and wss: on the page's own host.
+# The one inline script allowed is the pages' import map, by its hash (common/static.py).
 CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    "default-src 'none'; script-src 'self'{import_map}; style-src 'self'; connect-src 'self'; "
     "img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
+
+
+def csp(app: web.Application) -> str:
+    """Return the Content-Security-Policy of the app's pages."""
+    static = app.get(STATIC_KEY)
+    return CSP.format(import_map=f" {static.import_map_csp}" if static else "")
 
 
 async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
@@ -24,7 +32,7 @@ async def security_headers(request: web.Request, response: web.StreamResponse) -
     h["Server"] = "chat"
     if response.status == 101:
         return
-    h.setdefault("Content-Security-Policy", CSP)  # served uploads set a stricter one
+    h.setdefault("Content-Security-Policy", csp(request.app))  # served uploads set a stricter one
     h["X-Content-Type-Options"] = "nosniff"
     h["Referrer-Policy"] = "same-origin"
     h["X-Frame-Options"] = "DENY"

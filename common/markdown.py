@@ -170,7 +170,8 @@ def _code_block(code: str) -> Element:
         (("type", "button"), ("class", "copy-code"), ("aria-label", "Copy code")),
         ["Copy"],
     )
-    pre = Element("pre", (), [Element("code", (), [code])])
+    # Focusable: a line wider than the block scrolls, and a keyboard must reach it (WCAG 2.1.1).
+    pre = Element("pre", (("tabindex", "0"),), [Element("code", (), [code])])
     return Element("div", (("class", "code-block"),), [pre, copy])
 
 

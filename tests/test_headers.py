@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 
-from conftest import PASSWORD, UPGRADE, Auth, origin
+from common.static import StaticFiles
+from conftest import PASSWORD, ROOT, UPGRADE, Auth, origin
 
 # connect-src 'self' covers the page's own ws: and wss: (CSP Level 3); no request's Host in it.
+# The one inline script is the pages' import map, allowed by its hash (tests/test_static.py).
 EXPECTED_CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    "default-src 'none'; script-src 'self' 'sha256-{}'; style-src 'self'; connect-src 'self'; "
     "img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 
@@ -22,7 +26,9 @@ EXPECTED_CSP = (
 async def test_every_response_has_security_headers(client: TestClient[Any, Any], path: str) -> None:
     resp = await client.get(path, headers={"Accept": "text/html"})
     h = resp.headers
-    assert h["Content-Security-Policy"] == EXPECTED_CSP
+    import_map = StaticFiles.load(ROOT / "static").import_map.encode()
+    digest = base64.b64encode(hashlib.sha256(import_map).digest()).decode()
+    assert h["Content-Security-Policy"] == EXPECTED_CSP.format(digest)
     assert str(client.port) not in h["Content-Security-Policy"]  # the Host is not reflected
     assert h["X-Content-Type-Options"] == "nosniff"
     assert h["Referrer-Policy"] == "same-origin"

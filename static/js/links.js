@@ -25,7 +25,7 @@ export function addCopyLink(li, m, roomUrl, notice) {
   b.type = "button";
   b.className = "link-button copy-link";
   b.textContent = "Copy link";
-  b.setAttribute("aria-label", "Copy a link to this message");
+  b.setAttribute("aria-label", "Copy link to this message");
   b.addEventListener("click", async () => {
     try {
       if (!navigator.clipboard || !window.isSecureContext) throw new Error("no clipboard");

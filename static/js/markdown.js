@@ -148,7 +148,8 @@ function codeBlock(code) {
     [["type", "button"], ["class", "copy-code"], ["aria-label", "Copy code"]],
     ["Copy"]
   );
-  const pre = element("pre", [], [element("code", [], [code])]);
+  // Focusable: a line wider than the block scrolls, and a keyboard must reach it (WCAG 2.1.1).
+  const pre = element("pre", [["tabindex", "0"]], [element("code", [], [code])]);
   return element("div", [["class", "code-block"]], [pre, copy]);
 }
 

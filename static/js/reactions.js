@@ -93,7 +93,7 @@ export class Reactions {
     b.type = "button";
     b.className = "link-button react-button";
     b.textContent = "React";
-    b.setAttribute("aria-label", "Add a reaction");
+    b.setAttribute("aria-label", "React: add a reaction");
     b.setAttribute("aria-haspopup", "true");
     b.setAttribute("aria-expanded", "false");
     b.addEventListener("click", () => this.open(li, b));
