@@ -26,6 +26,7 @@ from chat import setup_chat
 from chat.stats import watch_chat
 from chat.uploads import setup_uploads
 from common import markdown
+from common.avatars import avatar_colour, initials
 from common.context import echo_request_id
 from common.headers import security_headers
 from common.health import READY_CHECKS_KEY, setup_health
@@ -99,7 +100,12 @@ def create_app(settings: Settings) -> web.Application:
         app,
         loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
         autoescape=jinja2.select_autoescape(default=True),
-        filters={"iso": iso, "markdown": markdown.render},
+        filters={
+            "iso": iso,
+            "markdown": markdown.render,
+            "initials": initials,
+            "avatar_colour": avatar_colour,
+        },
     )
     app[aiohttp_jinja2.static_root_key] = "/static"
     setup_routes(app)
