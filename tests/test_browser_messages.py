@@ -54,7 +54,8 @@ def shape(login: str, grouped: bool) -> list[object]:
 
 
 async def list_shape(page: Page) -> list[list[object]]:
-    shown: list[list[object]] = await page.locator("#messages > li:not(.event)").evaluate_all(LIST_SHAPE)
+    items = page.locator("#messages > li:not(.event)")  # join/leave lines are no part of it
+    shown: list[list[object]] = await items.evaluate_all(LIST_SHAPE)
     return shown
 
 
@@ -585,6 +586,7 @@ async def test_keyboard_only_session(
     await keys.type(", edited")
     await keys.press("Enter")
     await expect(bob.locator(f"{ITEMS} .text").last).to_have_text("hello by keyboard, edited")
+    await expect(mine.locator(".edited")).to_have_text("(edited)")  # her own acknowledgement
     await expect(more_button(mine)).to_be_focused()
     # Delete, through the dialog.
     await keys.press("Enter")

@@ -150,8 +150,10 @@ function replaceItem(old, frame) {
   old.replaceWith(fresh);
   reactions.carry(old, fresh, active);
   if (active && old.contains(active) && !fresh.contains(document.activeElement)) {
-    // The focus stays on this message: on its menu button if it has one still, else on it.
-    const more = active.matches(".more-button") && fresh.querySelector(".more-button");
+    // The focus stays on this message: on its menu button (an open menu closes with the old
+    // item) if it has one still, else on it.
+    const onMenu = active.matches('.more-button, [role="menuitem"]');
+    const more = onMenu && fresh.querySelector(".more-button");
     (more || fresh).focus({ preventScroll: true });
   }
 }

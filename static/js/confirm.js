@@ -1,6 +1,6 @@
 // A question in the page's own <dialog> (not window.confirm): modal, the focus kept inside it
 // (Tab and Shift+Tab go round its buttons), Escape or Cancel says no, and the focus goes back
-// to where it was, or to `fallback` when that left the page meanwhile.
+// to where it was, or to what `fallback()` returns when that left the page meanwhile.
 
 export function confirmInDialog(dialog, { text, fallback }) {
   const yes = dialog.querySelector("[data-answer=yes]");
@@ -27,7 +27,8 @@ export function confirmInDialog(dialog, { text, fallback }) {
       dialog.removeEventListener("keydown", onKey);
       yes.removeEventListener("click", onYes);
       no.removeEventListener("click", onNo);
-      const back = opener && opener.isConnected && opener !== document.body ? opener : fallback;
+      const back =
+        opener && opener.isConnected && opener !== document.body ? opener : fallback && fallback();
       if (back && back.isConnected) back.focus();
       resolve(answer);
     };

@@ -77,6 +77,10 @@ export class Controls {
     }, this.editWindow - (Date.now() - Date.parse(m.created_at)));
   }
 
+  find(seq) {
+    return document.querySelector('#messages li.message[data-seq="' + seq + '"]');
+  }
+
   closeMenu(focusOpener) {
     const menu = this.menu;
     if (!menu) return;
@@ -141,9 +145,14 @@ export class Controls {
       text: Array.from(m.text || "")
         .slice(0, 140)
         .join(""),
-      fallback: li,
+      // The message may have been rendered again meanwhile (an acknowledged edit, a reaction).
+      fallback: () => {
+        const now = li.isConnected ? li : this.find(m.seq);
+        return now && (now.querySelector(".more-button") || now);
+      },
     });
-    if (ok) this.outbox.change({ type: "delete", seq: m.seq }, li);
+    if (!ok) return;
+    this.outbox.change({ type: "delete", seq: m.seq }, li.isConnected ? li : this.find(m.seq));
   }
 
   startEdit(li, m) {
