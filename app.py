@@ -28,6 +28,7 @@ from chat.uploads import setup_uploads
 from common import markdown
 from common.avatars import avatar_colour, initials
 from common.context import echo_request_id
+from common.days import day_key, day_label
 from common.headers import security_headers
 from common.health import READY_CHECKS_KEY, setup_health
 from common.limits import LIMITS_KEY, Limits
@@ -105,6 +106,8 @@ def create_app(settings: Settings) -> web.Application:
             "markdown": markdown.render,
             "initials": initials,
             "avatar_colour": avatar_colour,
+            "day_key": day_key,
+            "day_label": day_label,
         },
     )
     app[aiohttp_jinja2.static_root_key] = "/static"

@@ -28,6 +28,7 @@ from test_browser import (
 )
 
 from common.avatars import avatar_colour, initials
+from common.days import day_key, day_label
 from conftest import AppProcess
 
 pytestmark = pytest.mark.browser
@@ -82,6 +83,13 @@ def test_initials_and_colour_are_stable() -> None:
     assert len({avatar_colour(f"user{i}") for i in range(40)}) == 8  # the whole palette in use
 
 
+def test_server_day_labels_match_the_page() -> None:
+    now = dt.datetime.now(dt.UTC)
+    assert [day_label(now), day_label(now - dt.timedelta(days=1))] == ["Today", "Yesterday"]
+    old = dt.datetime(2026, 12, 1, 23, 30, tzinfo=dt.UTC)
+    assert (day_label(old), day_key(old)) == ("Tuesday 1 December 2026", "2026-12-1")
+
+
 async def test_consecutive_messages_are_grouped_under_one_name_and_avatar(
     server: AppProcess, browser: Browser, console: Console
 ) -> None:
@@ -118,6 +126,10 @@ async def test_consecutive_messages_are_grouped_under_one_name_and_avatar(
     await expect(bob.locator(ITEMS).nth(1).locator(".text")).to_have_text("two, edited")
     await delete_message(alice, alice.locator(ITEMS).first)
     await expect(bob.locator(ITEMS).first).to_have_class(re.compile(r"\bdeleted\b"))
+    # The server renders the separator and the groups too (in UTC), so the page does not shift
+    # when its script redoes them.
+    html = await (await bob.request.get(bob.url)).text()
+    assert html.count('<li class="day"') == 1 and html.count(" grouped") == 1
     for page in (alice, bob):
         assert await list_shape(page) == expected
         await page.reload()  # the server-rendered history groups the same, with the same colours
