@@ -118,6 +118,10 @@ async def test_consecutive_messages_are_grouped_under_one_name_and_avatar(
     assert box is not None and box["width"] <= 1 and box["height"] <= 1
     await expect(second.locator(".avatar")).to_be_hidden()
     await expect(bob.locator(ITEMS).first.locator(".avatar")).to_have_text("DK")
+    colours = await bob.locator(f"{ITEMS}:not(.grouped) .avatar").evaluate_all(
+        "els => els.map(e => getComputedStyle(e).backgroundColor)"
+    )
+    assert colours[0] == colours[2] != colours[1], colours  # dora.k's, bob's, dora.k's
     await shot(bob, "messages-1-grouped")
     # Edited and deleted, the items are rendered again, and keep their places in the groups.
     box = await start_edit(alice.locator(ITEMS).nth(1))
