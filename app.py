@@ -26,7 +26,9 @@ from chat import setup_chat
 from chat.stats import watch_chat
 from chat.uploads import setup_uploads
 from common import markdown
+from common.avatars import avatar_colour, initials
 from common.context import echo_request_id
+from common.days import day_key, day_label
 from common.headers import security_headers
 from common.health import READY_CHECKS_KEY, setup_health
 from common.limits import LIMITS_KEY, Limits
@@ -100,7 +102,14 @@ def create_app(settings: Settings) -> web.Application:
         app,
         loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
         autoescape=jinja2.select_autoescape(default=True),
-        filters={"iso": iso, "markdown": markdown.render},
+        filters={
+            "iso": iso,
+            "markdown": markdown.render,
+            "initials": initials,
+            "avatar_colour": avatar_colour,
+            "day_key": day_key,
+            "day_label": day_label,
+        },
     )
     env.globals.update(static=static_url, import_map=import_map)
     setup_static(app, STATIC_DIR)

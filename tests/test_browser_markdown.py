@@ -109,7 +109,7 @@ async def test_formatting_live_and_after_reload(
         assert await page.locator("#messages [data-text]").count() == 0
     # Editing starts from the raw text, also for a message the server rendered.
     mine = alice.locator("#messages li.message").last
-    await mine.get_by_role("button", name="Edit message").click()
+    await test_browser.start_edit(mine)
     await expect(mine.locator("textarea.edit-box")).to_have_value(FORMATTED)
     await mine.locator("textarea.edit-box").press("Escape")
     await expect(mine.locator(".text strong")).to_have_text("bold")
@@ -165,7 +165,7 @@ async def test_bidi_controls_cannot_reorder_the_rest_of_a_message(
     bob = await signed_up(browser, console, server.url, "bob")
     await send(alice, "first")
     mine = alice.locator("#messages li.message:not(.pending)").last
-    await mine.get_by_role("button", name="Edit message").click()
+    await test_browser.start_edit(mine)
     await mine.locator("textarea.edit-box").fill("\u202eevil text")
     await mine.locator("textarea.edit-box").press("Enter")
     await send(alice, "[\u202emoc.knab](https://evil.example/login) \u202ehttps://a.example/path")

@@ -102,7 +102,7 @@ async def test_reaction_chips_and_picker_by_mouse_and_keyboard(
     await expect(line[bob].get_by_role("button", name="nice 2: bob, alice")).to_be_visible()
 
     # A reaction while Alice edits her message leaves her edit alone.
-    await line[alice].get_by_role("button", name="Edit message").click()
+    await test_browser.start_edit(line[alice])
     box = line[alice].locator("textarea.edit-box")
     await box.fill("lunch at one?")
     await line[bob].get_by_role("button", name="nice 2: bob, alice").click()
@@ -147,7 +147,7 @@ async def test_reply_quotes_follow_the_original_and_jump_to_it(
     await expect(bob.locator("#messages li.message.pending")).to_have_count(0)
 
     # Alice edits the original: the quote follows, live.
-    await items[alice].first.get_by_role("button", name="Edit message").click()
+    await test_browser.start_edit(items[alice].first)
     await items[alice].first.locator("textarea.edit-box").fill("ship on Monday?")
     await items[alice].first.locator("textarea.edit-box").press("Enter")
     for page in (alice, bob):
@@ -174,12 +174,11 @@ async def test_reply_quotes_follow_the_original_and_jump_to_it(
     await expect(items[bob].first).to_have_class(re.compile(r"\bhighlight\b"))
 
     # Deleted, the original is quoted as such.
-    alice.once("dialog", lambda dialog: dialog.accept())
-    await items[alice].first.get_by_role("button", name="Delete message").click()
+    await test_browser.delete_message(alice, items[alice].first)
     for page in (alice, bob):
         quote = items[page].nth(2).locator("a.quote .quote-text")
         await expect(quote).to_have_text("message deleted")
-    assert console.problems == ["dialog: Delete this message for everyone?"]
+    assert console.problems == []
 
 
 # A reply sent over the page's own origin by another socket of the person (the composer can only

@@ -1,10 +1,13 @@
 // The chat page: builds the parts from the page's data attributes and routes each frame from the
 // server (see docs/PROTOCOL.md) to them.
+import { Announcer } from "./announce.js";
 import { Attention, offerNotifications } from "./attention.js";
-import { Controls } from "./edit.js";
+import { Composer } from "./composer.js";
+import { Controls, describe } from "./edit.js";
 import { HistoryPages } from "./history.js";
 import { enableCopyButtons } from "./markdown.js";
 import { addCopyLink } from "./links.js";
+import { listNavigation } from "./listnav.js";
 import { Items, upgrade } from "./messages.js";
 import { Outbox } from "./outbox.js";
 import { Reactions } from "./reactions.js";
@@ -23,6 +26,9 @@ const input = document.getElementById("text");
 const notice = document.getElementById("notice");
 const status = document.getElementById("status");
 const online = document.getElementById("online");
+const offline = document.getElementById("offline");
+const announcer = new Announcer(document.getElementById("announcer"), me);
+const composer = new Composer(input, document.getElementById("counter"));
 
 const showNotice = (text) => {
   notice.textContent = text;
@@ -36,10 +42,16 @@ const socket = new RoomSocket({
   onFrame,
   onStatus: (text) => {
     status.textContent = text;
+    // In words, not only the grey note: down since it was up (the first connect says nothing).
+    if (text === "") offline.textContent = "";
+    else if (text !== "connecting…") {
+      offline.textContent =
+        "You are offline; reconnecting… What you send, edit or delete now is kept and sent " +
+        "when the connection is back.";
+    }
   },
 });
 const editWindow = (Number(data.editWindow) || 0) * 1000;
-const controls = new Controls({ me, editWindow, socket });
 const reactions = new Reactions({ me, socket, list });
 const replies = new Replies({
   list,
@@ -56,6 +68,19 @@ const respond = (li, m) => {
   span.append(replies.button(li, m), reactions.button(li));
   li.append(" ", span);
 };
+// Each action's name says which message it is for (not "Reply to alice" on each of hers).
+const nameActions = (li, m) => {
+  const what = describe(m, me);
+  const names = {
+    ".reply-button": "Reply to " + what,
+    ".react-button": "Add a reaction to " + what,
+    ".copy-link": "Copy a link to " + what,
+  };
+  for (const [selector, name] of Object.entries(names)) {
+    const b = li.querySelector(selector);
+    if (b) b.setAttribute("aria-label", name);
+  }
+};
 const render = (m, authorGone = false) => {
   const li = items.message(m, authorGone);
   replies.show(li, m);
@@ -63,9 +88,17 @@ const render = (m, authorGone = false) => {
   respond(li, m);
   controls.add(li, m);
   addCopyLink(li, m, data.roomUrl, notice);
+  nameActions(li, m);
+  if (m.seq > 0) outbox.decorate(li, m);
   return li;
 };
-const outbox = new Outbox({ me, socket, timeline, render });
+const outbox = new Outbox({ me, socket, timeline, render, onDiscard: () => input.focus() });
+const controls = new Controls({
+  me,
+  editWindow,
+  outbox,
+  dialog: document.getElementById("delete-dialog"),
+});
 // Caught up with the room (a page opened at an older message): resume from the newest shown.
 const goLive = () => socket.reconnectNow();
 const historyPages = new HistoryPages({
@@ -92,6 +125,7 @@ function showMessage(m) {
   typists.stop(m.user);
   if (document.hidden && m.user !== me) attention.missed(m);
   timeline.appendMessage(render(m), m.seq);
+  announcer.message(m);
   reads.mark();
 }
 
@@ -115,6 +149,13 @@ function replaceItem(old, frame) {
   const active = document.activeElement; // lost once the old item leaves the page
   old.replaceWith(fresh);
   reactions.carry(old, fresh, active);
+  if (active && old.contains(active) && !fresh.contains(document.activeElement)) {
+    // The focus stays on this message: on its menu button (an open menu closes with the old
+    // item) if it has one still, else on it.
+    const onMenu = active.matches('.more-button, [role="menuitem"]');
+    const more = onMenu && fresh.querySelector(".more-button");
+    (more || fresh).focus({ preventScroll: true });
+  }
 }
 
 document.getElementById("messages").addEventListener("editend", (event) => {
@@ -135,6 +176,7 @@ function onFrame(frame) {
       showMessage(frame);
       break;
     case "change": {
+      outbox.changed(frame);
       // Not live: this socket resumed no changes, so the page's rev stays what it resumes from.
       if (timeline.live) timeline.lastRev = Math.max(timeline.lastRev, frame.rev || 0);
       const old = timeline.find(frame.seq);
@@ -185,7 +227,13 @@ function catchUp() {
 function send() {
   const text = input.value.trim();
   if (!text) return;
+  const refusal = composer.refusal();
+  if (refusal) {
+    showNotice(refusal); // the text stays as it is, to be shortened
+    return;
+  }
   input.value = "";
+  composer.update();
   showNotice("");
   const replyTo = replies.take();
   if (timeline.live) {
@@ -197,6 +245,7 @@ function send() {
     .then(() => outbox.send(text, replyTo))
     .catch(() => {
       input.value = text;
+      composer.update();
       showNotice("Could not load the newest messages; try again.");
     });
 }
@@ -207,7 +256,13 @@ for (const li of list.querySelectorAll("li.message")) {
   respond(li, m);
   controls.add(li, m);
   addCopyLink(li, m, data.roomUrl, notice);
+  nameActions(li, m);
 }
+listNavigation({ list, exit: input });
+document.getElementById("skip-to-composer").addEventListener("click", (event) => {
+  event.preventDefault();
+  input.focus();
+});
 enableCopyButtons(list);
 announceTyping(input, socket);
 offerNotifications(document.getElementById("notify"), showNotice);
@@ -260,4 +315,5 @@ if (target) {
 } else {
   timeline.scrollToEnd();
 }
+input.focus({ preventScroll: true });
 socket.connect();

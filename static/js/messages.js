@@ -1,6 +1,7 @@
 // The message list's items, cloned from the page's <template id="message-template"> (rendered by
 // the same Jinja macro as the history) and filled in with textContent and DOM nodes only.
 import { setTime } from "./format.js";
+import { setAvatar } from "./grouping.js";
 import { fillFormatted } from "./markdown.js";
 import { attachmentNode } from "./uploads.js";
 
@@ -20,7 +21,9 @@ export class Items {
     li.classList.toggle("mine", m.user === this.me);
     li.dataset.seq = String(m.seq);
     li.dataset.user = m.user;
+    li.tabIndex = -1; // focusable by the list's arrows (listnav.js), not a Tab stop
     li.querySelector(".author").textContent = m.user;
+    setAvatar(li.querySelector(".avatar"), m.user);
     if (!authorGone) li.querySelector(".gone").remove();
     setTime(li.querySelector("time"), m.created_at);
     if (!m.deleted) {
@@ -61,5 +64,7 @@ export function upgrade(li) {
     deleted: li.classList.contains("deleted"),
   };
   text.removeAttribute("data-text"); // so that it looks like a live one
+  const file = li.querySelector(".attachment-download");
+  if (file) m.attachment = { name: file.textContent }; // what its actions' names mention
   return m;
 }

@@ -76,7 +76,7 @@ export class Reactions {
   // A live message's chips (a server-rendered one has them already).
   show(li, m) {
     if (m.deleted || !m.reactions || !m.reactions.length) return;
-    const at = li.querySelector(".edited") || li.querySelector(".text, textarea.edit-box");
+    const at = li.querySelector(".edited") || li.querySelector(".text, .edit");
     at.after(chips(m.reactions, this.me));
   }
 

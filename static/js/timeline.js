@@ -1,8 +1,13 @@
 // The list of messages on screen and how far it reaches: the socket resumes from lastSeq and
-// lastRev, the history pages back from firstSeq.
+// lastRev, the history pages back from firstSeq. Whatever changes the list, its day separators
+// and groups follow (grouping.js).
+import { regroup } from "./grouping.js";
+
 export class Timeline {
   constructor(list, data) {
     this.list = list;
+    regroup(list);
+    new MutationObserver(() => regroup(list)).observe(list, { childList: true });
     this.lastSeq = Number(data.lastSeq) || 0; // highest seq shown, with none missing below it
     this.firstSeq = Number(data.firstSeq) || 0; // lowest seq shown
     this.lastRev = Number(data.lastRev) || 0; // highest edit/delete applied
@@ -23,6 +28,7 @@ export class Timeline {
   append(el) {
     const stick = this.nearBottom();
     this.list.appendChild(el);
+    regroup(this.list);
     if (stick) this.scrollToEnd();
   }
 
@@ -37,6 +43,7 @@ export class Timeline {
   prepend(items) {
     const height = this.list.scrollHeight;
     this.list.prepend(...items);
+    regroup(this.list); // now, not after the measure: separators and groups change the height
     this.list.scrollTop += this.list.scrollHeight - height;
   }
 
