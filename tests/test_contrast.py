@@ -46,6 +46,14 @@ PAIRS = [
     ("accent", "bg", NON_TEXT, "the focus ring and button edges on the page"),
     ("accent", "mention", NON_TEXT, "the focus ring in a linked message"),
     ("danger", "card", NON_TEXT, "an invalid field's border"),
+    ("avatar-fg", "avatar-0", TEXT, "initials on avatar colour 0"),
+    ("avatar-fg", "avatar-1", TEXT, "initials on avatar colour 1"),
+    ("avatar-fg", "avatar-2", TEXT, "initials on avatar colour 2"),
+    ("avatar-fg", "avatar-3", TEXT, "initials on avatar colour 3"),
+    ("avatar-fg", "avatar-4", TEXT, "initials on avatar colour 4"),
+    ("avatar-fg", "avatar-5", TEXT, "initials on avatar colour 5"),
+    ("avatar-fg", "avatar-6", TEXT, "initials on avatar colour 6"),
+    ("avatar-fg", "avatar-7", TEXT, "initials on avatar colour 7"),
 ]
 
 

@@ -73,8 +73,8 @@ const nameActions = (li, m) => {
   const what = describe(m, me);
   const names = {
     ".reply-button": "Reply to " + what,
-    ".react-button": "Add a reaction to " + what,
-    ".copy-link": "Copy a link to " + what,
+    ".react-button": "React to " + what,
+    ".copy-link": "Copy link to " + what,
   };
   for (const [selector, name] of Object.entries(names)) {
     const b = li.querySelector(selector);
