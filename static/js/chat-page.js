@@ -5,11 +5,14 @@ import { Controls } from "./edit.js";
 import { HistoryPages } from "./history.js";
 import { enableCopyButtons } from "./markdown.js";
 import { addCopyLink } from "./links.js";
+import { markMentions, mentionedSeqs, MentionBox, roomCandidates } from "./mentions.js";
 import { Items, upgrade } from "./messages.js";
+import { NotifyLevel } from "./notify-level.js";
 import { Outbox } from "./outbox.js";
 import { Reactions } from "./reactions.js";
 import { Reads } from "./reads.js";
 import { Replies } from "./replies.js";
+import { Drawer, keepScroll, Sidebar } from "./sidebar.js";
 import { RoomSocket } from "./socket.js";
 import { Timeline } from "./timeline.js";
 import { announceTyping, Typists } from "./typing.js";
@@ -60,6 +63,7 @@ const render = (m, authorGone = false) => {
   const li = items.message(m, authorGone);
   replies.show(li, m);
   reactions.show(li, m);
+  markMentions(li, m, me);
   respond(li, m);
   controls.add(li, m);
   addCopyLink(li, m, data.roomUrl, notice);
@@ -77,7 +81,41 @@ const historyPages = new HistoryPages({
 });
 const reads = new Reads(socket, timeline, Number(data.lastRead) || 0);
 const typists = new Typists(document.getElementById("typing"));
-const attention = new Attention({ timeline, items, room: data.room, roomName: data.roomName });
+const sidebarNav = document.getElementById("sidebar");
+const sidebar = new Sidebar({
+  nav: sidebarNav,
+  me,
+  room: data.room,
+  url: data.sidebarUrl,
+  onChange: () => {
+    attention.setOthers(sidebar.notifying());
+    drawer.setUnread(sidebar.totalUnread());
+  },
+});
+const drawer = new Drawer({
+  nav: sidebarNav,
+  button: document.getElementById("sidebar-toggle"),
+  backdrop: document.getElementById("sidebar-backdrop"),
+  badge: document.querySelector("#sidebar-toggle .sb-total"),
+});
+const notifyLevel = new NotifyLevel({
+  menu: document.getElementById("notify-level"),
+  csrfToken: data.csrfToken,
+  showNotice,
+  onChange: (level) => {
+    attention.level = level;
+    sidebar.setLevel(data.room, level);
+  },
+});
+const attention = new Attention({
+  timeline,
+  items,
+  room: data.room,
+  roomName: data.roomName,
+  kind: data.roomKind,
+  me,
+  level: notifyLevel.level,
+});
 
 function showMessage(m) {
   outbox.acknowledge(m);
@@ -130,6 +168,15 @@ function onFrame(frame) {
       setOnline(frame.online);
       outbox.resendAll();
       reads.mark();
+      sidebar.refresh(); // what the other rooms had while this socket was not there
+      break;
+    case "activity": {
+      const entry = sidebar.activity(frame);
+      if (entry) attention.elsewhere(entry, frame);
+      break;
+    }
+    case "read":
+      sidebar.read(frame);
       break;
     case "message":
       showMessage(frame);
@@ -202,14 +249,19 @@ function send() {
 }
 
 // Server-rendered messages: local times, links, and edit/delete on one's own recent ones.
+const mentioned = mentionedSeqs(data);
 for (const li of list.querySelectorAll("li.message")) {
   const m = upgrade(li);
+  markMentions(li, { ...m, mentions: mentioned.has(m.seq) ? [me] : [] }, me);
   respond(li, m);
   controls.add(li, m);
   addCopyLink(li, m, data.roomUrl, notice);
 }
 enableCopyButtons(list);
 announceTyping(input, socket);
+new MentionBox({ input, candidates: () => roomCandidates({ me, kind: data.roomKind, sidebar }) });
+keepScroll(sidebarNav);
+sidebar.onChange(); // the counts the page was rendered with, in the title and on the button
 offerNotifications(document.getElementById("notify"), showNotice);
 document.addEventListener("visibilitychange", () => {
   if (document.hidden) return;
