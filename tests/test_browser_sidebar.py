@@ -121,7 +121,7 @@ async def test_counts_change_live_and_reading_elsewhere_clears_them(
     # Two groups, the current room marked and without badges.
     names = bob.locator("#sidebar-rooms li a .sb-name")
     await expect(names).to_have_count(2)
-    assert sorted(await names.all_text_contents()) == ["General", "Plans"]
+    assert sorted(await names.all_text_contents()) == ["#General", "#Plans"]
     await expect(bob.locator("#sidebar-directs li a .sb-name")).to_have_text(["alice"])
     current = entry(bob, "general")
     await expect(current).to_have_attribute("aria-current", "page")
@@ -281,7 +281,7 @@ async def test_mention_elsewhere_notifies_and_the_level_is_stored_and_obeyed(
     await expect(bob.locator("#notify-level .notify-level-now")).to_have_text("Mentions only")
     await choose_level(bob, "Nothing")
     await bob.reload()
-    await expect(bob.get_by_role("radio", name="Nothing")).to_be_checked()
+    await expect(bob.locator('#notify-level input[value="nothing"]')).to_be_checked()
     await expect(bob.locator("#notify-level .notify-level-now")).to_have_text("Nothing")
     await entry(bob, "general").click()
     await bob.wait_for_url(rooms.general)

@@ -7,6 +7,7 @@
 const MENTION = /(?<![\p{L}\p{N}_@.])@([A-Za-z0-9_.-]{3,33})(?![A-Za-z0-9_.-])/gu;
 // The "@partial" just before the caret, being written.
 const WRITING = /(?<![\p{L}\p{N}_@.])@([A-Za-z0-9_.-]{0,32})$/u;
+const LOGIN = /^[A-Za-z0-9_.-]{3,32}$/;
 const SHOWN_MAX = 8;
 
 const same = (a, b) => a.toLowerCase() === b.toLowerCase();
@@ -59,7 +60,9 @@ export function roomCandidates({ me, kind, sidebar }) {
   const found = new Map();
   const add = (login) => {
     const name = (login || "").trim();
-    if (name && !same(name, me) && !found.has(name.toLowerCase())) found.set(name.toLowerCase(), name);
+    if (LOGIN.test(name) && !same(name, me) && !found.has(name.toLowerCase())) {
+      found.set(name.toLowerCase(), name);
+    }
   };
   const texts = (selector) => [...document.querySelectorAll(selector)].map((el) => el.textContent);
   const here = sidebar.current();

@@ -2,9 +2,10 @@
 // and mention counts, from the socket's `activity` and `read` frames and from /sidebar.json (after
 // each hello, and when a room not listed has activity); on phones it is a drawer.
 
-// "general, 3 unread, 1 mention" (the macro entry_label in templates/_sidebar.html).
+// "General, 3 unread, 1 mention" (the macro entry_label in templates/_sidebar.html): a room's
+// "#" is shown, not read out.
 export function entryLabel(name, unread, mentions) {
-  let label = name;
+  let label = name.replace(/^#/, "");
   if (unread) label += ", " + unread + " unread";
   if (mentions) label += ", " + mentions + (mentions === 1 ? " mention" : " mentions");
   return label;
@@ -56,7 +57,7 @@ export class Sidebar {
   partners() {
     const logins = [];
     for (const e of this.entries.values()) {
-      if (e.kind === "direct") logins.push(...e.name.split(", "));
+      if (e.kind === "direct") logins.push(...e.name.split(", ")); // "<me> (notes to self)" too
     }
     return logins;
   }
