@@ -35,6 +35,8 @@ BODY_GRACE = 2.0  # seconds of a body before BODY_MIN_RATE applies (a slow start
 FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
 # Bodies their view streams itself (uploads: to disk, with its own limits, rate and CSRF check).
 STREAMED_ROUTES = frozenset({"room-uploads"})
+# Routes a page calls with fetch(): the token may come in the X-CSRF-Token header instead.
+HEADER_TOKEN_ROUTES = frozenset({"room-notify"})
 
 ERROR_TEXT = {
     400: "The request could not be understood.",
@@ -271,7 +273,10 @@ async def _checked(request: web.Request, handler: Handler) -> web.StreamResponse
     if _route_name(request) in STREAMED_ROUTES:
         return await handler(request)  # its view checks the token before keeping anything
     form = await request.post()
-    if not await csrf_valid(request, field(form, "csrf_token")):
+    submitted = field(form, "csrf_token")
+    if not submitted and _route_name(request) in HEADER_TOKEN_ROUTES:
+        submitted = request.headers.get("X-CSRF-Token", "")
+    if not await csrf_valid(request, submitted):
         log.info("refused %s %s without a valid CSRF token", request.method, logged_path(request))
         raise web.HTTPForbidden(reason="Missing or wrong CSRF token")
     return await handler(request)

@@ -20,6 +20,7 @@ from auth.bots import BotCreate, BotRekey, BotRevoke, BotWebhook
 from auth.views import Join, Login, Logout, SignUp
 from chat.bots import BotMessage, BotMessages, BotSlack
 from chat.search import SearchMessages, SearchPage
+from chat.sidebar import RoomNotify, SidebarJson
 from chat.uploads import RoomUploads, UploadFile, UploadThumb
 from chat.views import (
     ChatPage,
@@ -53,6 +54,8 @@ def setup_routes(app: web.Application) -> None:
             web.view("/rooms/{slug}/messages", History, name="history"),
             web.view("/rooms/{slug}/members", RoomMembers, name="room-members"),
             web.view("/rooms/{slug}/leave", RoomLeave, name="room-leave"),
+            web.view("/rooms/{slug}/notify", RoomNotify, name="room-notify"),
+            web.view("/sidebar.json", SidebarJson, name="sidebar"),
             web.view("/search", SearchPage, name="search"),
             web.view("/search/messages", SearchMessages, name="search-messages"),
             web.view("/rooms/{slug}/uploads", RoomUploads, name="room-uploads"),

@@ -28,7 +28,7 @@ EXPIRY_SWEEP = 30.0  # seconds between checks for sockets whose session expired
 
 def setup_chat(app: web.Application, settings: Settings, store: Store) -> None:
     """Add the socket hub, the broker and read marks, with their background tasks."""
-    hub = app[HUB_KEY] = Hub(store.messages)
+    hub = app[HUB_KEY] = Hub(store.messages, rooms=store.rooms)
     app[READS_KEY] = ReadMarks(store.reads)
     broker = app[BROKER_KEY] = (
         RedisBroker(hub, settings.redis_url, settings.presence_ttl)

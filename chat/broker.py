@@ -50,8 +50,29 @@ class LocalBroker:
         """Describe the broker for /readyz; empty when there is none."""
         return {}
 
-    async def publish_message(self, room: str, seq: int, frame: str) -> None:
-        """Tell other processes a message was stored (nothing to tell here)."""
+    async def publish_message(
+        self, room: str, seq: int, frame: str, user: str = "", mentions: tuple[str, ...] = ()
+    ) -> None:
+        """Tell other processes a message was stored (nothing to tell here).
+
+        With its author (`user`) and `mentions`, each process also sends the `activity` frames.
+        """
+
+    async def send_user(self, user: str, frame: str, skip: Connection | None = None) -> None:
+        """Send a frame to a person's sockets here (but `skip`) and on other processes."""
+        self.hub.send_user(user, frame, skip)
+        await self._publish_user(user, frame)
+
+    async def _publish_user(self, user: str, frame: str) -> None:
+        """Tell other processes to send a frame to a person's sockets (nothing to tell here)."""
+
+    async def members_changed(self, room: str) -> None:
+        """Forget what is known of a private room's members, here and on other processes."""
+        self.hub.forget_members(room)
+        await self._publish_members(room)
+
+    async def _publish_members(self, room: str) -> None:
+        """Tell other processes a room's members changed (nothing to tell here)."""
 
     async def publish_room(self, room: str, frame: str, skip_user: str | None = None) -> None:
         """Send a frame to the room's sockets on other processes (an edit, typing)."""
@@ -66,6 +87,7 @@ class LocalBroker:
 
     async def leave_room(self, room: str, user: str) -> None:
         """Close a person's sockets in a room they left (1008), here and on other processes."""
+        self.hub.forget_members(room)
         await self.hub.close_member(room, user, CLOSE_SESSION_ENDED, "left the room")
         await self._publish_room_leave(room, user)
 
@@ -199,9 +221,14 @@ class RedisBroker(LocalBroker):
             log.warning("Redis unavailable (%s); live traffic stays on this process", exc)
         self.healthy = False
 
-    async def publish_message(self, room: str, seq: int, frame: str) -> None:
+    async def publish_message(
+        self, room: str, seq: int, frame: str, user: str = "", mentions: tuple[str, ...] = ()
+    ) -> None:
         if self.healthy:
-            await self._publish({"kind": "message", "room": room, "seq": seq, "frame": frame})
+            event: dict[str, Any] = {"kind": "message", "room": room, "seq": seq, "frame": frame}
+            if user:
+                event.update(user=user, mentions=list(mentions))
+            await self._publish(event)
         if not self.healthy and seq > self._unpublished.get(room, (0, ""))[0]:
             self._unpublished[room] = (seq, frame)
 
@@ -224,6 +251,12 @@ class RedisBroker(LocalBroker):
 
     async def _publish_room_leave(self, room: str, user: str) -> None:
         await self._publish({"kind": "room_leave", "room": room, "user": user})
+
+    async def _publish_user(self, user: str, frame: str) -> None:
+        await self._publish({"kind": "user", "user": user, "frame": frame})
+
+    async def _publish_members(self, room: str) -> None:
+        await self._publish({"kind": "members", "room": room})
 
     async def _publish(self, event: dict[str, Any]) -> None:
         if not self.healthy:
@@ -335,6 +368,15 @@ class RedisBroker(LocalBroker):
                 return
             if event["kind"] == "message":
                 await self.hub.deliver(event["room"], int(event["seq"]), event["frame"])
+                if event.get("user"):
+                    mentions = tuple(str(m) for m in event.get("mentions", ()))
+                    await self.hub.activity(
+                        event["room"], int(event["seq"]), str(event["user"]), mentions
+                    )
+            elif event["kind"] == "user":
+                self.hub.send_user(event["user"], event["frame"])
+            elif event["kind"] == "members":
+                self.hub.forget_members(event["room"])
             elif event["kind"] == "room":
                 self.hub.broadcast(event["room"], event["frame"], skip_user=event.get("skip"))
             elif event["kind"] == "presence":
@@ -342,6 +384,7 @@ class RedisBroker(LocalBroker):
             elif event["kind"] == "session_end":
                 await self.hub.close_session(event["session"], CLOSE_SESSION_ENDED, "logged out")
             elif event["kind"] == "room_leave":
+                self.hub.forget_members(event["room"])
                 await self.hub.close_member(
                     event["room"], event["user"], CLOSE_SESSION_ENDED, "left the room"
                 )

@@ -196,6 +196,16 @@ def typing_frame(room: str, user: str) -> str:
     return encode({"type": "typing", "room": room, "user": user})
 
 
+def activity_frame(room: str, seq: int, user: str, mention: bool) -> str:
+    """Encode an `activity` frame: a new message in another room the person belongs to."""
+    return encode({"type": "activity", "room": room, "seq": seq, "user": user, "mention": mention})
+
+
+def read_frame(room: str, seq: int) -> str:
+    """Encode a server `read` frame: the person read the room up to seq on another socket."""
+    return encode({"type": "read", "room": room, "seq": seq})
+
+
 def presence_frame(event: str, user: str, online: list[str]) -> str:
     """Encode a `presence` frame."""
     return encode({"type": "presence", "event": event, "user": user, "online": online})

@@ -11,8 +11,18 @@ from collections.abc import Iterator
 from aiohttp import web
 
 from chat.connection import CLOSE_GOING_AWAY, CLOSE_SESSION_ENDED, Connection, fan_out
-from chat.frames import message_frame, ws_text_frame
-from storage.base import MAX_PAGE, Messages, Rooms, Sessions, StorageUnavailable, now
+from chat.frames import activity_frame, message_frame, ws_text_frame
+from storage.base import (
+    DIRECT,
+    MAX_PAGE,
+    Messages,
+    Room,
+    Rooms,
+    Sessions,
+    StorageUnavailable,
+    login_key,
+    now,
+)
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +31,7 @@ TYPING_KEYS = 10_000  # typing times kept before stale ones are swept
 # loop iteration, so that a burst leaves in one write per socket instead of one per message; a
 # broadcast after a quiet spell goes at once, without that extra iteration.
 BURST_GAP = 0.005
+MEMBERS_KEPT = 10_000  # private rooms whose members the hub keeps in memory
 
 Batch = list[tuple[bytes, int, str | None]]  # (frame, seq or 0, login whose sockets skip it)
 
@@ -36,10 +47,20 @@ class Hub:
     socket gets one write (one system call) per event-loop iteration, not one per message.
     """
 
-    def __init__(self, messages: Messages, burst_gap: float = BURST_GAP) -> None:
+    def __init__(
+        self, messages: Messages, burst_gap: float = BURST_GAP, rooms: Rooms | None = None
+    ) -> None:
         self.messages = messages
         self.burst_gap = burst_gap
         self.rooms: dict[str, dict[Connection, None]] = collections.defaultdict(dict)
+        # Activity and read frames go to a person's sockets in any room: found by login key.
+        self.room_store = rooms  # None: no activity frames (a hub tested on its own)
+        self.by_user: dict[str, dict[Connection, None]] = {}
+        self.count = 0  # sockets registered, in all rooms
+        self._members: dict[str, frozenset[str]] = {}  # private room -> its members' keys
+        self._members_epoch = 0  # bumped when members change: a load under way is not kept
+        # Frames for single sockets (activity, read) written at the iteration's end, together.
+        self._pending: dict[Connection, list[bytes]] = {}
         self.per_user: collections.Counter[str] = collections.Counter()
         self.per_address: collections.Counter[str] = collections.Counter()
         self.delivered: dict[str, int] = {}
@@ -74,6 +95,8 @@ class Hub:
         async with self._delivery_locks[conn.room]:
             last_seq, last_rev = await self.messages.heads(conn.room)
             self.rooms[conn.room][conn] = None
+            self.by_user.setdefault(login_key(conn.user), {})[conn] = None
+            self.count += 1
             self.per_user[conn.user] += 1
             self.per_address[conn.address] += 1
             self.delivered.setdefault(conn.room, last_seq)
@@ -86,6 +109,13 @@ class Hub:
         if members is None or conn not in members:
             return
         del members[conn]
+        self.count -= 1
+        key = login_key(conn.user)
+        mine = self.by_user.get(key)
+        if mine is not None:
+            mine.pop(conn, None)
+            if not mine:
+                del self.by_user[key]
         for counter, key in ((self.per_user, conn.user), (self.per_address, conn.address)):
             counter[key] -= 1
             if counter[key] <= 0:
@@ -167,6 +197,82 @@ class Hub:
                 self.frames_delivered += len(members) - skipped
         self._sent_at[room] = time.monotonic()
 
+    async def activity(self, room: str, seq: int, user: str, mentions: tuple[str, ...]) -> None:
+        """Tell the sockets in other rooms of everyone who belongs to the room of a new message.
+
+        Only sockets outside the room are looked at (those in it get the message itself): a
+        process whose sockets are all in the room does nothing more per message.
+        """
+        if self.room_store is None or self.count <= len(self.rooms.get(room, ())):
+            return
+        try:
+            found = await self.room_store.find(room)
+            audience = await self._audience(found) if found is not None and found.private else None
+        except StorageUnavailable as exc:
+            log.warning("no activity frames for %s, seq %d: %s", room, seq, exc)
+            return
+        if found is None:
+            return
+        plain = ws_text_frame(activity_frame(room, seq, user, False))
+        mentioned = {login_key(m) for m in mentions}
+        marked = ws_text_frame(activity_frame(room, seq, user, True)) if mentioned else plain
+        if audience is None:  # an open room: everyone belongs to it
+            for slug, members in self.rooms.items():
+                if slug != room:
+                    for conn in members:
+                        mention = bool(mentioned) and login_key(conn.user) in mentioned
+                        self._queue(conn, marked if mention else plain)
+            return
+        for key in audience:
+            for conn in self.by_user.get(key, ()):
+                if conn.room != room:
+                    self._queue(conn, marked if key in mentioned else plain)
+
+    async def _audience(self, room: Room) -> frozenset[str]:
+        """Return the login keys of a private or direct room's members (kept in memory)."""
+        if room.kind == DIRECT:
+            return frozenset(login_key(p) for p in room.peers)
+        members = self._members.get(room.slug)
+        if members is None:
+            assert self.room_store is not None
+            epoch = self._members_epoch
+            logins = await self.room_store.members(room.slug, MAX_PAGE)
+            members = frozenset(login_key(m) for m in logins)
+            if epoch == self._members_epoch:  # no change of members came in meanwhile
+                while len(self._members) >= MEMBERS_KEPT:
+                    del self._members[next(iter(self._members))]
+                self._members[room.slug] = members
+        return members
+
+    def forget_members(self, room: str | None = None) -> None:
+        """Drop what is kept of a room's members (of every room's: None); they changed."""
+        self._members_epoch += 1
+        if room is None:
+            self._members.clear()
+        else:
+            self._members.pop(room, None)
+
+    def send_user(self, user: str, frame: str, skip: Connection | None = None) -> None:
+        """Send a frame to every socket of a person here, in any room, but `skip`."""
+        sockets = self.by_user.get(login_key(user))
+        if sockets:
+            data = ws_text_frame(frame)
+            for conn in sockets:
+                if conn is not skip:
+                    self._queue(conn, data)
+
+    def _queue(self, conn: Connection, frame: bytes) -> None:
+        """Hold a frame for one socket until the iteration's end, then write its frames at once."""
+        if not self._pending:
+            asyncio.get_running_loop().call_soon(self._flush_pending)
+        self._pending.setdefault(conn, []).append(frame)
+
+    def _flush_pending(self) -> None:
+        pending, self._pending = self._pending, {}
+        for conn, frames in pending.items():
+            conn.push(frames[0] if len(frames) == 1 else b"".join(frames))
+            self.frames_delivered += len(frames)
+
     def ping_or_drop(self, interval: float) -> None:
         """Ping each socket quiet for `interval` seconds; drop those that left a ping unanswered."""
         clock = time.monotonic()
@@ -208,6 +314,7 @@ class Hub:
         Leaving closes them at once on every process; this catches a leave whose word was lost
         (Redis down at that moment).
         """
+        self.forget_members()  # a change of members whose word was lost heals here too
         for slug, members in list(self.rooms.items()):
             room = await rooms.find(slug)
             if room is None or not room.private:

@@ -15,9 +15,10 @@ from aiohttp import web
 from chat.broker import BROKER_KEY
 from chat.frames import message_frame
 from chat.hub import HUB_KEY
+from chat.mentions import find_mentions
 from settings import SETTINGS_KEY
 from storage import STORE_KEY
-from storage.base import Attachment, ChangeRefused, Message, StorageUnavailable, now
+from storage.base import Attachment, ChangeRefused, Message, StorageUnavailable, Store, now
 
 log = logging.getLogger(__name__)
 
@@ -43,21 +44,34 @@ async def post_message(
     An uploaded file comes as `attachment` (chat/uploads.py stored it first).
     """
     hub = app[HUB_KEY]
-    messages = app[STORE_KEY].messages
+    store = app[STORE_KEY]
+    messages = store.messages
     if reply_to is not None and not await messages.find_many(room, [reply_to]):
         raise ChangeRefused("reply_not_found", "The message you reply to is not in this room.")
+    mentions = await _mentions(store, room, text)
     async with hub.room_lock(room):
         message, created = await messages.add(
-            room, user, text, client_id, reply_to=reply_to, attachment=attachment
-        )
+            room, user, text, client_id, reply_to=reply_to, attachment=attachment,
+            mentions=mentions,
+        )  # fmt: skip
         if created:
             frame = message_frame(message)
             await hub.deliver(room, message.seq, frame)
     if created:
-        await app[BROKER_KEY].publish_message(room, message.seq, frame)
+        await app[BROKER_KEY].publish_message(
+            room, message.seq, frame, message.user, message.mentions
+        )
+        await hub.activity(room, message.seq, message.user, message.mentions)
         for posted in app.get(POSTED_KEY, ()):
             posted(message)
     return message, created
+
+
+async def _mentions(store: Store, room: str, text: str | None) -> tuple[str, ...]:
+    """Return whom a text mentions in the room (nobody without an `@`: no lookups)."""
+    if text is None or "@" not in text:
+        return ()
+    return await find_mentions(store, await store.rooms.find(room), text)
 
 
 async def change_message(
@@ -73,9 +87,10 @@ async def change_message(
     hub = app[HUB_KEY]
     since = now() - dt.timedelta(seconds=app[SETTINGS_KEY].edit_window)
     # Under the room's lock, so here a change never overtakes the message it changes.
+    mentions = await _mentions(store, room, text)
     async with hub.room_lock(room):
         try:
-            message = await store.messages.change(room, seq, user, text, since)
+            message = await store.messages.change(room, seq, user, text, since, mentions=mentions)
         except ChangeRefused as exc:
             if text is not None or exc.code not in ("forbidden", "too_late"):
                 raise

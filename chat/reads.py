@@ -18,6 +18,7 @@ from storage.base import Reads, StorageUnavailable
 log = logging.getLogger(__name__)
 
 FLUSH_EVERY = 2.0  # seconds from the first mark noted to its batch being stored
+MARKS_KEPT = 100_000  # (person, room) marks remembered to tell a forward move (oldest go)
 
 
 class ReadMarks:
@@ -27,13 +28,24 @@ class ReadMarks:
         self.reads = reads
         self.pending: dict[str, dict[str, int]] = {}  # user -> room -> seq
         self.noted = asyncio.Event()  # set while marks are pending: an idle server never wakes
+        # The highest mark noted here per (person, room), flushed or not: a mark beyond it moves
+        # forward (one this process never saw counts as forward: telling again is harmless).
+        self.latest: dict[tuple[str, str], int] = {}
 
-    def note(self, user: str, room: str, seq: int) -> None:
-        """Remember a read mark until the next flush (never moving one back)."""
+    def note(self, user: str, room: str, seq: int) -> bool:
+        """Remember a read mark until the next flush (never moving one back); say if it moved."""
         rooms = self.pending.setdefault(user, {})
         if seq > rooms.get(room, 0):
             rooms[room] = seq
         self.noted.set()
+        key = (user, room)
+        if seq <= self.latest.get(key, 0):
+            return False
+        self.latest.pop(key, None)  # re-inserted last: the oldest marks are the first to go
+        while len(self.latest) >= MARKS_KEPT:
+            del self.latest[next(iter(self.latest))]
+        self.latest[key] = seq
+        return True
 
     async def of_user(self, user: str) -> dict[str, int]:
         """Return the person's read marks, stored and pending."""

@@ -12,6 +12,7 @@ from aiohttp import web
 from auth import require_login
 from chat.broker import BROKER_KEY
 from chat.reads import READS_KEY
+from chat.sidebar import room_title, sidebar_entries
 from common import SESSION_KEY
 from common.forms import field
 from common.limits import LIMITS_KEY, too_many
@@ -29,7 +30,6 @@ from storage.base import (
     Room,
     RoomTaken,
     Session,
-    login_key,
     new_room_suffix,
 )
 
@@ -75,14 +75,6 @@ MIXED_SCRIPT = (
 DIGIT_LOOKALIKES = str.maketrans("01", "ol")
 ROOM_TAKEN = "A room with this name exists already; choose another name."
 ROOM_LOOKALIKE = "A room whose name looks the same (#{}) exists already; choose another name."
-
-
-def room_title(room: Room, me: str) -> str:
-    """Name a room for a person: `#name`, or the other person of a direct conversation."""
-    if room.kind != DIRECT:
-        return f"#{room.name}"
-    others = [p for p in room.peers if login_key(p) != login_key(me)]
-    return ", ".join(others) if others else f"{me} (notes to self)"
 
 
 async def render_rooms(
@@ -216,6 +208,7 @@ class ChatPage(Page):
             "title": room_title(room, session.user.login),
             "members": await store.rooms.members(room.slug, MAX_PAGE) if room.private else [],
             "deactivated": await store.users.deactivated(sorted({m.user for m in messages})),
+            "sidebar": await sidebar_entries(request, session.user.login, room.slug),
         }
         return await render_page(request, "chat.html", context)
 
@@ -282,7 +275,8 @@ class RoomMembers(web.View):
         user = await store.users.find_by_login(field(await request.post(), "login").strip())
         if user is None or not user.active:
             raise Refusal(404, "There is no active account with this login.")
-        await store.rooms.add_member(room.slug, user.login)
+        if await store.rooms.add_member(room.slug, user.login):
+            await request.app[BROKER_KEY].members_changed(room.slug)
         raise web.HTTPFound(request.app.router["room"].url_for(slug=room.slug))
 
 

@@ -27,6 +27,7 @@ from chat.frames import (
     hello_frame,
     message_frame,
     parse_client_frame,
+    read_frame,
     reset_frame,
     typing_frame,
     ws_pong_frame,
@@ -254,7 +255,7 @@ class ChatSocket(web.View):
             elif isinstance(frame, Typing):
                 await self._typing(conn)
             elif isinstance(frame, Read):
-                self._read(conn, frame.seq)
+                await self._read(conn, frame.seq)
             elif isinstance(frame, React):
                 await self._react(conn, frame)
         elif msg.type == WSMsgType.BINARY:
@@ -335,7 +336,13 @@ class ChatSocket(web.View):
             hub.broadcast(conn.room, frame, skip_user=conn.user)
             await self.request.app[BROKER_KEY].publish_room(conn.room, frame, skip_user=conn.user)
 
-    def _read(self, conn: Connection, seq: int) -> None:
-        """Note how far this person has read the room (never past its last message)."""
+    async def _read(self, conn: Connection, seq: int) -> None:
+        """Note how far this person has read the room (never past its last message).
+
+        A mark that moved forward is told to the person's other sockets, on every process.
+        """
         seq = min(seq, self.request.app[HUB_KEY].delivered.get(conn.room, 0))
-        self.request.app[READS_KEY].note(conn.user, conn.room, seq)
+        if self.request.app[READS_KEY].note(conn.user, conn.room, seq):
+            await self.request.app[BROKER_KEY].send_user(
+                conn.user, read_frame(conn.room, seq), skip=conn
+            )

@@ -21,6 +21,10 @@ EXCERPT_MAX = 140  # characters of the replied message a reply quotes
 REACTION_ROWS_MAX = 100_000  # reactions read for one page of messages
 MAX_ROOMS = MAX_PAGE  # the room list and a person's read marks are bounded by this too
 ROOMS_KEPT = 10_000  # rooms kept in memory once found (the oldest found goes first)
+UNREAD_CAP = 100  # unread and mention counts of one room stop here (the page shows "99+")
+# How much of a room notifies a person: every message, mentions of them only, or nothing.
+NOTIFY_ALL, NOTIFY_MENTIONS, NOTIFY_NOTHING = "all", "mentions", "nothing"
+NOTIFY_LEVELS = (NOTIFY_ALL, NOTIFY_MENTIONS, NOTIFY_NOTHING)
 
 ADMIN, MEMBER = "admin", "member"  # an account's role
 ROLES = (ADMIN, MEMBER)
@@ -301,6 +305,7 @@ class Message:
     quote: Quote | None = None  # that message as it is now (filled in when read)
     reactions: tuple[Reaction, ...] = ()  # filled in when read
     attachment: Attachment | None = None  # a deleted message's file is gone with it
+    mentions: tuple[str, ...] = ()  # logins it mentions, sorted (see chat/mentions.py)
 
     def to_json(self, kind: str = "message") -> dict[str, object]:
         """Return the message as the protocol's `message` object (or a `change` frame)."""
@@ -323,6 +328,7 @@ class Message:
             "attachment": (
                 self.attachment.to_json() if self.attachment and not self.deleted else None
             ),
+            "mentions": [] if self.deleted else list(self.mentions),
         }
         if kind == "change":
             frame["rev"] = self.rev
@@ -333,6 +339,11 @@ class Message:
             return None
         quote = self.quote or Quote(self.reply_to, None, "message deleted")
         return {"seq": quote.seq, "user": quote.user, "excerpt": quote.excerpt}
+
+
+def default_notify(kind: str) -> str:
+    """Return the notification level of a room whose person never chose one."""
+    return NOTIFY_ALL if kind == DIRECT else NOTIFY_MENTIONS
 
 
 def group_reactions(rows: list[tuple[int, str, str]]) -> dict[int, tuple[Reaction, ...]]:
@@ -538,6 +549,14 @@ class Rooms(abc.ABC):
     async def remove_member(self, slug: str, login: str) -> bool:
         """Take the login out of the room; False when it was not a member."""
 
+    @abc.abstractmethod
+    async def set_notify(self, slug: str, login: str, level: str) -> None:
+        """Store how much of the room notifies the login (one of NOTIFY_LEVELS)."""
+
+    @abc.abstractmethod
+    async def notify_levels(self, login: str) -> dict[str, str]:
+        """Return the levels the login chose, per room (at most MAX_ROOMS; unset rooms absent)."""
+
     async def visible(self, slug: str, login: str) -> Room | None:
         """Return the room when the login may see it, else None, exactly as for no room."""
         room = await self.find(slug)
@@ -558,11 +577,13 @@ class Messages(abc.ABC):
         client_id: str,
         reply_to: int | None = None,
         attachment: Attachment | None = None,
+        mentions: tuple[str, ...] = (),
     ) -> tuple[Message, bool]:
         """Store a message with the room's next seq; on a re-sent client_id return the stored one.
 
         The flag is True when this call stored it, False when it was already there. `reply_to`
-        is the seq of the message it answers (the caller checked that it exists).
+        is the seq of the message it answers (the caller checked that it exists); `mentions`
+        the logins it mentions (the caller found them).
         """
 
     @abc.abstractmethod
@@ -590,11 +611,13 @@ class Messages(abc.ABC):
         text: str | None,
         since: dt.datetime,
         moderator: bool = False,
+        mentions: tuple[str, ...] = (),
     ) -> Message:
         """Edit (new text) or delete (None) the user's own message, sent at `since` or later.
 
         A moderator's delete takes anyone's message, however old. The changed message gets the
-        room's next rev. Raise ChangeRefused (see `refusal`).
+        room's next rev, and `mentions` (those of the new text; a deleted one mentions nobody).
+        Raise ChangeRefused (see `refusal`).
         """
 
     @abc.abstractmethod
@@ -611,6 +634,14 @@ class Messages(abc.ABC):
 
         Anyone who may see the room may react to any message but a deleted one. Raise
         ChangeRefused: `not_found`, `deleted`, or `too_many_reactions` (REACTIONS_MAX emoji).
+        """
+
+    @abc.abstractmethod
+    async def unread(self, user: str, marks: dict[str, int]) -> dict[str, tuple[int, int]]:
+        """Count, per room of `marks` (room -> read mark), what the user has not read yet.
+
+        Return room -> (messages by others after the mark, those of them that mention the
+        user), each at most UNREAD_CAP; at most MAX_ROOMS rooms are asked.
         """
 
     @abc.abstractmethod

@@ -27,6 +27,7 @@ from storage.base import (
     OPEN,
     REACTION_ROWS_MAX,
     REACTIONS_MAX,
+    UNREAD_CAP,
     Attachment,
     Bot,
     Bots,
@@ -150,6 +151,7 @@ def _message(doc: Doc) -> Message:
         rev=int(doc.get("rev", 0)),
         reply_to=doc.get("reply_to"),
         attachment=Attachment(**doc["attachment"]) if doc.get("attachment") else None,
+        mentions=tuple(doc.get("mentions", ())),
     )
 
 
@@ -345,6 +347,7 @@ class MongoRooms(Rooms):
         self.col = db["rooms"]
         self.messages = db["messages"]
         self.members_col = db["members"]
+        self.notify_col = db["notify"]
 
     async def ensure(self, slug: str, name: str) -> Room:
         async with _unavailable():
@@ -458,6 +461,17 @@ class MongoRooms(Rooms):
             result = await self.members_col.delete_one({"room": slug, "user": login})
         return result.deleted_count > 0
 
+    async def set_notify(self, slug: str, login: str, level: str) -> None:
+        async with _unavailable():
+            await self.notify_col.update_one(
+                {"user": login, "room": slug}, {"$set": {"level": level}}, upsert=True
+            )
+
+    async def notify_levels(self, login: str) -> dict[str, str]:
+        async with _unavailable():
+            docs = await self.notify_col.find({"user": login}, limit=MAX_ROOMS).to_list()
+        return {d["room"]: d["level"] for d in docs}
+
 
 class MongoMessages(Messages):
     """Messages in the messages collection.
@@ -484,8 +498,11 @@ class MongoMessages(Messages):
         client_id: str,
         reply_to: int | None = None,
         attachment: Attachment | None = None,
+        mentions: tuple[str, ...] = (),
     ) -> tuple[Message, bool]:
-        message, created = await self._add(room, user, text, client_id, reply_to, attachment)
+        message, created = await self._add(
+            room, user, text, client_id, reply_to, attachment, mentions
+        )
         return (await self.complete(room, [message], new=created))[0], created
 
     async def _add(
@@ -496,6 +513,7 @@ class MongoMessages(Messages):
         client_id: str,
         reply_to: int | None,
         attachment: Attachment | None,
+        mentions: tuple[str, ...] = (),
     ) -> tuple[Message, bool]:
         async with _unavailable():
             sent = await self._find_sent(room, user, client_id)
@@ -516,6 +534,8 @@ class MongoMessages(Messages):
                     doc["reply_to"] = reply_to
                 if attachment is not None:
                     doc["attachment"] = dataclasses.asdict(attachment)
+                if mentions:  # absent: none (as on messages stored before mentions)
+                    doc["mentions"] = list(mentions)
                 try:
                     await self.col.insert_one(doc)
                 except DuplicateKeyError as exc:
@@ -561,8 +581,10 @@ class MongoMessages(Messages):
         text: str | None,
         since: dt.datetime,
         moderator: bool = False,
+        mentions: tuple[str, ...] = (),
     ) -> Message:
         moderated = moderator and text is None
+        mentions = mentions if text is not None else ()
         query: Doc = {"room": room, "seq": seq, "deleted": {"$ne": True}}
         if not moderated:
             query.update(user=user, created_at={"$gte": since})
@@ -575,6 +597,7 @@ class MongoMessages(Messages):
                         "deleted": text is None,
                         "edited_at": now(),
                         "terms": index_terms(text or ""),
+                        "mentions": list(mentions),
                     }
                 },
             )
@@ -655,6 +678,22 @@ class MongoMessages(Messages):
         if doc is None:
             raise reaction_refusal("not_found")
         return (await self.complete(room, [_message(doc)]))[0]
+
+    async def unread(self, user: str, marks: dict[str, int]) -> dict[str, tuple[int, int]]:
+        asked = list(marks.items())[:MAX_ROOMS]
+
+        async def count(room: str, seq: int) -> tuple[str, tuple[int, int]]:
+            after: Doc = {"room": room, "seq": {"$gt": seq}, "user": {"$ne": user}}
+            unread = await self.col.count_documents(after, limit=UNREAD_CAP)
+            mentioned = (
+                await self.col.count_documents({**after, "mentions": user}, limit=UNREAD_CAP)
+                if unread
+                else 0
+            )
+            return room, (unread, mentioned)
+
+        async with _unavailable():
+            return dict(await asyncio.gather(*(count(room, seq) for room, seq in asked)))
 
     async def find_many(self, room: str, seqs: list[int]) -> list[Message]:
         seqs = seqs[:MAX_PAGE]
@@ -1043,6 +1082,15 @@ class MongoStore(Store):
                 name="room_user_client",
             )
             await self.db["uploads"].create_index("user", name="user")
+            # Unread mentions of a person: their mentions in a room after their read mark.
+            await self.db["messages"].create_index(
+                [("mentions", ASCENDING), ("room", ASCENDING), ("seq", ASCENDING)],
+                name="mentions_room_seq",
+                sparse=True,
+            )
+            await self.db["notify"].create_index(
+                [("user", ASCENDING), ("room", ASCENDING)], unique=True, name="user_room"
+            )
             # A store from before roles: its first account becomes the admin, once.
             oldest = await self.db["users"].find_one({}, sort=[("_id", ASCENDING)])
         if oldest is not None:

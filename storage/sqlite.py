@@ -19,6 +19,7 @@ from storage.base import (
     OPEN,
     REACTION_ROWS_MAX,
     REACTIONS_MAX,
+    UNREAD_CAP,
     Attachment,
     Bot,
     Bots,
@@ -204,6 +205,24 @@ MIGRATIONS = [
     ) WITHOUT ROWID;
     CREATE INDEX IF NOT EXISTS uploads_user ON uploads(user);
     """,
+    # Activity: the logins a message mentions (JSON, as shown), one row per mention of someone
+    # else for counting their unread mentions, and each person's notification level per room.
+    """
+    ALTER TABLE messages ADD COLUMN mentions TEXT NOT NULL DEFAULT '[]';
+    CREATE TABLE IF NOT EXISTS mentions (
+        user TEXT NOT NULL,
+        room TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        PRIMARY KEY (user, room, seq)
+    ) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS mentions_message ON mentions(room, seq);
+    CREATE TABLE IF NOT EXISTS notify (
+        user TEXT NOT NULL,
+        room TEXT NOT NULL,
+        level TEXT NOT NULL,
+        PRIMARY KEY (user, room)
+    ) WITHOUT ROWID;
+    """,
 ]
 
 
@@ -211,8 +230,8 @@ MIGRATIONS = [
 # under SQLite's write lock (atomic for every writer, in any process), or does nothing when
 # this sender already stored this client_id (then nothing is returned).
 ADD_MESSAGE = """
-INSERT INTO messages (room, seq, user, text, created_at, client_id, reply_to, attachment)
-SELECT ?1, COALESCE(MAX(seq), 0) + 1, ?2, ?3, ?4, ?5, ?6, ?7 FROM messages WHERE room = ?1
+INSERT INTO messages (room, seq, user, text, created_at, client_id, reply_to, attachment, mentions)
+SELECT ?1, COALESCE(MAX(seq), 0) + 1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 FROM messages WHERE room = ?1
 ON CONFLICT (room, user, client_id) DO NOTHING
 RETURNING id, seq
 """
@@ -253,6 +272,18 @@ FROM rooms r LEFT JOIN messages m
     ON m.room = r.slug AND m.seq = (SELECT MAX(seq) FROM messages WHERE room = r.slug)
 WHERE r.kind = 'open' OR r.slug IN (SELECT room FROM room_members WHERE user = ?)
 ORDER BY COALESCE(m.created_at, r.created_at) DESC LIMIT ?
+"""
+ADD_MENTION = "INSERT OR IGNORE INTO mentions (user, room, seq) VALUES (?, ?, ?)"
+# Per room asked (a `marks` row: room, read mark), its messages by others after the mark and
+# those that mention the person; each count reads at most UNREAD_CAP index entries.
+UNREAD = """
+WITH marks(room, seq) AS (VALUES {values})
+SELECT room,
+    (SELECT COUNT(*) FROM (SELECT 1 FROM messages m
+        WHERE m.room = marks.room AND m.seq > marks.seq AND m.user != ?1 LIMIT ?2)),
+    (SELECT COUNT(*) FROM (SELECT 1 FROM mentions n
+        WHERE n.user = ?1 AND n.room = marks.room AND n.seq > marks.seq LIMIT ?2))
+FROM marks
 """
 # Who may still administer: an UPDATE that would leave no active admin changes nothing.
 ADD_MEMBER = "INSERT OR IGNORE INTO room_members (room, user, added_at) VALUES (?, ?, ?)"
@@ -336,6 +367,7 @@ def _message(row: Any) -> Message:
         rev=row["rev"],
         reply_to=row["reply_to"],
         attachment=_attachment(row["attachment"]),
+        mentions=tuple(json.loads(row["mentions"])),
     )
 
 
@@ -593,6 +625,19 @@ class SqliteRooms(Rooms):
         )
         return bool(rows)
 
+    async def set_notify(self, slug: str, login: str, level: str) -> None:
+        await self.db.write_one(
+            "INSERT INTO notify (user, room, level) VALUES (?, ?, ?)"
+            " ON CONFLICT (user, room) DO UPDATE SET level = excluded.level",
+            (login, slug, level),
+        )
+
+    async def notify_levels(self, login: str) -> dict[str, str]:
+        rows = await self.db.fetch(
+            "SELECT room, level FROM notify WHERE user = ? LIMIT ?", (login, MAX_ROOMS)
+        )
+        return {r["room"]: r["level"] for r in rows}
+
 
 class SqliteMessages(Messages):
     """Messages in the messages table; seq is taken inside the inserting transaction."""
@@ -609,12 +654,20 @@ class SqliteMessages(Messages):
         client_id: str,
         reply_to: int | None = None,
         attachment: Attachment | None = None,
+        mentions: tuple[str, ...] = (),
     ) -> tuple[Message, bool]:
         created = now()
         stored = json.dumps(dataclasses.asdict(attachment)) if attachment else None
-        rows = await self.db.write_one(
-            ADD_MESSAGE, (room, user, text, _ms(created), client_id, reply_to, stored)
-        )
+        params = (room, user, text, _ms(created), client_id, reply_to, stored, json.dumps(mentions))
+        others = [login for login in mentions if login != user]  # one's own are never unread
+        if others:  # the message and its mention rows in one transaction
+            async with self.db.transaction() as conn:
+                rows = list(await conn.execute_fetchall(ADD_MESSAGE, params))
+                if rows:
+                    seq = rows[0][1]
+                    await conn.executemany(ADD_MENTION, [(m, room, seq) for m in others])
+        else:
+            rows = await self.db.write_one(ADD_MESSAGE, params)
         if rows:
             self.added()
             message_id, seq = rows[0]
@@ -628,6 +681,7 @@ class SqliteMessages(Messages):
                 client_id,
                 reply_to=reply_to,
                 attachment=attachment,
+                mentions=mentions,
             )
             return (await self.complete(room, [message], new=True))[0], True
         row = await self.db.fetch_one(
@@ -670,15 +724,30 @@ class SqliteMessages(Messages):
         text: str | None,
         since: dt.datetime,
         moderator: bool = False,
+        mentions: tuple[str, ...] = (),
     ) -> Message:
         moderated = moderator and text is None
+        mentions = mentions if text is not None else ()
         params = (room, seq, user, text or "", text is None, _ms(now()), _ms(since))
-        if moderated:  # anyone's message, however old: the window (?7) is not bound
-            rows = await self.db.write_one(CHANGE_ANY, params[:6])
-        else:
-            rows = await self.db.write_one(CHANGE_MESSAGE, params)
+        # One transaction: the text, its mentions and their rows change together.
+        async with self.db.transaction() as conn:
+            if moderated:  # anyone's message, however old: the window (?7) is not bound
+                rows = list(await conn.execute_fetchall(CHANGE_ANY, params[:6]))
+            else:
+                rows = list(await conn.execute_fetchall(CHANGE_MESSAGE, params))
+            if rows:
+                author = rows[0]["user"]
+                await conn.execute(
+                    "UPDATE messages SET mentions = ? WHERE room = ? AND seq = ?",
+                    (json.dumps(mentions), room, seq),
+                )
+                await conn.execute("DELETE FROM mentions WHERE room = ? AND seq = ?", (room, seq))
+                await conn.executemany(
+                    ADD_MENTION, [(m, room, seq) for m in mentions if m != author]
+                )
         if rows:
-            return (await self.complete(room, [_message(rows[0])]))[0]
+            changed = dataclasses.replace(_message(rows[0]), mentions=mentions)
+            return (await self.complete(room, [changed]))[0]
         row = await self.db.fetch_one(
             "SELECT * FROM messages WHERE room = ? AND seq = ?", (room, seq)
         )
@@ -729,6 +798,17 @@ class SqliteMessages(Messages):
                 (rev, room, seq),
             )
         return (await self.complete(room, [_message(rows[0])]))[0]
+
+    async def unread(self, user: str, marks: dict[str, int]) -> dict[str, tuple[int, int]]:
+        asked = list(marks.items())[:MAX_ROOMS]
+        if not asked:
+            return {}
+        params: list[Any] = [user, UNREAD_CAP]
+        for room, seq in asked:
+            params += [room, seq]
+        values = ", ".join(f"(?{3 + 2 * i}, ?{4 + 2 * i})" for i in range(len(asked)))
+        rows = await self.db.fetch(UNREAD.format(values=values), params)
+        return {r[0]: (int(r[1]), int(r[2])) for r in rows}
 
     async def find_many(self, room: str, seqs: list[int]) -> list[Message]:
         seqs = seqs[:MAX_PAGE]
