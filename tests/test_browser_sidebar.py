@@ -8,6 +8,7 @@ import pytest
 import test_browser
 from playwright.async_api import Browser, Locator, Page, expect
 from test_browser import (
+    DEAF_SOCKETS,
     HIDDEN_TAB_AND_NOTIFICATIONS,
     Console,
     new_person,
@@ -144,6 +145,33 @@ async def test_counts_change_live_and_reading_elsewhere_clears_them(
     await expect(entry(bob, rooms.plans)).to_have_accessible_name("Plans")
     await expect(entry(bob, rooms.direct)).to_have_accessible_name("alice, 1 unread")
     await shot(bob, "sidebar-1-read-elsewhere")
+    assert console.problems == []
+
+
+async def test_counts_missed_while_offline_come_after_the_reconnect(
+    server: AppProcess, browser: Browser, console: Console
+) -> None:
+    url = server.url
+    alice = await signed_up(browser, console, url, "alice")
+    bob_ctx, bob = await new_person(browser, console)
+    await bob_ctx.add_init_script(DEAF_SOCKETS)
+    await sign_up(bob, url, "bob")
+    rooms = await three_rooms(url, alice)
+    await bob.reload()
+    await expect(bob.locator("#status")).to_have_text("")
+    await bob.evaluate("() => { window.__deaf = true; }")  # the frames are lost on the way
+    await go(alice, rooms.plans)
+    await send(alice, "@bob, while you are away")
+    await send(alice, "and again")
+    await expect(alice.locator("#messages li.message:not(.pending)")).to_have_count(2)
+    await expect(entry(bob, rooms.plans)).to_have_accessible_name("Plans")
+    await bob.evaluate("() => { window.__deaf = false; window.__sockets.at(-1).close(); }")
+    await expect(entry(bob, rooms.plans)).to_have_accessible_name("Plans, 2 unread, 1 mention")
+    await expect(bob.locator("#status")).to_have_text("")
+    await expect(bob).to_have_title("(1) #General · Chat")
+    # Counted once: the next message adds one.
+    await send(alice, "and a third")
+    await expect(entry(bob, rooms.plans)).to_have_accessible_name("Plans, 3 unread, 1 mention")
     assert console.problems == []
 
 
