@@ -1,18 +1,17 @@
 // The chat page: builds the parts from the page's data attributes and routes each frame from the
 // server (see docs/PROTOCOL.md) to them.
-import { Attention, offerNotifications } from "./attention.js";
+import { setupActivity } from "./activity.js";
+import { offerNotifications } from "./attention.js";
 import { Controls } from "./edit.js";
 import { HistoryPages } from "./history.js";
 import { enableCopyButtons } from "./markdown.js";
 import { addCopyLink } from "./links.js";
 import { markMentions, mentionedSeqs, MentionBox, roomCandidates } from "./mentions.js";
 import { Items, upgrade } from "./messages.js";
-import { NotifyLevel } from "./notify-level.js";
 import { Outbox } from "./outbox.js";
 import { Reactions } from "./reactions.js";
 import { Reads } from "./reads.js";
 import { Replies } from "./replies.js";
-import { Drawer, keepScroll, Sidebar } from "./sidebar.js";
 import { RoomSocket } from "./socket.js";
 import { Timeline } from "./timeline.js";
 import { announceTyping, Typists } from "./typing.js";
@@ -81,41 +80,8 @@ const historyPages = new HistoryPages({
 });
 const reads = new Reads(socket, timeline, Number(data.lastRead) || 0);
 const typists = new Typists(document.getElementById("typing"));
-const sidebarNav = document.getElementById("sidebar");
-const sidebar = new Sidebar({
-  nav: sidebarNav,
-  me,
-  room: data.room,
-  url: data.sidebarUrl,
-  onChange: () => {
-    attention.setOthers(sidebar.notifying());
-    drawer.setUnread(sidebar.totalUnread());
-  },
-});
-const drawer = new Drawer({
-  nav: sidebarNav,
-  button: document.getElementById("sidebar-toggle"),
-  backdrop: document.getElementById("sidebar-backdrop"),
-  badge: document.querySelector("#sidebar-toggle .sb-total"),
-});
-const notifyLevel = new NotifyLevel({
-  menu: document.getElementById("notify-level"),
-  csrfToken: data.csrfToken,
-  showNotice,
-  onChange: (level) => {
-    attention.level = level;
-    sidebar.setLevel(data.room, level);
-  },
-});
-const attention = new Attention({
-  timeline,
-  items,
-  room: data.room,
-  roomName: data.roomName,
-  kind: data.roomKind,
-  me,
-  level: notifyLevel.level,
-});
+// The sidebar of rooms, the notify level, what notifies: see activity.js.
+const { sidebar, attention } = setupActivity({ data, me, timeline, items, showNotice });
 
 function showMessage(m) {
   outbox.acknowledge(m);
@@ -260,8 +226,6 @@ for (const li of list.querySelectorAll("li.message")) {
 enableCopyButtons(list);
 announceTyping(input, socket);
 new MentionBox({ input, candidates: () => roomCandidates({ me, kind: data.roomKind, sidebar }) });
-keepScroll(sidebarNav);
-sidebar.onChange(); // the counts the page was rendered with, in the title and on the button
 offerNotifications(document.getElementById("notify"), showNotice);
 document.addEventListener("visibilitychange", () => {
   if (document.hidden) return;
