@@ -24,7 +24,9 @@ export function markMentions(li, m, me) {
   if (!mine || !text) return;
   const walker = document.createTreeWalker(text, NodeFilter.SHOW_TEXT, {
     acceptNode: (node) =>
-      node.parentElement.closest("code, pre, mark") ? NodeFilter.FILTER_REJECT : NodeFilter.FILTER_ACCEPT,
+      node.parentElement.closest("code, pre, mark")
+        ? NodeFilter.FILTER_REJECT
+        : NodeFilter.FILTER_ACCEPT,
   });
   const nodes = [];
   while (walker.nextNode()) nodes.push(walker.currentNode);
@@ -133,7 +135,7 @@ export class MentionBox {
     this.options = logins;
     this.active = Math.max(0, keep ? logins.indexOf(keep) : 0);
     this.list.replaceChildren(
-      ...logins.map((login, i) => {
+      ...logins.map((login) => {
         const li = document.createElement("li");
         li.id = "mention-option-" + nextId++;
         li.setAttribute("role", "option");
@@ -179,7 +181,7 @@ export class MentionBox {
     } else if (event.key === "ArrowUp") {
       this.active = (this.active - 1 + count) % count;
       this.highlight();
-    } else if ((event.key === "Enter" && !event.shiftKey) || (event.key === "Tab" && !event.shiftKey)) {
+    } else if ((event.key === "Enter" || event.key === "Tab") && !event.shiftKey) {
       this.pick(this.options[this.active]);
     } else if (event.key === "Escape") {
       this.close();

@@ -27,7 +27,8 @@ export class Sidebar {
     this.reads = new Map(); // slug -> highest seq read elsewhere (a `read` frame) on this page
     this.refreshing = null;
     this.again = false; // a refresh was asked for while one was under way
-    this.entries = new Map(); // slug -> { li, slug, name, kind, url, notify, lastSeq, unread, mentions }
+    // slug -> { li, slug, name, kind, url, notify, lastSeq, unread, mentions }
+    this.entries = new Map();
     for (const li of nav.querySelectorAll(".sb-list li.sb-entry")) {
       const d = li.dataset;
       this.entries.set(d.slug, {
