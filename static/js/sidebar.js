@@ -2,15 +2,6 @@
 // and mention counts, from the socket's `activity` and `read` frames and from /sidebar.json (after
 // each hello, and when a room not listed has activity); on phones it is a drawer.
 
-// "General, 3 unread, 1 mention" (the macro entry_label in templates/_sidebar.html): a room's
-// "#" is shown, not read out.
-export function entryLabel(name, unread, mentions) {
-  let label = name.replace(/^#/, "");
-  if (unread) label += ", " + unread + " unread";
-  if (mentions) label += ", " + mentions + (mentions === 1 ? " mention" : " mentions");
-  return label;
-}
-
 // Whether a message notifies at a room's level: "all", "mentions" (only mentions) or "nothing".
 export function notifies(level, mention) {
   return level === "all" || (level === "mentions" && mention);
@@ -34,7 +25,7 @@ export class Sidebar {
       this.entries.set(d.slug, {
         li,
         slug: d.slug,
-        name: li.querySelector(".sb-name").textContent,
+        name: d.name, // as the server's: "#General", or the other person's login
         kind: d.kind,
         url: li.querySelector("a").getAttribute("href"),
         notify: d.notify,
@@ -195,14 +186,16 @@ export class Sidebar {
     a.href = e.url;
     if (e.slug === this.room) a.setAttribute("aria-current", "page");
     else a.removeAttribute("aria-current");
-    a.setAttribute("aria-label", entryLabel(e.name, e.unread, e.mentions));
-    li.querySelector(".sb-name").textContent = e.name;
+    li.dataset.name = e.name;
+    li.querySelector(".sb-name").textContent = e.name.replace(/^#/, ""); // style.css shows it
     const unread = li.querySelector(".sb-unread");
     unread.hidden = !e.unread;
-    unread.textContent = e.unread < 100 ? String(e.unread) : "99+";
+    unread.querySelector(".sb-count").textContent = e.unread < 100 ? String(e.unread) : "99+";
     const mentions = li.querySelector(".sb-mentions");
     mentions.hidden = !e.mentions;
-    mentions.textContent = "@" + e.mentions;
+    mentions.querySelector(".sb-count").textContent = String(e.mentions);
+    mentions.querySelector(".sb-mention-word").textContent =
+      e.mentions === 1 ? " mention" : " mentions";
   }
 }
 
