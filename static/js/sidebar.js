@@ -209,7 +209,7 @@ export class Drawer {
     this.badge = badge;
     button.addEventListener("click", () => (this.isOpen() ? this.close(true) : this.open()));
     backdrop.addEventListener("click", () => this.close(true));
-    nav.addEventListener("keydown", (event) => {
+    document.addEventListener("keydown", (event) => {
       if (event.key === "Escape" && this.isOpen()) {
         event.preventDefault();
         this.close(true);
