@@ -110,6 +110,22 @@ async def choose_level(page: Page, label: str) -> None:
     await page.locator("#notify-level summary").click()
 
 
+async def choose_next_level_by_keyboard(page: Page, label: str) -> None:
+    """Open the menu with Enter, move to the next level with ArrowDown, close it with Escape."""
+    summary = page.locator("#notify-level summary")
+    await summary.focus()
+    await page.keyboard.press("Enter")
+    await page.keyboard.press("Tab")  # to the level chosen now
+    async with page.expect_response(re.compile(r"/notify$")) as answer:
+        await page.keyboard.press("ArrowDown")
+    assert (await answer.value).ok
+    await expect(page.get_by_role("radio", name=label)).to_be_checked()
+    await page.keyboard.press("Escape")
+    await expect(summary).to_be_focused()
+    await expect(page.locator("#notify-level")).not_to_have_attribute("open", "")
+    await expect(page.locator("#notify-level .notify-level-now")).to_have_text(label)
+
+
 async def test_counts_change_live_and_reading_elsewhere_clears_them(
     server: AppProcess, browser: Browser, console: Console
 ) -> None:
@@ -318,7 +334,7 @@ async def test_mention_elsewhere_notifies_and_the_level_is_stored_and_obeyed(
     await entry(bob, rooms.plans).click()
     await bob.wait_for_url(rooms.plans)
     await expect(bob.locator("#notify-level .notify-level-now")).to_have_text("Mentions only")
-    await choose_level(bob, "Nothing")
+    await choose_next_level_by_keyboard(bob, "Nothing")
     await bob.reload()
     await expect(bob.locator('#notify-level input[value="nothing"]')).to_be_checked()
     await expect(bob.locator("#notify-level .notify-level-now")).to_have_text("Nothing")
