@@ -1,13 +1,15 @@
 // The chat page: builds the parts from the page's data attributes and routes each frame from the
 // server (see docs/PROTOCOL.md) to them.
+import { setupActivity } from "./activity.js";
 import { Announcer } from "./announce.js";
-import { Attention, offerNotifications } from "./attention.js";
+import { offerNotifications } from "./attention.js";
 import { Composer } from "./composer.js";
 import { Controls, describe } from "./edit.js";
 import { HistoryPages } from "./history.js";
 import { enableCopyButtons } from "./markdown.js";
 import { addCopyLink } from "./links.js";
 import { listNavigation } from "./listnav.js";
+import { markMentions, mentionedSeqs, MentionBox, roomCandidates } from "./mentions.js";
 import { Items, upgrade } from "./messages.js";
 import { Outbox } from "./outbox.js";
 import { Reactions } from "./reactions.js";
@@ -85,6 +87,7 @@ const render = (m, authorGone = false) => {
   const li = items.message(m, authorGone);
   replies.show(li, m);
   reactions.show(li, m);
+  markMentions(li, m, me);
   respond(li, m);
   controls.add(li, m);
   addCopyLink(li, m, data.roomUrl, notice);
@@ -110,7 +113,8 @@ const historyPages = new HistoryPages({
 });
 const reads = new Reads(socket, timeline, Number(data.lastRead) || 0);
 const typists = new Typists(document.getElementById("typing"));
-const attention = new Attention({ timeline, items, room: data.room, roomName: data.roomName });
+// The sidebar of rooms, the notify level, what notifies: see activity.js.
+const { sidebar, attention } = setupActivity({ data, me, timeline, items, showNotice });
 
 function showMessage(m) {
   outbox.acknowledge(m);
@@ -171,6 +175,15 @@ function onFrame(frame) {
       setOnline(frame.online);
       outbox.resendAll();
       reads.mark();
+      sidebar.refresh(); // what the other rooms had while this socket was not there
+      break;
+    case "activity": {
+      const entry = sidebar.activity(frame);
+      if (entry) attention.elsewhere(entry, frame);
+      break;
+    }
+    case "read":
+      sidebar.read(frame);
       break;
     case "message":
       showMessage(frame);
@@ -251,8 +264,10 @@ function send() {
 }
 
 // Server-rendered messages: local times, links, and edit/delete on one's own recent ones.
+const mentioned = mentionedSeqs(data);
 for (const li of list.querySelectorAll("li.message")) {
   const m = upgrade(li);
+  markMentions(li, { ...m, mentions: mentioned.has(m.seq) ? [me] : [] }, me);
   respond(li, m);
   controls.add(li, m);
   addCopyLink(li, m, data.roomUrl, notice);
@@ -265,6 +280,7 @@ document.getElementById("skip-to-composer").addEventListener("click", (event) =>
 });
 enableCopyButtons(list);
 announceTyping(input, socket);
+new MentionBox({ input, candidates: () => roomCandidates({ me, kind: data.roomKind, sidebar }) });
 offerNotifications(document.getElementById("notify"), showNotice);
 document.addEventListener("visibilitychange", () => {
   if (document.hidden) return;
