@@ -43,7 +43,7 @@ async def test_reaction_chips_and_picker_by_mouse_and_keyboard(
     await expect(line[bob].locator(".text")).to_have_text("lunch?")
 
     # Bob opens the picker and picks the second emoji with the keyboard.
-    opener = line[bob].get_by_role("button", name="Add a reaction")
+    opener = line[bob].get_by_role("button", name="React to")
     await opener.click()
     await expect(opener).to_have_attribute("aria-expanded", "true")
     picker = line[bob].get_by_role("group", name="Pick a reaction")
