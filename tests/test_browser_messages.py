@@ -509,6 +509,31 @@ async def test_a_refused_message_says_not_sent_and_can_be_retried(
     assert console.problems == []
 
 
+async def test_leaving_with_a_message_unsent_asks_first(
+    server: AppProcess, browser: Browser, console: Console
+) -> None:
+    ctx, alice = await new_person(browser, console)
+    await ctx.add_init_script(SPOILED_SENDS)
+    await sign_up(alice, server.url, "alice")
+    await alice.evaluate("() => { window.__spoil = true; }")
+    await send(alice, "keep me")
+    failed = alice.locator(f"{ITEMS}.failed")
+    await expect(failed.locator(".text")).to_have_text("keep me")
+    async with alice.expect_event("dialog") as asked:
+        await alice.close(run_before_unload=True)
+    dialog = await asked.value
+    assert dialog.type == "beforeunload"
+    await dialog.dismiss()  # stay: the message is still there, with its Retry
+    await expect(failed.get_by_role("button", name=re.compile(r"^Retry"))).to_be_visible()
+    assert not alice.is_closed()
+    await failed.get_by_role("button", name=re.compile(r"^Discard")).click()
+    await expect(alice.locator(f"{ITEMS}.pending")).to_have_count(0)
+    async with alice.expect_event("close"):  # nothing unsent: it closes without asking
+        await alice.close(run_before_unload=True)
+    await ctx.close()
+    assert console.problems == ["dialog: "]  # the one beforeunload question, and nothing else
+
+
 async def test_live_region_announces_each_message_from_others_once(
     server: AppProcess, browser: Browser, console: Console
 ) -> None:

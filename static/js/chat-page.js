@@ -282,6 +282,11 @@ enableCopyButtons(list);
 announceTyping(input, socket);
 new MentionBox({ input, candidates: () => roomCandidates({ me, kind: data.roomKind, sidebar }) });
 offerNotifications(document.getElementById("notify"), showNotice);
+// The outbox lives in this page: leaving it with something unsent asks first, so that nothing
+// kept while offline (or refused and not retried) is lost without the person's say.
+window.addEventListener("beforeunload", (event) => {
+  if (outbox.unsent()) event.preventDefault();
+});
 document.addEventListener("visibilitychange", () => {
   if (document.hidden) return;
   attention.seen();

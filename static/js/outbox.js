@@ -27,6 +27,11 @@ export class Outbox {
     this.changes = new Map(); // client_id -> {frame, seq, before}
   }
 
+  // Whether anything sent here is still unacknowledged (pending, failed, or a kept change).
+  unsent() {
+    return this.pending.size > 0 || this.changes.size > 0;
+  }
+
   // replyTo: {seq, user, excerpt} of the message it answers, or null.
   send(text, replyTo = null) {
     const clientId = newClientId();
