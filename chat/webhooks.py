@@ -35,7 +35,7 @@ from yarl import URL
 
 from chat.frames import TEXT_MAX
 from chat.posting import POSTED_KEY, post_message
-from common.tasks import running
+from common.tasks import running, stop
 from settings import SETTINGS_KEY
 from storage import STORE_KEY
 from storage.base import DIRECT, Bot, Message, Room, StorageError, login_key
@@ -254,9 +254,7 @@ class Webhooks:
 
     async def close(self) -> None:
         """Stop the calls under way and drop those waiting."""
-        for caller in list(self._callers):
-            caller.cancel()
-        await asyncio.gather(*self._callers, return_exceptions=True)
+        await asyncio.gather(*(stop(caller) for caller in list(self._callers)))
         self.lanes.clear()
         self._calls_left = 0
         self._idle.set()
