@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 import test_browser
@@ -70,6 +71,24 @@ async def three_rooms(url: str, alice: Page) -> Rooms:
     await alice.goto(url + "/rooms/general")
     await expect(alice.locator("#status")).to_have_text("")
     return Rooms(url, plans, direct)
+
+
+async def alice_and_bob(
+    browser: Browser,
+    console: Console,
+    url: str,
+    script: str,
+    **context_options: Any,
+) -> tuple[Page, Page, Rooms]:
+    """Alice makes the three rooms; Bob's page runs `script` and is reloaded to list them all."""
+    alice = await signed_up(browser, console, url, "alice")
+    bob_ctx, bob = await new_person(browser, console, **context_options)
+    await bob_ctx.add_init_script(script)
+    await sign_up(bob, url, "bob")
+    rooms = await three_rooms(url, alice)
+    await bob.reload()
+    await expect(bob.locator("#status")).to_have_text("")
+    return alice, bob, rooms
 
 
 def named(name: str) -> re.Pattern[str]:
@@ -179,13 +198,7 @@ async def test_counts_missed_while_offline_come_after_the_reconnect(
     server: AppProcess, browser: Browser, console: Console
 ) -> None:
     url = server.url
-    alice = await signed_up(browser, console, url, "alice")
-    bob_ctx, bob = await new_person(browser, console)
-    await bob_ctx.add_init_script(DEAF_SOCKETS)
-    await sign_up(bob, url, "bob")
-    rooms = await three_rooms(url, alice)
-    await bob.reload()
-    await expect(bob.locator("#status")).to_have_text("")
+    alice, bob, rooms = await alice_and_bob(browser, console, url, DEAF_SOCKETS)
     await bob.evaluate("() => { window.__deaf = true; }")  # the frames are lost on the way
     await go(alice, rooms.plans)
     await send(alice, "@bob, while you are away")
@@ -307,13 +320,7 @@ async def test_mention_elsewhere_notifies_and_the_level_is_stored_and_obeyed(
     server: AppProcess, browser: Browser, console: Console
 ) -> None:
     url = server.url
-    alice = await signed_up(browser, console, url, "alice")
-    bob_ctx, bob = await new_person(browser, console)
-    await bob_ctx.add_init_script(NOTIFICATIONS_ALLOWED)
-    await sign_up(bob, url, "bob")
-    rooms = await three_rooms(url, alice)
-    await bob.reload()
-    await expect(bob.locator("#status")).to_have_text("")
+    alice, bob, rooms = await alice_and_bob(browser, console, url, NOTIFICATIONS_ALLOWED)
     await expect(bob).to_have_title("#General · Chat")
     # A message in #Plans (mentions only by default) does not notify; a mention does.
     await go(alice, rooms.plans)
@@ -380,13 +387,9 @@ async def test_phone_drawer_by_keyboard_and_no_layout_shift(
     server: AppProcess, browser: Browser, console: Console
 ) -> None:
     url = server.url
-    alice = await signed_up(browser, console, url, "alice")
-    bob_ctx, bob = await new_person(browser, console, viewport={"width": 390, "height": 844})
-    await bob_ctx.add_init_script(LAYOUT_SHIFTS)
-    await sign_up(bob, url, "bob")
-    rooms = await three_rooms(url, alice)
-    await bob.reload()
-    await expect(bob.locator("#status")).to_have_text("")
+    alice, bob, rooms = await alice_and_bob(
+        browser, console, url, LAYOUT_SHIFTS, viewport={"width": 390, "height": 844}
+    )
     assert await bob.evaluate("window.__shift") < 0.05
     nav = bob.get_by_role("navigation", name="Your rooms and direct messages")
     toggle = bob.get_by_role("button", name="Your rooms")
